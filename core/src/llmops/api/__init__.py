@@ -1,0 +1,1 @@
+"""The REST API under /llm-ops/v1 (FastAPI)."""

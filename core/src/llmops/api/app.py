@@ -1,0 +1,146 @@
+"""The FastAPI app factory. Nothing happens at import time: the platform (database,
+plugins, worker) is built and started in the app's lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.routing import APIRoute
+from starlette.staticfiles import StaticFiles
+
+from llmops import __version__
+from llmops.api import errors
+from llmops.api.errors import PROBLEM_SCHEMA
+from llmops.api.routers import (
+    catalog,
+    datasets,
+    experiments,
+    health,
+    integrations,
+    plugin_routes,
+    serving,
+    training,
+    workflows,
+)
+from llmops.config import CoreSettings
+from llmops.platform import Platform
+from llmops.worker import BackgroundWorker
+
+API_PREFIX = "/llm-ops/v1"
+
+
+def route_template(request: Request) -> str:
+    """The matched route's template with its router prefix ("/llm-ops/v1/x/{id}"), so
+    metrics are labelled by route and not by every distinct URL."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None:
+        return "unmatched"
+    url = request.url.path
+    if url.startswith(f"{API_PREFIX}/plugins/"):
+        plugin = url[len(API_PREFIX) + len("/plugins/") :].split("/", 1)[0]
+        return f"{API_PREFIX}/plugins/{plugin}{path}"
+    if url.startswith(API_PREFIX) and not path.startswith(API_PREFIX):
+        return f"{API_PREFIX}{path}"
+    return str(path)
+
+
+def operation_id(route: APIRoute) -> str:
+    """Stable operation ids: the handler's name (unique; a test checks it)."""
+    return route.name
+
+
+def create_app(
+    settings: CoreSettings | None = None,
+    *,
+    start_worker: bool = True,
+    console_dir: Path | None = None,
+) -> FastAPI:
+    settings = settings or CoreSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        platform = Platform(settings)
+        platform.start()
+        app.state.platform = platform
+        plugin_routes.mount_enabled(app, platform, API_PREFIX)
+        platform.runtime.add_configured_listener(
+            lambda name: plugin_routes.mount(app, platform, API_PREFIX, name)
+        )
+        worker = BackgroundWorker(platform, interval=settings.sync_interval_seconds)
+        if start_worker:
+            worker.start()
+        try:
+            yield
+        finally:
+            worker.stop()
+            platform.stop()
+
+    problem = {"content": {errors.PROBLEM: {"schema": PROBLEM_SCHEMA}}}
+    app = FastAPI(
+        title="llmops",
+        version=__version__,
+        summary="The LLM Ops platform: catalog, training, serving, pipelines, integrations.",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        responses={
+            422: {"description": "Invalid request", **problem},
+            500: {"description": "Internal error", **problem},
+        },
+    )
+    errors.install(app)
+
+    @app.middleware("http")
+    async def _body_limit(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Refuse a body announced larger than the upload limit before reading it."""
+        declared = request.headers.get("content-length")
+        limit = settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return errors.problem(
+                413,
+                "payload-too-large",
+                "Payload too large",
+                f"the request body is larger than the limit of {settings.max_upload_bytes} bytes",
+                request.url.path,
+            )
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def _metrics(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        platform: Platform | None = getattr(request.app.state, "platform", None)
+        template = route_template(request)
+        if platform is not None:
+            platform.metrics.requests.labels(
+                request.method, template, str(response.status_code)
+            ).inc()
+            platform.metrics.latency.labels(request.method, template).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+    app.include_router(health.probes)
+    for module in (catalog, datasets, training, experiments, workflows, serving, integrations):
+        app.include_router(
+            module.router,
+            prefix=API_PREFIX,
+            responses={
+                404: {"description": "Not found", **problem},
+                409: {"description": "Conflict", **problem},
+            },
+        )
+    app.include_router(health.router, prefix=API_PREFIX)
+
+    console = console_dir or Path(__file__).resolve().parent.parent / "console"
+    if (console / "index.html").exists():
+        app.mount("/", StaticFiles(directory=console, html=True), name="console")
+    return app

@@ -1,0 +1,51 @@
+"""Request-scoped dependencies: the platform, a session per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from llmops.errors import InvalidRequest
+from llmops.integrations import IntegrationRuntime
+from llmops.platform import Platform
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One transaction per request: committed when the handler returns, else rolled back."""
+    platform = get_platform(request)
+    with platform.transaction() as session:
+        yield session
+
+
+def get_runtime(request: Request) -> IntegrationRuntime:
+    platform = get_platform(request)
+    platform.runtime.sync_if_stale(platform.sessions)
+    return platform.runtime
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+SessionDep = Annotated[Session, Depends(get_session)]
+RuntimeDep = Annotated[IntegrationRuntime, Depends(get_runtime)]
+Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
+Cursor = Annotated[
+    str | None, Query(max_length=2000, description="nextCursor of the previous page")
+]
+
+
+def sort_param(allowed: list[str], default: str) -> str:
+    choices = ", ".join(f"{a}, -{a}" for a in allowed)
+    return f"one of {choices}; default {default}"
+
+
+def check_sort(sort: str, allowed: list[str]) -> str:
+    if sort.lstrip("-") not in allowed:
+        raise InvalidRequest(f"cannot sort by {sort!r}; use {', '.join(allowed)}", parameter="sort")
+    return sort

@@ -1,0 +1,1 @@
+"""Routers: HTTP only; the logic lives in llmops.services."""

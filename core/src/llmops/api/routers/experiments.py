@@ -1,0 +1,111 @@
+"""Experiment runs of training jobs and experiment search (the tracking capability)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from llmops.api.deps import RuntimeDep, SessionDep
+from llmops.api.schemas import (
+    ExperimentRunCreate,
+    ExperimentRunOut,
+    ExperimentSearchIn,
+    ExperimentSearchOut,
+    MetricsAccepted,
+    MetricsIn,
+    RunSummaryOut,
+)
+from llmops.capabilities.common import utcnow
+from llmops.capabilities.tracking import MetricPoint, RunQuery
+from llmops.services import experiments
+from llmops.services.experiments import RunView
+
+router = APIRouter(tags=["experiments"])
+
+
+def run_out(view: RunView) -> ExperimentRunOut:
+    out = ExperimentRunOut.model_validate(view.row)
+    return out.model_copy(
+        update={
+            "stale": view.stale,
+            "degraded": view.stale,
+            "degraded_reason": f"showing the last known state: {view.reason}"
+            if view.stale
+            else None,
+        }
+    )
+
+
+@router.get(
+    "/training/jobs/{jobId}/experiment-run",
+    response_model=ExperimentRunOut,
+    summary="The experiment run of a training job",
+)
+def get_experiment_run(jobId: str, session: SessionDep, runtime: RuntimeDep) -> ExperimentRunOut:
+    return run_out(experiments.get_job_run(session=session, runtime=runtime, job_id=jobId))
+
+
+@router.post(
+    "/training/jobs/{jobId}/experiment-run",
+    status_code=201,
+    response_model=ExperimentRunOut,
+    summary="Create the experiment run of a training job",
+    responses={200: {"description": "The job already has a run; it is returned"}},
+)
+def create_experiment_run(
+    jobId: str,
+    body: ExperimentRunCreate,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    response: Response,
+) -> ExperimentRunOut:
+    view, created = experiments.create_job_run(
+        session=session,
+        runtime=runtime,
+        job_id=jobId,
+        experiment=body.experiment,
+        params=body.params,
+        tags=body.tags,
+    )
+    if not created:
+        response.status_code = 200
+    return run_out(view)
+
+
+@router.post(
+    "/training/jobs/{jobId}/experiment-run/metrics",
+    response_model=MetricsAccepted,
+    summary="Log metric points to a training job's run",
+)
+def log_experiment_metrics(
+    jobId: str,
+    body: MetricsIn,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> MetricsAccepted:
+    now = utcnow()
+    points = [
+        MetricPoint(key=m.key, value=m.value, step=m.step, timestamp=m.timestamp or now)
+        for m in body.metrics
+    ]
+    batches = experiments.log_job_metrics(
+        session=session, runtime=runtime, job_id=jobId, metrics=points
+    )
+    return MetricsAccepted(accepted=len(points), batches=batches)
+
+
+@router.post(
+    "/experiments/search", response_model=ExperimentSearchOut, summary="Search experiment runs"
+)
+def search_experiments(body: ExperimentSearchIn, runtime: RuntimeDep) -> ExperimentSearchOut:
+    query = RunQuery(
+        experiments=body.experiments,
+        filter=body.filter,
+        order_by=body.order_by,
+        page_size=body.page_size,
+        page_token=body.page_token,
+    )
+    page = experiments.search_runs(runtime=runtime, query=query, provider=body.provider)
+    return ExperimentSearchOut(
+        runs=[RunSummaryOut.model_validate(r.model_dump()) for r in page.runs],
+        next_page_token=page.next_page_token,
+    )

@@ -1,0 +1,91 @@
+"""Integration settings: installed plugins, feature flags, configuration, defaults."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
+from llmops.api.routers.health import provider_health_out
+from llmops.api.schemas import (
+    ConnectionTestOut,
+    DefaultProviderIn,
+    DefaultsOut,
+    IntegrationConfigIn,
+    IntegrationOut,
+    IntegrationPatch,
+    ListPage,
+)
+from llmops.capabilities.common import Capability, HealthStatus
+from llmops.services import integrations
+
+router = APIRouter(prefix="/integrations", tags=["integrations"])
+
+PluginName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+
+
+@router.get("", response_model=ListPage[IntegrationOut], summary="Installed plugins")
+def list_integrations(runtime: RuntimeDep) -> ListPage[IntegrationOut]:
+    """Every installed plugin with version, capabilities, enabled, default, load error."""
+    return ListPage[IntegrationOut](
+        items=[IntegrationOut.model_validate(integrations.describe(s)) for s in runtime.states()]
+    )
+
+
+@router.get("/defaults", response_model=DefaultsOut, summary="Default provider per capability")
+def get_integration_defaults(runtime: RuntimeDep) -> DefaultsOut:
+    return DefaultsOut(defaults=integrations.defaults(runtime))
+
+
+@router.put(
+    "/defaults/{capability}", response_model=DefaultsOut, summary="Choose a capability's default"
+)
+def set_integration_default(
+    capability: Capability, body: DefaultProviderIn, session: SessionDep, runtime: RuntimeDep
+) -> DefaultsOut:
+    integrations.set_default(
+        session=session, runtime=runtime, capability=capability, provider=body.provider
+    )
+    return DefaultsOut(defaults=integrations.defaults(runtime))
+
+
+@router.get("/{name}", response_model=IntegrationOut, summary="One plugin")
+def get_integration(name: PluginName, runtime: RuntimeDep) -> IntegrationOut:
+    return IntegrationOut.model_validate(integrations.describe(runtime.state(name)))
+
+
+@router.patch("/{name}", response_model=IntegrationOut, summary="Enable or disable a plugin")
+def update_integration(
+    name: PluginName, body: IntegrationPatch, session: SessionDep, runtime: RuntimeDep
+) -> IntegrationOut:
+    """The spec's feature flag: takes effect at once, without a restart."""
+    state = integrations.set_enabled(
+        session=session, runtime=runtime, name=name, enabled=body.enabled, actor=None
+    )
+    return IntegrationOut.model_validate(integrations.describe(state))
+
+
+@router.put("/{name}/config", response_model=IntegrationOut, summary="Configure a plugin")
+def configure_integration(
+    name: PluginName, body: IntegrationConfigIn, session: SessionDep, runtime: RuntimeDep
+) -> IntegrationOut:
+    """Validated against the plugin's settings model before anything is stored. Secret
+    fields are write-only: omit one to keep its stored value."""
+    state = integrations.configure(
+        session=session, runtime=runtime, name=name, changes=body.settings, actor=None
+    )
+    return IntegrationOut.model_validate(integrations.describe(state))
+
+
+@router.post("/{name}/test", response_model=ConnectionTestOut, summary="Test the connection")
+def test_integration(
+    name: PluginName, runtime: RuntimeDep, platform: PlatformDep
+) -> ConnectionTestOut:
+    runtime.state(name)
+    results = platform.health.check_plugin(name)
+    return ConnectionTestOut(
+        name=name,
+        ok=bool(results) and all(r.health.status is HealthStatus.OK for r in results),
+        results=[provider_health_out(r) for r in results],
+    )

@@ -1,0 +1,99 @@
+"""Training jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
+from llmops.api.routers.views import job_out
+from llmops.api.schemas import ListPage, LogsOut, StageLogOut, TrainingJobCreate, TrainingJobOut
+from llmops.capabilities.orchestration import StageSpec
+from llmops.errors import InvalidRequest
+from llmops.services import training
+
+router = APIRouter(prefix="/training/jobs", tags=["training"])
+
+
+@router.post("", status_code=201, response_model=TrainingJobOut, summary="Submit a training job")
+def submit_training_job(
+    body: TrainingJobCreate, session: SessionDep, runtime: RuntimeDep, platform: PlatformDep
+) -> TrainingJobOut:
+    """A job is a pipeline: give ``command`` for one stage named ``train``, or ``stages``."""
+    if (body.command is None) == (body.stages is None):
+        raise InvalidRequest("give exactly one of command or stages", parameter="command")
+    if body.command is not None:
+        stages = [
+            StageSpec(
+                name="train",
+                command=body.command,
+                env=body.env,
+                retries=body.retries,
+                timeout_seconds=body.timeout_seconds,
+            )
+        ]
+    else:
+        assert body.stages is not None
+        stages = [
+            s.to_spec().model_copy(update={"env": {**body.env, **s.env}}) for s in body.stages
+        ]
+    job = training.submit_job(
+        session=session,
+        runtime=runtime,
+        settings=platform.settings,
+        name=body.name,
+        stages=stages,
+        model_id=body.model_id,
+        dataset_id=body.dataset_id,
+        hyperparameters=body.hyperparameters,
+        provider=body.provider,
+    )
+    _, view = training.refresh_job(session=session, runtime=runtime, job_id=job.id)
+    return job_out(job, view)
+
+
+@router.get("", response_model=ListPage[TrainingJobOut], summary="List training jobs")
+def list_training_jobs(
+    session: SessionDep,
+    status: Annotated[
+        str | None, Query(pattern=r"^(pending|running|succeeded|failed|cancelled)$")
+    ] = None,
+    model_id: Annotated[str | None, Query(alias="modelId", max_length=32)] = None,
+    sort: Annotated[str, Query(pattern=r"^-?(name|createdAt)$")] = "-createdAt",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListPage[TrainingJobOut]:
+    page = training.list_jobs(
+        session=session, status=status, model_id=model_id, sort=sort, limit=limit, cursor=cursor
+    )
+    return ListPage[TrainingJobOut](
+        items=[job_out(j, None) for j in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{jobId}", response_model=TrainingJobOut, summary="Get a training job")
+def get_training_job(jobId: str, session: SessionDep, runtime: RuntimeDep) -> TrainingJobOut:
+    job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
+    return job_out(job, view)
+
+
+@router.post("/{jobId}/cancel", response_model=TrainingJobOut, summary="Cancel a training job")
+def cancel_training_job(jobId: str, session: SessionDep, runtime: RuntimeDep) -> TrainingJobOut:
+    training.cancel_job(session=session, runtime=runtime, job_id=jobId)
+    job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
+    return job_out(job, view)
+
+
+@router.get("/{jobId}/logs", response_model=LogsOut, summary="A training job's logs")
+def get_training_job_logs(
+    jobId: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    stage: Annotated[str | None, Query(max_length=63)] = None,
+    tail_bytes: Annotated[int | None, Query(alias="tailBytes", ge=1, le=10_000_000)] = None,
+) -> LogsOut:
+    logs = training.job_logs(
+        session=session, runtime=runtime, job_id=jobId, stage=stage, tail_bytes=tail_bytes
+    )
+    return LogsOut(items=[StageLogOut.model_validate(entry) for entry in logs])

@@ -1,0 +1,54 @@
+"""Turning service results into response bodies, shared by several routers."""
+
+from __future__ import annotations
+
+from llmops.api.schemas import PipelineOut, PipelineSpecOut, StageOut, TrainingJobOut
+from llmops.db.models import TrainingJob
+from llmops.services.pipelines import PipelineView
+
+
+def pipeline_out(view: PipelineView) -> PipelineOut:
+    row = view.row
+    return PipelineOut(
+        id=row.id,
+        name=row.name,
+        provider=row.provider,
+        external_id=row.external_id,
+        status=row.status,
+        stages=[StageOut.model_validate(s) for s in row.stages],
+        message=row.message,
+        ui_url=row.ui_url,
+        training_job_id=row.training_job_id,
+        spec=PipelineSpecOut.model_validate(
+            {k: v for k, v in row.spec.items() if k in PipelineSpecOut.model_fields}
+        ),
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        synced_at=row.synced_at,
+        degraded=view.stale,
+        degraded_reason=(f"showing the last known state: {view.reason}" if view.stale else None),
+    )
+
+
+def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
+    stages = [StageOut.model_validate(s) for s in view.row.stages] if view else []
+    stale = bool(view and view.stale)
+    return TrainingJobOut(
+        id=job.id,
+        name=job.name,
+        model_id=job.model_id,
+        dataset_id=job.dataset_id,
+        status=job.status,
+        message=job.message,
+        hyperparameters=job.hyperparameters,
+        pipeline_id=job.pipeline_id,
+        stages=stages,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        degraded=stale,
+        degraded_reason=(
+            f"showing the last known state: {view.reason}" if view and view.stale else None
+        ),
+    )

@@ -1,0 +1,99 @@
+"""Workflow pipelines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from llmops.api.deps import Cursor, Limit, RuntimeDep, SessionDep
+from llmops.api.routers.views import pipeline_out
+from llmops.api.schemas import ListPage, LogsOut, PipelineCreate, PipelineOut, StageLogOut
+from llmops.capabilities.orchestration import PipelineSpec
+from llmops.services import pipelines
+from llmops.services.pipelines import PipelineView
+
+router = APIRouter(prefix="/workflows/pipelines", tags=["workflows"])
+
+
+@router.post("", status_code=201, response_model=PipelineOut, summary="Submit a pipeline")
+def create_pipeline(body: PipelineCreate, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
+    """Validate the DAG (unknown dependency, cycle, duplicate name → 422 naming the stages)
+    and start it on the chosen orchestrator, or the default one."""
+    spec = PipelineSpec(
+        name=body.name,
+        stages=[s.to_spec() for s in body.stages],
+        max_parallel=body.max_parallel,
+        labels=body.labels,
+    )
+    row = pipelines.submit_pipeline(
+        session=session, runtime=runtime, spec=spec, provider=body.provider
+    )
+    return pipeline_out(PipelineView(row))
+
+
+@router.get("", response_model=ListPage[PipelineOut], summary="List pipelines")
+def list_pipelines(
+    session: SessionDep,
+    status: Annotated[
+        str | None, Query(pattern=r"^(pending|running|succeeded|failed|cancelled)$")
+    ] = None,
+    provider: Annotated[str | None, Query(max_length=80)] = None,
+    sort: Annotated[str, Query(pattern=r"^-?(name|createdAt)$")] = "-createdAt",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> ListPage[PipelineOut]:
+    page = pipelines.list_pipelines(
+        session=session, status=status, provider=provider, sort=sort, limit=limit, cursor=cursor
+    )
+    return ListPage[PipelineOut](
+        items=[pipeline_out(PipelineView(r)) for r in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/{pipelineId}", response_model=PipelineOut, summary="Get a pipeline with stage states")
+def get_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
+    return pipeline_out(
+        pipelines.get_pipeline(session=session, runtime=runtime, pipeline_id=pipelineId)
+    )
+
+
+@router.delete(
+    "/{pipelineId}", status_code=204, response_class=Response, summary="Delete a pipeline"
+)
+def delete_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -> Response:
+    """Cancels the run first when it is still active."""
+    pipelines.delete_pipeline(session=session, runtime=runtime, pipeline_id=pipelineId)
+    return Response(status_code=204)
+
+
+@router.post("/{pipelineId}/cancel", response_model=PipelineOut, summary="Cancel a pipeline")
+def cancel_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
+    return pipeline_out(
+        pipelines.cancel_pipeline(session=session, runtime=runtime, pipeline_id=pipelineId)
+    )
+
+
+@router.post("/{pipelineId}/retry", response_model=PipelineOut, summary="Retry the failed stages")
+def retry_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
+    return pipeline_out(
+        pipelines.retry_pipeline(session=session, runtime=runtime, pipeline_id=pipelineId)
+    )
+
+
+@router.get("/{pipelineId}/logs", response_model=LogsOut, summary="Stage logs")
+def get_pipeline_logs(
+    pipelineId: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    stage: Annotated[str | None, Query(max_length=63)] = None,
+    tail_bytes: Annotated[int | None, Query(alias="tailBytes", ge=1, le=10_000_000)] = None,
+) -> LogsOut:
+    logs = pipelines.pipeline_logs(
+        session=session,
+        runtime=runtime,
+        pipeline_id=pipelineId,
+        stage=stage,
+        tail_bytes=tail_bytes,
+    )
+    return LogsOut(items=[StageLogOut.model_validate(entry) for entry in logs])

@@ -1,0 +1,52 @@
+"""The built-in plugin "local": pipelines as subprocesses where no cluster exists.
+
+It is the one orchestration provider the core ships, so a pipeline runs on a laptop or a
+single VM. It keeps no state in this module: the core owns the executor it builds and
+calls its ``close()`` at shutdown.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+import llmops
+from llmops.builtin.local_executor import LocalExecutor
+from llmops.capabilities.common import Capability
+from llmops.plugins.info import PluginContext, PluginInfo, PluginSettings
+
+
+class LocalSettings(PluginSettings):
+    """Settings of the local executor."""
+
+    max_parallel: int = Field(4, ge=1, le=64, description="stages run at once per pipeline")
+    kill_grace_seconds: float = Field(
+        1.0, ge=0, le=60, description="between SIGTERM and SIGKILL when a stage is stopped"
+    )
+
+
+@llmops.hookimpl
+def llmops_plugin_info() -> PluginInfo:
+    return PluginInfo(
+        name="local",
+        version=llmops.__version__,
+        display_name="Local executor",
+        description="Runs pipeline stages as local subprocesses in dependency order, with "
+        "retries, timeouts and per-stage logs; the orchestrator where no cluster exists.",
+        capabilities=frozenset({Capability.ORCHESTRATION}),
+        settings_model=LocalSettings,
+        core_version=f"=={llmops.__version__}",
+    )
+
+
+@llmops.hookimpl
+def llmops_orchestrator(settings: BaseModel, context: PluginContext) -> LocalExecutor:
+    """Build the executor on the plugin's data dir and fail the runs a dead server left."""
+    if not isinstance(settings, LocalSettings):
+        raise TypeError(f"expected LocalSettings, got {type(settings).__name__}")
+    executor = LocalExecutor(
+        context.ensure_data_dir(),
+        max_parallel=settings.max_parallel,
+        kill_grace_seconds=settings.kill_grace_seconds,
+    )
+    executor.recover()
+    return executor

@@ -1,0 +1,153 @@
+"""Workflow orchestration (US3): DAG pipelines of stages, per-stage state, logs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from pydantic import Field, SecretStr
+
+from llmops.capabilities.common import Health, Value
+from llmops.errors import InvalidRequest
+
+STAGE_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
+
+
+class StageSpec(Value):
+    name: str = Field(pattern=STAGE_NAME_PATTERN)
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    retries: int = Field(default=0, ge=0, le=20)
+    timeout_seconds: float | None = Field(default=None, gt=0)
+    image: str | None = Field(default=None, description="container image, for cluster engines")
+
+
+class PipelineSpec(Value):
+    name: str = Field(min_length=1, max_length=200)
+    stages: list[StageSpec] = Field(min_length=1)
+    max_parallel: int | None = Field(default=None, ge=1, le=64)
+    labels: dict[str, str] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    secret_env: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="environment for every stage that is never persisted or shown "
+        "(a job token); providers pass it to the tool's secret mechanism",
+    )
+
+
+class PipelineState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in {PipelineState.SUCCEEDED, PipelineState.FAILED, PipelineState.CANCELLED}
+
+
+class StageState(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+class StageStatus(Value):
+    name: str
+    state: StageState
+    attempts: int = 0
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+
+
+class PipelineStatus(Value):
+    external_id: str
+    state: PipelineState
+    stages: list[StageStatus]
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+    ui_url: str | None = None
+
+
+class StageLog(Value):
+    stage: str
+    text: str
+    truncated: bool = False
+
+
+def validate_pipeline(spec: PipelineSpec) -> list[str]:
+    """Check the DAG and return the stage names in a dependency order.
+
+    Raises :class:`InvalidRequest` naming the offending stages for duplicate names,
+    unknown dependencies, self-dependencies and cycles.
+    """
+    names = [stage.name for stage in spec.stages]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InvalidRequest(
+            f"duplicate stage names: {', '.join(duplicates)}", stages=duplicates, rule="duplicate"
+        )
+    known = set(names)
+    unknown = sorted(
+        {f"{s.name} -> {d}" for s in spec.stages for d in s.depends_on if d not in known}
+    )
+    if unknown:
+        raise InvalidRequest(
+            f"unknown dependencies: {', '.join(unknown)}",
+            stages=sorted({u.split(" -> ")[0] for u in unknown}),
+            rule="unknown-dependency",
+        )
+    deps = {s.name: list(dict.fromkeys(s.depends_on)) for s in spec.stages}
+    order: list[str] = []
+    remaining = {n: len(d) for n, d in deps.items()}
+    dependents: dict[str, list[str]] = {n: [] for n in names}
+    for n, ds in deps.items():
+        for d in ds:
+            dependents[d].append(n)
+    ready = [n for n in names if remaining[n] == 0]
+    while ready:
+        current = ready.pop(0)
+        order.append(current)
+        for nxt in dependents[current]:
+            remaining[nxt] -= 1
+            if remaining[nxt] == 0:
+                ready.append(nxt)
+    if len(order) != len(names):
+        cyclic = sorted(n for n in names if remaining[n] > 0)
+        raise InvalidRequest(
+            f"dependency cycle among stages: {', '.join(cyclic)}", stages=cyclic, rule="cycle"
+        )
+    return order
+
+
+@runtime_checkable
+class Orchestrator(Protocol):
+    """A workflow engine (the local executor, Argo Workflows, ...)."""
+
+    def submit(self, spec: PipelineSpec) -> PipelineStatus:
+        """Start the pipeline. With ``spec.idempotency_key`` set, a second submit with the
+        same key returns the first run instead of starting another."""
+        ...
+
+    def status(self, external_id: str) -> PipelineStatus: ...
+    def logs(
+        self, external_id: str, *, stage: str | None = None, tail_bytes: int | None = None
+    ) -> Sequence[StageLog]: ...
+    def retry(self, external_id: str) -> PipelineStatus:
+        """Run the failed, cancelled and skipped stages again; succeeded ones are kept."""
+        ...
+
+    def cancel(self, external_id: str) -> PipelineStatus: ...
+    def ui_url(self, external_id: str) -> str | None: ...
+    def health(self) -> Health: ...

@@ -1,0 +1,126 @@
+"""Model serving (US2): deployments with autoscaling and canaries, inference targets."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import Field
+
+from llmops.capabilities.common import Health, Value, utcnow
+
+
+class InferenceProtocol(StrEnum):
+    OPENAI = "openai"  # /v1/chat/completions, /v1/completions, /v1/embeddings
+    KSERVE_V1 = "kserve-v1"  # /v1/models/{name}:predict
+    OPEN_INFERENCE_V2 = "open-inference-v2"  # /v2/models/{name}/infer
+
+
+class FrameworkInfo(Value):
+    name: str
+    display_name: str
+    protocols: list[InferenceProtocol]
+    supports_autoscaling: bool = False
+    supports_canary: bool = False
+    supports_gpu: bool = False
+    supports_scale_to_zero: bool = False
+
+
+class AutoscalingSpec(Value):
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float | None = Field(default=None, gt=0)
+    scale_metric: str | None = Field(default=None, description="concurrency, rps, cpu, memory")
+    scale_target: int | None = Field(default=None, gt=0)
+
+
+class ResourceSpec(Value):
+    cpu: str | None = None
+    memory: str | None = None
+    gpus: int = Field(default=0, ge=0)
+
+
+class CanarySpec(Value):
+    model_uri: str
+    traffic_percent: int = Field(ge=0, le=100)
+
+
+class DeploymentSpec(Value):
+    endpoint_id: str
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    model_uri: str
+    model_format: str | None = None
+    runtime: str | None = None
+    autoscaling: AutoscalingSpec = AutoscalingSpec()
+    resources: ResourceSpec = ResourceSpec()
+    canary: CanarySpec | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict, description="framework specific")
+    idempotency_key: str | None = None
+
+
+class DeploymentUpdate(Value):
+    model_uri: str | None = None
+    autoscaling: AutoscalingSpec | None = None
+    resources: ResourceSpec | None = None
+    canary: CanarySpec | None = None
+    promote_canary: bool = False
+    rollback_canary: bool = False
+
+
+class DeploymentState(StrEnum):
+    PENDING = "pending"
+    DEPLOYING = "deploying"
+    READY = "ready"
+    UPDATING = "updating"
+    FAILED = "failed"
+    DELETING = "deleting"
+    UNKNOWN = "unknown"
+
+
+class ReplicaStatus(Value):
+    name: str
+    state: str
+    message: str = ""
+
+
+class TrafficSplit(Value):
+    tag: str  # "stable" or "canary"
+    model_uri: str
+    percent: int = Field(ge=0, le=100)
+
+
+class InferenceTarget(Value):
+    """Where the gateway sends inference requests for a deployment."""
+
+    base_url: str
+    protocol: InferenceProtocol
+    model_name: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class DeploymentStatus(Value):
+    external_id: str
+    state: DeploymentState
+    ready: bool = False
+    message: str = ""
+    desired_replicas: int | None = None
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
+    traffic: list[TrafficSplit] = Field(default_factory=list)
+    target: InferenceTarget | None = None
+    ui_url: str | None = None
+    observed_at: datetime = Field(default_factory=utcnow)
+
+
+@runtime_checkable
+class ServingBackend(Protocol):
+    """A serving framework (KServe, Ray Serve, ...)."""
+
+    def framework(self) -> FrameworkInfo: ...
+    def deploy(self, spec: DeploymentSpec) -> DeploymentStatus: ...
+    def status(self, external_id: str) -> DeploymentStatus: ...
+    def update(self, external_id: str, update: DeploymentUpdate) -> DeploymentStatus: ...
+    def delete(self, external_id: str) -> None: ...
+    def inference_target(self, external_id: str) -> InferenceTarget: ...
+    def health(self) -> Health: ...

@@ -1,0 +1,66 @@
+"""The core's own settings, read from ``LLMOPS_*`` environment variables.
+
+Plugin settings are separate: ``LLMOPS_<PLUGIN>__<FIELD>`` (note the double underscore),
+validated by the plugin's own settings model (see :mod:`llmops.integrations`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "llmops"
+
+
+class CoreSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; SQLite under the data dir when unset"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="how jobs and links reach the API; http://host:port if unset"
+    )
+    plugins: str = Field(
+        default="all",
+        description="plugins enabled unless the stored configuration says otherwise: "
+        "'all', 'none', or a comma-separated list of names",
+    )
+    max_upload_bytes: int = 1024**3
+    max_archive_members: int = 100_000
+    max_archive_bytes: int = 10 * 1024**3
+    health_cache_seconds: float = 5.0
+    executor_max_parallel: int = 4
+    sync_interval_seconds: float = 1.0
+    strict_plugins: bool = False
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'llmops.db'}"
+
+    @property
+    def api_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.data_dir / "storage"
+
+    def default_enabled(self, name: str) -> bool:
+        value = self.plugins.strip().lower()
+        if value == "all":
+            return True
+        if value == "none":
+            return False
+        return name in {n.strip() for n in value.split(",") if n.strip()}

@@ -1,0 +1,72 @@
+"""The core's error types.
+
+Services and providers raise these; one exception handler in :mod:`llmops.api.errors`
+maps them to RFC 9457 problem+json responses. Each class carries its HTTP status and a
+stable problem ``type`` slug so clients can branch on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LlmopsError(Exception):
+    """Base class of every error the core turns into a problem response."""
+
+    status: ClassVar[int] = 500
+    slug: ClassVar[str] = "internal-error"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class NotFound(LlmopsError):
+    status = 404
+    slug = "not-found"
+    title = "Not found"
+
+
+class Conflict(LlmopsError):
+    status = 409
+    slug = "conflict"
+    title = "Conflict"
+
+
+class NoProviderEnabled(Conflict):
+    """No enabled plugin offers the capability a request needs."""
+
+    slug = "no-provider-enabled"
+    title = "No provider enabled"
+
+
+class InvalidRequest(LlmopsError):
+    """The request is well-formed JSON but breaks a domain rule (a cycle, a bad name)."""
+
+    status = 422
+    slug = "invalid-request"
+    title = "Invalid request"
+
+
+class PayloadTooLarge(LlmopsError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+
+class IntegrationUnavailable(LlmopsError):
+    """The tool behind a provider could not be reached or timed out."""
+
+    status = 503
+    slug = "integration-unavailable"
+    title = "Integration unavailable"
+
+
+class IntegrationRejected(LlmopsError):
+    """The tool answered, and refused the request."""
+
+    status = 502
+    slug = "integration-rejected"
+    title = "Integration rejected the request"

@@ -1,0 +1,445 @@
+"""The plugin runtime: which plugins are enabled, their settings and their providers.
+
+It ties discovery (:mod:`llmops.plugins.discovery`) to the stored configuration
+(``integration_configs`` and ``capability_defaults``). Enabling, disabling, reconfiguring
+and choosing a default provider take effect without a restart: the API applies a change
+at once in its own process, and every process re-reads the configuration when it sees
+that the stored generation changed (see :meth:`IntegrationRuntime.sync_if_stale`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+from prometheus_client.registry import Collector, CollectorRegistry
+from pydantic import BaseModel, SecretStr, ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmops import __version__
+from llmops.capabilities.common import Capability
+from llmops.config import CoreSettings
+from llmops.db.models import CapabilityDefault, IntegrationConfig
+from llmops.errors import Conflict, InvalidRequest, NoProviderEnabled, NotFound
+from llmops.plugins.discovery import (
+    CAPABILITY_HOOKS,
+    ENTRY_POINT_GROUP,
+    InstalledPlugin,
+    LoadedPlugin,
+    PluginLoadFailure,
+    call_one,
+    installed_plugins,
+    load_plugins,
+    make_plugin_manager,
+)
+from llmops.plugins.info import PluginContext
+
+log = logging.getLogger(__name__)
+
+#: Plugins that ship inside the core and cannot be disabled: graceful degradation needs them.
+BUILTIN_PLUGINS = frozenset({"local"})
+
+
+def env_settings(plugin: str, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``LLMOPS_<PLUGIN>__<FIELD>`` variables as a settings dict (JSON values are parsed)."""
+    environ = os.environ if environ is None else environ
+    prefix = f"LLMOPS_{plugin.upper()}__"
+    found: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if key.startswith(prefix) and len(key) > len(prefix):
+            value: Any = raw
+            if raw[:1] in "[{":
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError:
+                    value = raw
+            found[key[len(prefix) :].lower()] = value
+    return found
+
+
+def secret_fields(model: type[BaseModel]) -> set[str]:
+    secrets = set()
+    for name, info in model.model_fields.items():
+        annotation = str(info.annotation)
+        if "SecretStr" in annotation or "SecretBytes" in annotation:
+            secrets.add(name)
+    return secrets
+
+
+def public_settings(settings: BaseModel) -> dict[str, Any]:
+    """Settings as the API shows them: secret fields left out entirely."""
+    hidden = secret_fields(type(settings))
+    return {k: v for k, v in settings.model_dump(mode="json").items() if k not in hidden}
+
+
+@dataclass
+class PluginState:
+    installed: InstalledPlugin
+    enabled: bool
+    builtin: bool
+    loaded: LoadedPlugin | None = None
+    failure: PluginLoadFailure | None = None
+    settings: BaseModel | None = None
+    fingerprint: str | None = None
+    providers: dict[Capability, list[Any]] = field(default_factory=dict)
+    collectors: list[Collector] = field(default_factory=list)
+    is_default_for: list[Capability] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredConfig:
+    enabled: bool | None
+    settings: dict[str, Any]
+
+
+class IntegrationRuntime:
+    """Holds the loaded plugins and their providers for one process."""
+
+    def __init__(
+        self,
+        settings: CoreSettings,
+        *,
+        group: str = ENTRY_POINT_GROUP,
+        metrics: CollectorRegistry | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.group = group
+        self.metrics = metrics
+        self._environ = environ
+        self._listeners: list[Callable[[str], None]] = []
+        self._pm: pluggy.PluginManager = make_plugin_manager()
+        self._lock = threading.RLock()
+        self._states: dict[str, PluginState] = {}
+        self._defaults: dict[Capability, str] = {}
+        self._generation: tuple[Any, ...] | None = None
+        self._checked_at = 0.0
+        self._installed = {p.name: p for p in installed_plugins(group)}
+
+    def add_configured_listener(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(name)`` whenever a plugin's providers are (re)built."""
+        self._listeners.append(listener)
+
+    # -- reading the configuration -------------------------------------------------
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        return self._pm
+
+    def installed(self) -> list[InstalledPlugin]:
+        return sorted(self._installed.values(), key=lambda p: p.name)
+
+    def context(self, name: str) -> PluginContext:
+        return PluginContext(
+            plugin_name=name,
+            data_dir=self.settings.data_dir / "plugins" / name,
+            api_url=self.settings.api_url,
+            core_version=__version__,
+        )
+
+    @staticmethod
+    def generation(session: Session) -> tuple[Any, ...]:
+        configs = session.execute(
+            select(func.count(), func.max(IntegrationConfig.updated_at))
+        ).one()
+        defaults = session.execute(
+            select(func.count(), func.max(CapabilityDefault.updated_at))
+        ).one()
+        return (*configs, *defaults)
+
+    def sync(self, session: Session) -> None:
+        """Apply the stored configuration (loads, unloads and rebuilds as needed)."""
+        configs = {
+            row.name: StoredConfig(row.enabled, dict(row.settings))
+            for row in session.scalars(select(IntegrationConfig))
+        }
+        defaults: dict[Capability, str] = {}
+        for row in session.scalars(select(CapabilityDefault)):
+            try:
+                defaults[Capability(row.capability)] = row.provider
+            except ValueError:
+                log.warning("ignoring default for unknown capability %r", row.capability)
+        generation = self.generation(session)
+        with self._lock:
+            self.apply(configs, defaults)
+            self._generation = generation
+            self._checked_at = time.monotonic()
+
+    def sync_if_stale(self, factory: sessionmaker[Session], max_age: float = 2.0) -> None:
+        """Re-read the configuration when another process changed it (throttled)."""
+        if time.monotonic() - self._checked_at < max_age:
+            return
+        with factory() as session:
+            generation = self.generation(session)
+            if generation != self._generation:
+                self.sync(session)
+            else:
+                self._checked_at = time.monotonic()
+
+    def is_enabled(self, name: str, stored: StoredConfig | None) -> bool:
+        if name in BUILTIN_PLUGINS:
+            return True
+        if stored is not None and stored.enabled is not None:
+            return stored.enabled
+        return self.settings.default_enabled(name)
+
+    def apply(
+        self, configs: Mapping[str, StoredConfig], defaults: Mapping[Capability, str]
+    ) -> None:
+        with self._lock:
+            wanted = {name for name in self._installed if self.is_enabled(name, configs.get(name))}
+            for name in list(self._states):
+                if name not in wanted:
+                    self._unload(name)
+            for name in sorted(self._installed):
+                if name not in wanted:
+                    self._states[name] = PluginState(
+                        installed=self._installed[name],
+                        enabled=False,
+                        builtin=name in BUILTIN_PLUGINS,
+                    )
+            to_load = [
+                name
+                for name in sorted(wanted)
+                if name not in self._states or not self._states[name].enabled
+            ]
+            self._load(to_load)
+            for name in sorted(wanted):
+                state = self._states[name]
+                if state.loaded is not None:
+                    stored = configs.get(name)
+                    self._configure(state, stored.settings if stored else {})
+            self._defaults = dict(defaults)
+            self._mark_defaults()
+
+    # -- loading and configuring ---------------------------------------------------
+
+    def _load(self, names: list[str]) -> None:
+        if not names:
+            return
+        loaded, failures = load_plugins(
+            names, self._pm, group=self.group, strict=self.settings.strict_plugins
+        )
+        for failure in failures:
+            self._states[failure.name] = PluginState(
+                installed=self._installed[failure.name],
+                enabled=True,
+                builtin=failure.name in BUILTIN_PLUGINS,
+                failure=failure,
+            )
+        for plugin in loaded:
+            self._states[plugin.name] = PluginState(
+                installed=self._installed[plugin.name],
+                enabled=True,
+                builtin=plugin.name in BUILTIN_PLUGINS,
+                loaded=plugin,
+            )
+
+    def resolve_settings(self, name: str, stored: Mapping[str, Any]) -> BaseModel:
+        """The plugin's settings: environment overlaid by the stored configuration."""
+        state = self._states.get(name)
+        if state is None or state.loaded is None:
+            raise Conflict(f"plugin {name!r} is not loaded")
+        model = state.loaded.info.settings_model
+        merged = {**env_settings(name, self._environ), **stored}
+        return model.model_validate(merged)
+
+    def _configure(self, state: PluginState, stored: Mapping[str, Any]) -> None:
+        assert state.loaded is not None
+        name = state.installed.name
+        try:
+            settings = self.resolve_settings(name, stored)
+        except ValidationError as exc:
+            self._drop_providers(state)
+            state.failure = PluginLoadFailure.from_exception(name, "configure", exc)
+            state.fingerprint = None
+            return
+        fingerprint = hashlib.sha256(
+            json.dumps(_plain(settings), sort_keys=True, default=str).encode()
+        ).hexdigest()
+        if fingerprint == state.fingerprint and state.failure is None:
+            return
+        self._drop_providers(state)
+        context = self.context(name)
+        module = state.loaded.module
+        try:
+            first_time = state.fingerprint is None and state.settings is None
+            if first_time:
+                call_one(self._pm, module, "llmops_startup", settings=settings, context=context)
+            providers: dict[Capability, list[Any]] = {}
+            for capability in state.loaded.info.capabilities:
+                result = call_one(
+                    self._pm,
+                    module,
+                    CAPABILITY_HOOKS[capability],
+                    settings=settings,
+                    context=context,
+                )
+                if result is None:
+                    continue
+                providers[capability] = (
+                    list(result) if capability is Capability.SERVING else [result]
+                )
+            collectors = call_one(
+                self._pm, module, "llmops_metrics_collectors", settings=settings, context=context
+            )
+        except Exception as exc:  # a plugin's bug is shown, never fatal
+            state.failure = PluginLoadFailure.from_exception(name, "configure", exc)
+            state.fingerprint = None
+            return
+        state.settings = settings
+        state.fingerprint = fingerprint
+        state.failure = None
+        state.providers = providers
+        state.collectors = list(collectors or [])
+        if self.metrics is not None:
+            for collector in state.collectors:
+                self.metrics.register(collector)
+        for listener in self._listeners:
+            listener(name)
+
+    def _drop_providers(self, state: PluginState) -> None:
+        for providers in state.providers.values():
+            for provider in providers:
+                close = getattr(provider, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception:
+                        log.exception("closing a provider of %s failed", state.installed.name)
+        state.providers = {}
+        if self.metrics is not None:
+            for collector in state.collectors:
+                try:
+                    self.metrics.unregister(collector)
+                except KeyError:
+                    log.warning("collector of %s was not registered", state.installed.name)
+        state.collectors = []
+
+    def _unload(self, name: str) -> None:
+        state = self._states.pop(name)
+        self._drop_providers(state)
+        if state.loaded is not None:
+            try:
+                call_one(
+                    self._pm, state.loaded.module, "llmops_shutdown", context=self.context(name)
+                )
+            except Exception:
+                log.exception("shutdown of plugin %s failed", name)
+            self._pm.unregister(state.loaded.module)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            for name in list(self._states):
+                if self._states[name].enabled:
+                    self._unload(name)
+
+    def _mark_defaults(self) -> None:
+        for state in self._states.values():
+            state.is_default_for = []
+        for capability in Capability:
+            chosen = self._default_name(capability)
+            if chosen is None:
+                continue
+            owner = self._owner_of(capability, chosen)
+            if owner is not None:
+                owner.is_default_for.append(capability)
+
+    # -- providers -----------------------------------------------------------------
+
+    def states(self) -> list[PluginState]:
+        with self._lock:
+            return [self._states[n] for n in sorted(self._states)]
+
+    def state(self, name: str) -> PluginState:
+        with self._lock:
+            if name not in self._states:
+                raise NotFound(f"no plugin named {name!r} is installed")
+            return self._states[name]
+
+    def _provider_names(self, capability: Capability) -> dict[str, tuple[PluginState, Any]]:
+        found: dict[str, tuple[PluginState, Any]] = {}
+        for state in self._states.values():
+            if not state.enabled or state.failure is not None:
+                continue
+            for provider in state.providers.get(capability, []):
+                if capability is Capability.SERVING:
+                    found[provider.framework().name] = (state, provider)
+                else:
+                    found[state.installed.name] = (state, provider)
+        return found
+
+    def _owner_of(self, capability: Capability, provider_name: str) -> PluginState | None:
+        entry = self._provider_names(capability).get(provider_name)
+        return entry[0] if entry else None
+
+    def _default_name(self, capability: Capability) -> str | None:
+        available = self._provider_names(capability)
+        if not available:
+            return None
+        stored = self._defaults.get(capability)
+        if stored in available:
+            return stored
+        third_party = sorted(n for n, (s, _) in available.items() if not s.builtin)
+        if third_party:
+            return third_party[0]
+        return sorted(available)[0]
+
+    def default_provider_name(self, capability: Capability) -> str | None:
+        with self._lock:
+            return self._default_name(capability)
+
+    def provider(self, capability: Capability, name: str | None = None) -> tuple[str, Any]:
+        """The named provider, or the capability's default; 409 when none is enabled."""
+        with self._lock:
+            available = self._provider_names(capability)
+            if name is None:
+                name = self._default_name(capability)
+                if name is None:
+                    raise NoProviderEnabled(
+                        f"no {capability.value} provider enabled: enable a plugin that offers "
+                        f"{capability.value} under /llm-ops/v1/integrations",
+                        capability=capability.value,
+                    )
+            if name not in available:
+                raise NoProviderEnabled(
+                    f"{capability.value} provider {name!r} is not enabled",
+                    capability=capability.value,
+                    provider=name,
+                )
+            return name, available[name][1]
+
+    def providers(self, capability: Capability) -> dict[str, Any]:
+        with self._lock:
+            return {n: p for n, (_, p) in self._provider_names(capability).items()}
+
+    def iter_providers(self) -> Iterator[tuple[str, Capability, str, Any]]:
+        """(plugin, capability, provider name, provider) for every live provider."""
+        with self._lock:
+            for capability in Capability:
+                for pname, (state, provider) in sorted(self._provider_names(capability).items()):
+                    yield state.installed.name, capability, pname, provider
+
+    def validate_default(self, capability: Capability, provider: str) -> None:
+        with self._lock:
+            if provider not in self._provider_names(capability):
+                raise InvalidRequest(
+                    f"{provider!r} is not an enabled {capability.value} provider",
+                    capability=capability.value,
+                )
+
+
+def _plain(settings: BaseModel) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    for key, value in settings:
+        data[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return data

@@ -1,0 +1,65 @@
+"""One running platform: settings, database, plugin runtime, metrics and health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from llmops.config import CoreSettings
+from llmops.db import migrate
+from llmops.db.session import make_engine, make_session_factory, transaction
+from llmops.integrations import IntegrationRuntime
+from llmops.observability.health import HealthChecker
+from llmops.observability.metrics import PlatformMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Platform:
+    def __init__(self, settings: CoreSettings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.engine = make_engine(settings.resolved_database_url)
+        self.sessions = make_session_factory(self.engine)
+        self.metrics = PlatformMetrics()
+        self.runtime = IntegrationRuntime(settings, metrics=self.metrics.registry)
+        self.health = HealthChecker(self.runtime, ttl=settings.health_cache_seconds)
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def start(self) -> None:
+        """Migrate the database and load the enabled plugins."""
+        self.migrate()
+        with self.sessions() as session:
+            self.runtime.sync(session)
+        for state in self.runtime.states():
+            if state.failure is not None:
+                log.warning(
+                    "plugin %s failed (%s): %s",
+                    state.installed.name,
+                    state.failure.stage,
+                    state.failure.error,
+                )
+
+    def stop(self) -> None:
+        self.health.close()
+        self.runtime.shutdown()
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with transaction(self.sessions) as session:
+            yield session
+
+    def database_ok(self) -> tuple[bool, str]:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:  # readiness reports the reason instead of raising
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, ""

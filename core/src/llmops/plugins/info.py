@@ -1,0 +1,69 @@
+"""What a plugin says about itself, and what the core hands to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmops.capabilities.common import Capability
+
+PLUGIN_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+
+
+class PluginSettings(BaseModel):
+    """Base for plugin settings models: unknown keys are refused, secrets are SecretStr."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class PluginInfo(BaseModel):
+    """The answer to ``llmops_plugin_info``; validated by the core when the plugin loads."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    name: str = Field(pattern=PLUGIN_NAME_PATTERN, description="equals the entry point's name")
+    version: str
+    display_name: str
+    description: str = ""
+    capabilities: frozenset[Capability] = frozenset()
+    settings_model: type[BaseModel] = PluginSettings
+    core_version: str = Field(
+        default=">=0.1", description="PEP 440 range of llmops-core versions supported"
+    )
+    links: dict[str, str] = Field(default_factory=dict, description="e.g. the tool's own UI")
+
+    @field_validator("core_version")
+    @classmethod
+    def _valid_specifier(cls, value: str) -> str:
+        try:
+            SpecifierSet(value)
+        except InvalidSpecifier as exc:
+            raise ValueError(f"not a PEP 440 version range: {value!r}") from exc
+        return value
+
+    @field_validator("settings_model")
+    @classmethod
+    def _settings_is_model(cls, value: type[BaseModel]) -> type[BaseModel]:
+        if not (isinstance(value, type) and issubclass(value, BaseModel)):
+            raise ValueError("settings_model must be a pydantic BaseModel subclass")
+        return value
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """What the core hands to a plugin's hooks besides its settings."""
+
+    plugin_name: str
+    #: A directory the plugin owns under the platform's data dir; created on first use.
+    data_dir: Path
+    #: Where the platform's REST API is reachable (for links and for jobs).
+    api_url: str
+    core_version: str
+    extras: dict[str, str] = field(default_factory=dict)
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

@@ -1,0 +1,148 @@
+"""Integration settings: enable/disable plugins, configure them, choose defaults.
+
+Every change is stored in ``integration_configs`` / ``capability_defaults`` and applied at
+once to this process's runtime; other processes pick it up through the stored generation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+from sqlalchemy.orm import Session
+
+from llmops.capabilities.common import Capability
+from llmops.db.models import CapabilityDefault, IntegrationConfig, utcnow
+from llmops.errors import Conflict, InvalidRequest
+from llmops.integrations import BUILTIN_PLUGINS, IntegrationRuntime, PluginState, secret_fields
+
+
+def describe(state: PluginState) -> dict[str, Any]:
+    info = state.loaded.info if state.loaded else None
+    settings_public: dict[str, Any] = {}
+    secrets_set: dict[str, bool] = {}
+    schema = None
+    if info is not None:
+        schema = info.settings_model.model_json_schema()
+        hidden = secret_fields(info.settings_model)
+        if state.settings is not None:
+            for key, value in state.settings:
+                if key in hidden:
+                    secrets_set[key] = isinstance(value, SecretStr) and bool(
+                        value.get_secret_value()
+                    )
+            settings_public = {
+                k: v for k, v in state.settings.model_dump(mode="json").items() if k not in hidden
+            }
+        else:
+            secrets_set = {k: False for k in sorted(hidden)}
+    providers: dict[str, list[str]] = {}
+    for capability, items in state.providers.items():
+        if capability is Capability.SERVING:
+            providers[capability.value] = [p.framework().name for p in items]
+        else:
+            providers[capability.value] = [state.installed.name]
+    return {
+        "name": state.installed.name,
+        "display_name": info.display_name if info else None,
+        "description": info.description if info else None,
+        "version": info.version if info else state.installed.version,
+        "distribution": state.installed.distribution,
+        "builtin": state.builtin,
+        "enabled": state.enabled,
+        "loaded": state.loaded is not None,
+        "capabilities": sorted(c.value for c in info.capabilities) if info else [],
+        "default_for": sorted(c.value for c in state.is_default_for),
+        "providers": providers,
+        "error": (
+            {"stage": state.failure.stage, "error": state.failure.error} if state.failure else None
+        ),
+        "settings": settings_public,
+        "secrets_set": secrets_set,
+        "settings_schema": schema,
+        "links": dict(info.links) if info else {},
+    }
+
+
+def _config_row(session: Session, name: str) -> IntegrationConfig:
+    row = session.get(IntegrationConfig, name)
+    if row is None:
+        row = IntegrationConfig(name=name, enabled=None, settings={})
+        session.add(row)
+    return row
+
+
+def set_enabled(
+    *, session: Session, runtime: IntegrationRuntime, name: str, enabled: bool, actor: str | None
+) -> PluginState:
+    runtime.state(name)  # 404 for a plugin that is not installed
+    if name in BUILTIN_PLUGINS and not enabled:
+        raise Conflict(
+            f"{name!r} is built in and stays enabled (graceful degradation needs it); "
+            "choose another default provider instead"
+        )
+    row = _config_row(session, name)
+    row.enabled = enabled
+    row.updated_at = utcnow()
+    row.updated_by = actor
+    session.flush()
+    runtime.sync(session)
+    return runtime.state(name)
+
+
+def configure(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    name: str,
+    changes: dict[str, Any],
+    actor: str | None,
+) -> PluginState:
+    """Merge ``changes`` into the stored settings and validate before storing anything."""
+    state = runtime.state(name)
+    if state.loaded is None:
+        raise Conflict(f"enable plugin {name!r} before configuring it")
+    model = state.loaded.info.settings_model
+    unknown = sorted(set(changes) - set(model.model_fields))
+    if unknown:
+        raise InvalidRequest(f"unknown settings for {name!r}: {', '.join(unknown)}", fields=unknown)
+    row = _config_row(session, name)
+    merged = dict(row.settings)
+    for key, value in changes.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    try:
+        runtime.resolve_settings(name, merged)
+    except ValidationError as exc:
+        raise InvalidRequest(
+            f"invalid settings for {name!r}",
+            errors=[
+                {"location": [str(p) for p in e["loc"]], "message": e["msg"]} for e in exc.errors()
+            ],
+        ) from exc
+    row.settings = merged
+    row.updated_at = utcnow()
+    row.updated_by = actor
+    session.flush()
+    runtime.sync(session)
+    return runtime.state(name)
+
+
+def set_default(
+    *, session: Session, runtime: IntegrationRuntime, capability: Capability, provider: str
+) -> None:
+    runtime.validate_default(capability, provider)
+    row = session.get(CapabilityDefault, capability.value)
+    if row is None:
+        row = CapabilityDefault(capability=capability.value, provider=provider)
+        session.add(row)
+    row.provider = provider
+    row.updated_at = utcnow()
+    session.flush()
+    runtime.sync(session)
+
+
+def defaults(runtime: IntegrationRuntime) -> dict[str, str | None]:
+    return {c.value: runtime.default_provider_name(c) for c in Capability}

@@ -1,0 +1,219 @@
+"""Workflow pipelines, run through the orchestration capability.
+
+The tool (the local executor, Argo) is the source of truth for a run's state; the
+``workflow_pipelines`` row keeps the last state the platform saw, which reads fall back
+to (marked stale) when the provider cannot be reached.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from llmops.capabilities.common import Capability
+from llmops.capabilities.orchestration import (
+    Orchestrator,
+    PipelineSpec,
+    PipelineState,
+    PipelineStatus,
+    StageLog,
+    validate_pipeline,
+)
+from llmops.db.models import TrainingJob, WorkflowPipeline, utcnow
+from llmops.errors import Conflict, LlmopsError, NotFound
+from llmops.integrations import IntegrationRuntime
+from llmops.services.pagination import Page, paginate
+
+log = logging.getLogger(__name__)
+
+TERMINAL = {s.value for s in PipelineState if s.terminal}
+SORTS = {"createdAt": WorkflowPipeline.created_at, "name": WorkflowPipeline.name}
+
+
+@dataclass(frozen=True)
+class PipelineView:
+    row: WorkflowPipeline
+    stale: bool = False
+    reason: str | None = None
+
+
+def submit_pipeline(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    spec: PipelineSpec,
+    provider: str | None = None,
+    training_job_id: str | None = None,
+) -> WorkflowPipeline:
+    validate_pipeline(spec)
+    provider_name, orchestrator = runtime.provider(Capability.ORCHESTRATION, provider)
+    row = WorkflowPipeline(
+        name=spec.name,
+        provider=provider_name,
+        spec=spec.model_dump(mode="json", exclude={"secret_env"}),
+        status=PipelineState.PENDING.value,
+        training_job_id=training_job_id,
+        stages=[{"name": s.name, "state": "pending", "attempts": 0} for s in spec.stages],
+    )
+    session.add(row)
+    session.flush()
+    keyed = spec.model_copy(update={"idempotency_key": spec.idempotency_key or row.id})
+    status = orchestrator.submit(keyed)
+    apply_status(row, status)
+    session.flush()
+    return row
+
+
+def apply_status(row: WorkflowPipeline, status: PipelineStatus) -> None:
+    row.external_id = status.external_id
+    row.status = status.state.value
+    row.stages = [s.model_dump(mode="json") for s in status.stages]
+    row.message = status.message
+    row.ui_url = status.ui_url
+    row.started_at = status.started_at
+    row.finished_at = status.finished_at
+    row.synced_at = utcnow()
+
+
+def get_row(*, session: Session, pipeline_id: str) -> WorkflowPipeline:
+    row = session.get(WorkflowPipeline, pipeline_id)
+    if row is None:
+        raise NotFound(f"no pipeline with id {pipeline_id!r}", resource="pipeline", id=pipeline_id)
+    return row
+
+
+def _orchestrator(runtime: IntegrationRuntime, row: WorkflowPipeline) -> Orchestrator:
+    _, orchestrator = runtime.provider(Capability.ORCHESTRATION, row.provider)
+    return orchestrator  # type: ignore[no-any-return]
+
+
+def sync(*, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline) -> PipelineView:
+    """Refresh a non-terminal row from its provider; fall back to the stored state."""
+    if row.status in TERMINAL or row.external_id is None:
+        return PipelineView(row)
+    try:
+        status = _orchestrator(runtime, row).status(row.external_id)
+    except LlmopsError as exc:
+        return PipelineView(row, stale=True, reason=exc.detail)
+    apply_status(row, status)
+    _propagate_to_job(session=session, row=row)
+    session.flush()
+    return PipelineView(row)
+
+
+def _propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
+    if row.training_job_id is None:
+        return
+    job = session.get(TrainingJob, row.training_job_id)
+    if job is None:
+        return
+    job.status = row.status
+    job.message = row.message
+    job.started_at = row.started_at
+    job.finished_at = row.finished_at
+    if row.status in TERMINAL:
+        from llmops.services.api_keys import revoke_job_tokens
+
+        revoke_job_tokens(session=session, training_job_id=job.id)
+
+
+def get_pipeline(
+    *, session: Session, runtime: IntegrationRuntime, pipeline_id: str
+) -> PipelineView:
+    return sync(
+        session=session, runtime=runtime, row=get_row(session=session, pipeline_id=pipeline_id)
+    )
+
+
+def list_pipelines(
+    *,
+    session: Session,
+    status: str | None = None,
+    provider: str | None = None,
+    sort: str = "-createdAt",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[WorkflowPipeline]:
+    stmt: Select[tuple[WorkflowPipeline]] = select(WorkflowPipeline)
+    if status:
+        stmt = stmt.where(WorkflowPipeline.status == status)
+    if provider:
+        stmt = stmt.where(WorkflowPipeline.provider == provider)
+    return paginate(
+        session,
+        stmt,
+        sort=sort,
+        columns=SORTS,
+        id_column=WorkflowPipeline.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def cancel_pipeline(
+    *, session: Session, runtime: IntegrationRuntime, pipeline_id: str
+) -> PipelineView:
+    row = get_row(session=session, pipeline_id=pipeline_id)
+    if row.status in TERMINAL:
+        raise Conflict(f"pipeline {pipeline_id!r} has already {row.status}")
+    assert row.external_id is not None
+    apply_status(row, _orchestrator(runtime, row).cancel(row.external_id))
+    _propagate_to_job(session=session, row=row)
+    session.flush()
+    return PipelineView(row)
+
+
+def retry_pipeline(
+    *, session: Session, runtime: IntegrationRuntime, pipeline_id: str
+) -> PipelineView:
+    row = get_row(session=session, pipeline_id=pipeline_id)
+    if row.status not in {PipelineState.FAILED.value, PipelineState.CANCELLED.value}:
+        raise Conflict(
+            f"only failed or cancelled pipelines can be retried; this one is {row.status}"
+        )
+    assert row.external_id is not None
+    apply_status(row, _orchestrator(runtime, row).retry(row.external_id))
+    _propagate_to_job(session=session, row=row)
+    session.flush()
+    return PipelineView(row)
+
+
+def pipeline_logs(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    pipeline_id: str,
+    stage: str | None = None,
+    tail_bytes: int | None = None,
+) -> Sequence[StageLog]:
+    row = get_row(session=session, pipeline_id=pipeline_id)
+    if stage is not None and stage not in {s["name"] for s in row.spec.get("stages", [])}:
+        raise NotFound(f"pipeline {pipeline_id!r} has no stage {stage!r}")
+    if row.external_id is None:
+        return []
+    return _orchestrator(runtime, row).logs(row.external_id, stage=stage, tail_bytes=tail_bytes)
+
+
+def delete_pipeline(*, session: Session, runtime: IntegrationRuntime, pipeline_id: str) -> None:
+    """Delete the record; a run still active is cancelled first."""
+    row = get_row(session=session, pipeline_id=pipeline_id)
+    if row.training_job_id is not None:
+        raise Conflict("this pipeline runs a training job: cancel the job instead")
+    if row.status not in TERMINAL and row.external_id is not None:
+        _orchestrator(runtime, row).cancel(row.external_id)
+    session.delete(row)
+    session.flush()
+
+
+def sync_active(*, session: Session, runtime: IntegrationRuntime) -> int:
+    """Refresh every non-terminal pipeline (the background worker calls this)."""
+    rows = session.scalars(
+        select(WorkflowPipeline).where(WorkflowPipeline.status.not_in(TERMINAL))
+    ).all()
+    for row in rows:
+        sync(session=session, runtime=runtime, row=row)
+    return len(rows)

@@ -1,0 +1,159 @@
+"""Training jobs. A job runs as a pipeline through the orchestration capability; its
+process learns where it is through the environment (LLMOPS_API_URL, LLMOPS_JOB_ID and a
+token scoped to the job, LLMOPS_JOB_TOKEN, which is never stored in clear)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from llmops.capabilities.orchestration import PipelineSpec, StageLog, StageSpec
+from llmops.config import CoreSettings
+from llmops.db.models import TrainingJob, WorkflowPipeline
+from llmops.errors import Conflict, NotFound
+from llmops.integrations import IntegrationRuntime
+from llmops.services import catalog, pipelines
+from llmops.services.api_keys import Role, create_api_key
+from llmops.services.pagination import Page, paginate
+
+SORTS = {"createdAt": TrainingJob.created_at, "name": TrainingJob.name}
+
+
+def submit_job(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    settings: CoreSettings,
+    name: str,
+    stages: Sequence[StageSpec],
+    model_id: str | None = None,
+    dataset_id: str | None = None,
+    hyperparameters: dict[str, Any] | None = None,
+    provider: str | None = None,
+) -> TrainingJob:
+    if model_id is not None:
+        catalog.get_model(session=session, model_id=model_id)
+    if dataset_id is not None:
+        catalog.get_dataset(session=session, dataset_id=dataset_id)
+    hyperparameters = hyperparameters or {}
+    job = TrainingJob(
+        name=name,
+        model_id=model_id,
+        dataset_id=dataset_id,
+        hyperparameters=hyperparameters,
+        spec={"stages": [s.model_dump(mode="json") for s in stages]},
+    )
+    session.add(job)
+    session.flush()
+    _key, token = create_api_key(
+        session=session, name=f"job {job.id}", role=Role.JOB, training_job_id=job.id
+    )
+    job_env = {
+        "LLMOPS_API_URL": settings.api_url,
+        "LLMOPS_JOB_ID": job.id,
+        "LLMOPS_HYPERPARAMETERS": json.dumps(hyperparameters, sort_keys=True),
+    }
+    if model_id is not None:
+        job_env["LLMOPS_MODEL_ID"] = model_id
+    if dataset_id is not None:
+        job_env["LLMOPS_DATASET_ID"] = dataset_id
+        job_env["LLMOPS_DATASET_PATH"] = str(
+            Path(catalog.dataset_dir(settings.storage_dir, dataset_id)).resolve()
+        )
+    spec = PipelineSpec(
+        name=f"training-{name}",
+        stages=[s.model_copy(update={"env": {**job_env, **s.env}}) for s in stages],
+        labels={"llmops.training-job": job.id},
+        secret_env={"LLMOPS_JOB_TOKEN": SecretStr(token)},
+    )
+    row = pipelines.submit_pipeline(
+        session=session, runtime=runtime, spec=spec, provider=provider, training_job_id=job.id
+    )
+    job.pipeline_id = row.id
+    job.status = row.status
+    job.started_at = row.started_at
+    session.flush()
+    return job
+
+
+def get_job(*, session: Session, job_id: str) -> TrainingJob:
+    job = session.get(TrainingJob, job_id)
+    if job is None:
+        raise NotFound(f"no training job with id {job_id!r}", resource="training-job", id=job_id)
+    return job
+
+
+def job_pipeline(*, session: Session, job: TrainingJob) -> WorkflowPipeline | None:
+    if job.pipeline_id is None:
+        return None
+    return session.get(WorkflowPipeline, job.pipeline_id)
+
+
+def refresh_job(
+    *, session: Session, runtime: IntegrationRuntime, job_id: str
+) -> tuple[TrainingJob, pipelines.PipelineView | None]:
+    job = get_job(session=session, job_id=job_id)
+    row = job_pipeline(session=session, job=job)
+    if row is None:
+        return job, None
+    view = pipelines.sync(session=session, runtime=runtime, row=row)
+    return job, view
+
+
+def list_jobs(
+    *,
+    session: Session,
+    status: str | None = None,
+    model_id: str | None = None,
+    sort: str = "-createdAt",
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[TrainingJob]:
+    stmt: Select[tuple[TrainingJob]] = select(TrainingJob)
+    if status:
+        stmt = stmt.where(TrainingJob.status == status)
+    if model_id:
+        stmt = stmt.where(TrainingJob.model_id == model_id)
+    return paginate(
+        session,
+        stmt,
+        sort=sort,
+        columns=SORTS,
+        id_column=TrainingJob.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+def cancel_job(*, session: Session, runtime: IntegrationRuntime, job_id: str) -> TrainingJob:
+    job = get_job(session=session, job_id=job_id)
+    if job.pipeline_id is None:
+        raise Conflict("the job has no pipeline to cancel")
+    pipelines.cancel_pipeline(session=session, runtime=runtime, pipeline_id=job.pipeline_id)
+    return job
+
+
+def job_logs(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    job_id: str,
+    stage: str | None = None,
+    tail_bytes: int | None = None,
+) -> Sequence[StageLog]:
+    job = get_job(session=session, job_id=job_id)
+    if job.pipeline_id is None:
+        return []
+    return pipelines.pipeline_logs(
+        session=session,
+        runtime=runtime,
+        pipeline_id=job.pipeline_id,
+        stage=stage,
+        tail_bytes=tail_bytes,
+    )

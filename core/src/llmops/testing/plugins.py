@@ -1,0 +1,50 @@
+"""Register a plugin for the length of a test, without building or installing a package.
+
+A temporary folder gets the plugin's module and a ``*.dist-info`` with its entry point;
+the folder is put on ``sys.path`` so ``importlib.metadata`` and stevedore find it like an
+installed distribution. Everything is undone on exit, the imported module included.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from llmops.plugins.discovery import ENTRY_POINT_GROUP
+
+
+@contextmanager
+def temporary_plugin(
+    root: Path,
+    name: str,
+    source: str,
+    *,
+    module: str | None = None,
+    distribution: str | None = None,
+    version: str = "0.0.1",
+) -> Iterator[str]:
+    """Install ``source`` as module ``module`` (default ``llmops_test_<name>``) with the
+    entry point ``name`` in group ``llmops.plugins``; yields the module name."""
+    module = module or f"llmops_test_{name}"
+    distribution = distribution or f"llmops-test-{name}".replace("_", "-")
+    site = root / f"site-{name}"
+    site.mkdir(parents=True, exist_ok=False)
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    dist_info = site / f"{distribution.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n"
+    )
+    (dist_info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{name} = {module}\n")
+    sys.path.insert(0, str(site))
+    importlib.invalidate_caches()
+    try:
+        yield module
+    finally:
+        sys.path.remove(str(site))
+        sys.modules.pop(module, None)
+        importlib.invalidate_caches()

@@ -1,0 +1,44 @@
+"""The background worker of ``llmops up``: keeps pipeline state in step with the tools
+and picks up configuration changes made by other processes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+from llmops.services import pipelines
+
+if TYPE_CHECKING:
+    from llmops.platform import Platform
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWorker:
+    def __init__(self, platform: Platform, *, interval: float) -> None:
+        self.platform = platform
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="llmops-worker", daemon=True)
+        self._thread.start()
+
+    def run_once(self) -> None:
+        self.platform.runtime.sync_if_stale(self.platform.sessions)
+        with self.platform.transaction() as session:
+            pipelines.sync_active(session=session, runtime=self.platform.runtime)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # the loop must survive a bad tick; the error is logged
+                log.exception("background worker tick failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

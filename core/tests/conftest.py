@@ -1,0 +1,80 @@
+"""Fixtures shared by the core's tests.
+
+Every test gets its own data dir and database. ``database_url`` is parametrized over
+SQLite and a PostgreSQL server that the session starts once from the Debian binaries.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmops.api.app import create_app
+from llmops.config import CoreSettings
+from llmops.testing.postgres import PostgresServer
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep tools (stevedore's entry-point cache, XDG dirs) out of the real home."""
+    cache = tmp_path_factory.getbasetemp() / "xdg-cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    for name in list(os.environ):
+        if name.startswith("LLMOPS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'llmops.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.create_database()
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., CoreSettings]:
+    """Settings for a platform on the test's own data dir and database."""
+
+    def make(**overrides: Any) -> CoreSettings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "database_url": database_url,
+            "plugins": "none",
+            "sync_interval_seconds": 0.1,
+            "health_cache_seconds": 1.0,
+        }
+        values.update(overrides)
+        return CoreSettings(**values)
+
+    return make
+
+
+@pytest.fixture
+def client(make_settings: Callable[..., CoreSettings]) -> Iterator[TestClient]:
+    """A started platform (migrated database, plugins loaded, worker running)."""
+    with TestClient(create_app(make_settings())) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api() -> str:
+    return "/llm-ops/v1"

@@ -1,0 +1,215 @@
+"""The core and a third-party plugin, installed from their wheels into a fresh virtual
+environment, find each other through the ``llmops.plugins`` entry point alone.
+
+One environment is built per module (about ten seconds with a warm uv cache): the wheels
+of ``core`` and ``tests/example_plugin`` are built with ``uv build`` and installed with
+``uv pip install``, pinned to the workspace's lock so that the cache usually answers
+without the network.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: Runs inside the fresh environment: start the app (lifespan included), list the
+#: integrations, test the example's connection when it is loaded, and say whether the
+#: example's package was ever imported.
+API_PROBE = """
+import json
+import sys
+
+from fastapi.testclient import TestClient
+from llmops.api.app import create_app
+from llmops.config import CoreSettings
+
+app = create_app(CoreSettings())
+with TestClient(app) as client:
+    response = client.get("/llm-ops/v1/integrations")
+    response.raise_for_status()
+    items = response.json()["items"]
+    test = None
+    if any(item["name"] == "example" and item["loaded"] for item in items):
+        test = client.post("/llm-ops/v1/integrations/example/test").json()
+print(json.dumps({"items": items, "test": test, "imported": "llmops_example" in sys.modules}))
+"""
+
+
+@dataclass(frozen=True)
+class FreshEnv:
+    root: Path
+    python: Path
+    llmops: Path
+    wheels: dict[str, Path]
+
+    def environ(self, data_dir: Path, **extra: str) -> dict[str, str]:
+        """The caller's environment without llmops settings or another active venv."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("LLMOPS_") and k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"}
+        }
+        env.update(
+            LLMOPS_DATA_DIR=str(data_dir),
+            XDG_CACHE_HOME=str(self.root / "xdg-cache"),  # stevedore's entry-point cache
+            PYTHONDONTWRITEBYTECODE="1",
+            **extra,
+        )
+        return env
+
+    def run(
+        self, args: list[str], data_dir: Path, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args,
+            env=self.environ(data_dir, **extra),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    def probe_api(self, data_dir: Path, **extra: str) -> dict[str, Any]:
+        result = self.run([str(self.python), "-c", API_PROBE], data_dir, **extra)
+        assert result.returncode == 0, result.stderr
+        probe: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+        return probe
+
+
+def _uv() -> str:
+    found = os.environ.get("UV") or shutil.which("uv")
+    if found is None:
+        pytest.skip("uv is not installed")
+    return found
+
+
+def _check(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=300, check=False, **kwargs
+    )
+    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
+    uv = _uv()
+    root = tmp_path_factory.mktemp("packaging")
+    dist = root / "dist"
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    for source in ("core", "tests/example_plugin"):
+        _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
+    wheels = {w.name.split("-")[0]: w for w in dist.glob("*.whl")}
+    assert set(wheels) == {"llmops_core", "llmops_example"}
+
+    venv = root / "venv"
+    _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
+    python = venv / "bin" / "python"
+
+    install = [uv, "pip", "install", "--quiet", "--python", str(python)]
+    constraints = root / "constraints.txt"
+    exported = subprocess.run(
+        [uv, "export", "--frozen", "--no-dev", "--no-emit-workspace", "--no-hashes",
+         "--no-header", "--output-file", str(constraints)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    if exported.returncode == 0:
+        install += ["--constraint", str(constraints)]  # the locked versions: in uv's cache
+    install += [str(wheels["llmops_core"]), str(wheels["llmops_example"])]
+    offline = subprocess.run(
+        [*install, "--offline"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    if offline.returncode != 0:  # something is not cached yet: let uv fetch it
+        _check(install, env=env)
+    return FreshEnv(root=root, python=python, llmops=venv / "bin" / "llmops", wheels=wheels)
+
+
+def plugin_rows(fresh_env: FreshEnv, data_dir: Path, **extra: str) -> dict[str, dict[str, Any]]:
+    result = fresh_env.run([str(fresh_env.llmops), "plugins", "list", "--json"], data_dir, **extra)
+    assert result.returncode == 0, result.stderr
+    return {row["name"]: row for row in json.loads(result.stdout)}
+
+
+def test_the_example_wheel_declares_its_entry_point_and_ships_py_typed(
+    fresh_env: FreshEnv,
+) -> None:
+    with zipfile.ZipFile(fresh_env.wheels["llmops_example"]) as wheel:
+        names = wheel.namelist()
+        [entry_points] = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        text = wheel.read(entry_points).decode()
+    assert "llmops_example/py.typed" in names
+    assert "[llmops.plugins]" in text
+    assert "example = llmops_example.plugin" in text
+
+
+def test_plugins_list_finds_the_example_through_its_entry_point(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    rows = plugin_rows(fresh_env, tmp_path)
+    example = rows["example"]
+    assert example["distribution"] == "llmops-example"
+    assert example["version"] == "0.1.0"
+    assert example["enabled"] is True
+    assert example["loaded"] is True
+    assert example["builtin"] is False
+    assert example["capabilities"] == ["tracking"]
+    assert example["error"] is None
+    assert rows["local"]["builtin"] is True
+
+
+def test_plugins_list_shows_a_disabled_plugin_from_its_metadata(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    example = plugin_rows(fresh_env, tmp_path, LLMOPS_PLUGINS="none")["example"]
+    assert example["version"] == "0.1.0"
+    assert example["enabled"] is False
+    assert example["loaded"] is False
+
+
+def test_plugins_doctor_is_happy_when_every_enabled_plugin_loads(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    result = fresh_env.run([str(fresh_env.llmops), "plugins", "doctor"], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "example" in result.stdout
+
+
+def test_the_api_lists_a_disabled_plugin_without_importing_it(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    probe = fresh_env.probe_api(tmp_path, LLMOPS_PLUGINS="none")
+    items = {item["name"]: item for item in probe["items"]}
+    assert items["example"]["enabled"] is False
+    assert items["example"]["loaded"] is False
+    assert items["example"]["version"] == "0.1.0"
+    assert items["local"]["enabled"] is True  # the built-in one stays on
+    assert probe["imported"] is False
+
+
+def test_the_api_loads_an_enabled_plugin_and_its_tracker_answers(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs-from-env"
+    probe = fresh_env.probe_api(tmp_path, LLMOPS_PLUGINS="example", LLMOPS_EXAMPLE__ROOT=str(runs))
+    example = {item["name"]: item for item in probe["items"]}["example"]
+    assert example["enabled"] is True
+    assert example["loaded"] is True
+    assert example["capabilities"] == ["tracking"]
+    assert example["error"] is None
+    assert probe["imported"] is True
+    assert probe["test"]["ok"] is True, probe["test"]
+    assert runs.is_dir()  # the setting from LLMOPS_EXAMPLE__ROOT reached the tracker
