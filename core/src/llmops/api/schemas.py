@@ -9,9 +9,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from llmops.capabilities.orchestration import STAGE_NAME_PATTERN, StageSpec
-from llmops.capabilities.serving import AutoscalingSpec, CanarySpec, ResourceSpec
 
 T = TypeVar("T")
+
+
+def camelize(value: Any) -> Any:
+    """Keys of stored free-form JSON (deployment specs, tool status) in camelCase."""
+    if isinstance(value, dict):
+        return {to_camel(k) if isinstance(k, str) else k: camelize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [camelize(v) for v in value]
+    return value
 
 
 class ApiModel(BaseModel):
@@ -308,15 +316,34 @@ class FrameworkOut(ApiModel):
     default: bool
 
 
+class AutoscalingIn(Input):
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    target_ongoing_requests: float | None = Field(default=None, gt=0)
+    scale_metric: str | None = Field(default=None, pattern=r"^(concurrency|rps|cpu|memory)$")
+    scale_target: int | None = Field(default=None, gt=0)
+
+
+class ResourcesIn(Input):
+    cpu: str | None = Field(default=None, max_length=20)
+    memory: str | None = Field(default=None, max_length=20)
+    gpus: int = Field(default=0, ge=0, le=64)
+
+
+class CanaryIn(Input):
+    model_uri: str = Field(max_length=1000)
+    traffic_percent: int = Field(ge=0, le=100)
+
+
 class EndpointCreate(Input):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
     model_id: str
     framework: str | None = Field(default=None, description="serving framework; default if null")
     model_uri: str | None = Field(default=None, description="defaults to the model's uri")
     description: str = ""
-    autoscaling: AutoscalingSpec = AutoscalingSpec()
-    resources: ResourceSpec = ResourceSpec()
-    canary: CanarySpec | None = None
+    autoscaling: AutoscalingIn = AutoscalingIn()
+    resources: ResourcesIn = ResourcesIn()
+    canary: CanaryIn | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -343,9 +370,9 @@ class EndpointOut(Degradable):
 
 class DeploymentPatch(Input):
     model_uri: str | None = None
-    autoscaling: AutoscalingSpec | None = None
-    resources: ResourceSpec | None = None
-    canary: CanarySpec | None = None
+    autoscaling: AutoscalingIn | None = None
+    resources: ResourcesIn | None = None
+    canary: CanaryIn | None = None
     promote_canary: bool = False
     rollback_canary: bool = False
 

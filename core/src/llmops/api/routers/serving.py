@@ -14,9 +14,15 @@ from llmops.api.schemas import (
     EndpointOut,
     FrameworkOut,
     ListPage,
+    camelize,
 )
 from llmops.capabilities.common import Capability
-from llmops.capabilities.serving import DeploymentUpdate
+from llmops.capabilities.serving import (
+    AutoscalingSpec,
+    CanarySpec,
+    DeploymentUpdate,
+    ResourceSpec,
+)
 from llmops.services import serving
 from llmops.services.serving import DeploymentView
 
@@ -30,8 +36,8 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
         provider=row.provider,
         external_id=row.external_id,
         state=row.state,
-        spec=row.spec,
-        status=row.status,
+        spec=camelize(row.spec),
+        status=camelize(row.status),
         synced_at=row.synced_at,
         degraded=view.stale,
         degraded_reason=f"showing the last known state: {view.reason}" if view.stale else None,
@@ -76,9 +82,9 @@ def create_serving_endpoint(
         framework=body.framework,
         model_uri=body.model_uri,
         description=body.description,
-        autoscaling=body.autoscaling,
-        resources=body.resources,
-        canary=body.canary,
+        autoscaling=AutoscalingSpec(**body.autoscaling.model_dump()),
+        resources=ResourceSpec(**body.resources.model_dump()),
+        canary=CanarySpec(**body.canary.model_dump()) if body.canary else None,
         options=body.options,
     )
     return EndpointOut.model_validate(endpoint)
@@ -137,7 +143,7 @@ def update_serving_deployment(
     session: SessionDep,
     runtime: RuntimeDep,
 ) -> DeploymentOut:
-    update = DeploymentUpdate(**body.model_dump())
+    update = DeploymentUpdate.model_validate(body.model_dump())
     return deployment_out(
         serving.update_deployment(
             session=session, runtime=runtime, endpoint_id=endpointId, update=update

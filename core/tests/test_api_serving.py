@@ -1,0 +1,209 @@
+"""Serving endpoints through a serving plugin, with an in-memory backend as the tool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from llmops.api.app import create_app
+from llmops.config import CoreSettings
+from llmops.testing.plugins import temporary_plugin
+
+PLUGIN = '''
+from llmops import hookimpl
+from llmops.capabilities.common import Capability, Health, HealthStatus
+from llmops.capabilities.serving import (
+    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
+    TrafficSplit,
+)
+from llmops.errors import NotFound
+from llmops.plugins.info import PluginInfo
+
+CALLS = []
+OBJECTS = {}
+
+
+class MemoryBackend:
+    def framework(self):
+        return FrameworkInfo(
+            name="memory", display_name="In-memory", protocols=[InferenceProtocol.OPENAI],
+            supports_autoscaling=True, supports_canary=True,
+        )
+
+    def _status(self, key):
+        spec = OBJECTS[key]
+        traffic = [TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100)]
+        if spec.get("canary"):
+            pct = spec["canary"]["traffic_percent"]
+            traffic = [
+                TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100 - pct),
+                TrafficSplit(tag="canary", model_uri=spec["canary"]["model_uri"], percent=pct),
+            ]
+        return DeploymentStatus(
+            external_id=key, state=DeploymentState.READY, ready=True,
+            desired_replicas=spec["autoscaling"]["min_replicas"], traffic=traffic,
+            target=InferenceTarget(
+                base_url="http://127.0.0.1:9/v1", protocol=InferenceProtocol.OPENAI,
+                model_name=spec["name"],
+            ),
+        )
+
+    def deploy(self, spec):
+        CALLS.append(("deploy", spec.idempotency_key))
+        key = f"mem-{spec.name}"
+        OBJECTS[key] = spec.model_dump()
+        return self._status(key)
+
+    def status(self, external_id):
+        if external_id not in OBJECTS:
+            raise NotFound(external_id)
+        return self._status(external_id)
+
+    def update(self, external_id, update):
+        CALLS.append(("update", external_id))
+        spec = OBJECTS[external_id]
+        if update.canary is not None:
+            spec["canary"] = update.canary.model_dump()
+        if update.promote_canary and spec.get("canary"):
+            spec["model_uri"] = spec["canary"]["model_uri"]
+            spec["canary"] = None
+        if update.autoscaling is not None:
+            spec["autoscaling"] = update.autoscaling.model_dump()
+        return self._status(external_id)
+
+    def delete(self, external_id):
+        CALLS.append(("delete", external_id))
+        OBJECTS.pop(external_id, None)
+
+    def inference_target(self, external_id):
+        return self._status(external_id).target
+
+    def health(self):
+        return Health(status=HealthStatus.OK)
+
+
+@hookimpl
+def llmops_plugin_info():
+    return PluginInfo(
+        name="memserve", version="1.0", display_name="Memory serving",
+        capabilities=frozenset({Capability.SERVING}),
+    )
+
+
+@hookimpl
+def llmops_serving_backends(settings, context):
+    return [MemoryBackend()]
+'''
+
+
+@pytest.fixture
+def serving_client(
+    tmp_path: Path, make_settings: Callable[..., CoreSettings]
+) -> Iterator[tuple[TestClient, Any]]:
+    with temporary_plugin(tmp_path, "memserve", PLUGIN) as module:
+        with TestClient(create_app(make_settings(plugins="memserve"))) as client:
+            import sys
+
+            yield client, sys.modules[module]
+
+
+def test_frameworks_lists_the_enabled_serving_backend(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, _ = serving_client
+    frameworks = client.get(f"{api}/serving/frameworks").json()
+    assert frameworks == [
+        {
+            "name": "memory",
+            "displayName": "In-memory",
+            "plugin": "memserve",
+            "protocols": ["openai"],
+            "supportsAutoscaling": True,
+            "supportsCanary": True,
+            "supportsGpu": False,
+            "supportsScaleToZero": False,
+            "default": True,
+        }
+    ]
+
+
+def test_endpoint_is_deployed_updated_with_a_canary_promoted_and_deleted(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, plugin = serving_client
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
+    created = client.post(
+        f"{api}/serving/endpoints",
+        json={
+            "name": "chat",
+            "modelId": model["id"],
+            "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "targetOngoingRequests": 4},
+        },
+    )
+    assert created.status_code == 201, created.text
+    endpoint = created.json()
+    assert endpoint["framework"] == "memory"
+    assert endpoint["status"] == "ready"
+    assert plugin.CALLS == [("deploy", f"endpoint-{endpoint['id']}")]
+
+    deployment = client.get(f"{api}/serving/endpoints/{endpoint['id']}/deployment").json()
+    assert deployment["state"] == "ready"
+    assert deployment["spec"]["autoscaling"]["maxReplicas"] == 3
+    assert deployment["status"]["traffic"] == [
+        {"tag": "stable", "modelUri": "file:///v1", "percent": 100}
+    ]
+
+    canary = client.patch(
+        f"{api}/serving/endpoints/{endpoint['id']}/deployment",
+        json={"canary": {"modelUri": "file:///v2", "trafficPercent": 10}},
+    ).json()
+    assert [t["percent"] for t in canary["status"]["traffic"]] == [90, 10]
+
+    promoted = client.patch(
+        f"{api}/serving/endpoints/{endpoint['id']}/deployment", json={"promoteCanary": True}
+    ).json()
+    assert promoted["status"]["traffic"] == [
+        {"tag": "stable", "modelUri": "file:///v2", "percent": 100}
+    ]
+
+    assert client.delete(f"{api}/serving/endpoints/{endpoint['id']}").status_code == 204
+    assert plugin.CALLS[-1] == ("delete", "mem-chat")
+    assert client.get(f"{api}/serving/endpoints/{endpoint['id']}").status_code == 404
+
+
+def test_bad_endpoint_requests_change_nothing(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, plugin = serving_client
+    no_uri = client.post(f"{api}/catalog/models", json={"name": "bare"}).json()
+    with_uri = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///m"}).json()
+    cases = [
+        {"name": "Bad_Name", "modelId": with_uri["id"]},
+        {"name": "x", "modelId": no_uri["id"]},
+        {"name": "x", "modelId": with_uri["id"], "framework": "nope"},
+        {"name": "x", "modelId": with_uri["id"], "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        {"name": "x", "modelId": "missing"},
+    ]
+    statuses = [client.post(f"{api}/serving/endpoints", json=c).status_code for c in cases]
+    assert statuses == [422, 422, 409, 422, 404]
+    assert plugin.CALLS == []
+    assert client.get(f"{api}/serving/endpoints").json()["items"] == []
+
+
+def test_a_disabled_serving_plugin_keeps_its_endpoints_readable_and_stale(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, _ = serving_client
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///m"}).json()
+    endpoint = client.post(
+        f"{api}/serving/endpoints", json={"name": "chat", "modelId": model["id"]}
+    ).json()
+    assert client.patch(f"{api}/integrations/memserve", json={"enabled": False}).status_code == 200
+    deployment = client.get(f"{api}/serving/endpoints/{endpoint['id']}/deployment").json()
+    assert deployment["degraded"] is True
+    assert "not enabled" in deployment["degradedReason"]
+    assert deployment["state"] == "ready"
