@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from llmops.api.app import create_app
 from llmops.config import CoreSettings
 from llmops.testing.plugins import temporary_plugin
 
-PLUGIN = '''
+PLUGIN = """
 from llmops import hookimpl
 from llmops.capabilities.common import Capability, Health, HealthStatus
 from llmops.capabilities.serving import (
@@ -97,18 +98,18 @@ def llmops_plugin_info():
 @hookimpl
 def llmops_serving_backends(settings, context):
     return [MemoryBackend()]
-'''
+"""
 
 
 @pytest.fixture
 def serving_client(
     tmp_path: Path, make_settings: Callable[..., CoreSettings]
 ) -> Iterator[tuple[TestClient, Any]]:
-    with temporary_plugin(tmp_path, "memserve", PLUGIN) as module:
-        with TestClient(create_app(make_settings(plugins="memserve"))) as client:
-            import sys
-
-            yield client, sys.modules[module]
+    with (
+        temporary_plugin(tmp_path, "memserve", PLUGIN) as module,
+        TestClient(create_app(make_settings(plugins="memserve"))) as client,
+    ):
+        yield client, sys.modules[module]
 
 
 def test_frameworks_lists_the_enabled_serving_backend(
@@ -185,7 +186,11 @@ def test_bad_endpoint_requests_change_nothing(
         {"name": "Bad_Name", "modelId": with_uri["id"]},
         {"name": "x", "modelId": no_uri["id"]},
         {"name": "x", "modelId": with_uri["id"], "framework": "nope"},
-        {"name": "x", "modelId": with_uri["id"], "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+        {
+            "name": "x",
+            "modelId": with_uri["id"],
+            "autoscaling": {"minReplicas": 5, "maxReplicas": 2},
+        },
         {"name": "x", "modelId": "missing"},
     ]
     statuses = [client.post(f"{api}/serving/endpoints", json=c).status_code for c in cases]

@@ -430,11 +430,11 @@ def test_stored_settings_override_the_environment(
 
 
 @pytest.mark.parametrize(
-    ("environ", "stored"),
+    ("environ", "stored", "field"),
     [
-        pytest.param({"LLMOPS_ALPHA__RETRIES": "many"}, {}, id="from-env"),
-        pytest.param({}, {"retries": "many"}, id="stored"),
-        pytest.param({"LLMOPS_ALPHA__COLOUR": "blue"}, {}, id="unknown-field"),
+        pytest.param({"LLMOPS_ALPHA__RETRIES": "many"}, {}, "retries", id="from-env"),
+        pytest.param({}, {"retries": "many"}, "retries", id="stored"),
+        pytest.param({}, {"colour": "blue"}, "colour", id="unknown-stored-field"),
     ],
 )
 def test_invalid_settings_are_a_configure_failure_not_a_crash(
@@ -442,6 +442,7 @@ def test_invalid_settings_are_a_configure_failure_not_a_crash(
     make_runtime: MakeRuntime,
     environ: dict[str, str],
     stored: dict[str, Any],
+    field: str,
 ) -> None:
     module = install("alpha", tracker_plugin("alpha"))
     runtime = make_runtime("alpha", environ=environ)
@@ -453,11 +454,41 @@ def test_invalid_settings_are_a_configure_failure_not_a_crash(
     assert state.failure is not None
     assert state.failure.stage == "configure"
     assert "ValidationError" in state.failure.error
+    assert f"{field}: " in state.failure.error
     assert state.providers == {}
     assert sys.modules[module].EVENTS == []
     with pytest.raises(NoProviderEnabled):
         runtime.provider(Capability.TRACKING)
     assert runtime.state("local").failure is None
+
+
+def test_an_environment_variable_for_no_setting_is_ignored_with_a_warning(
+    install: InstallPlugin, make_runtime: MakeRuntime, caplog: pytest.LogCaptureFixture
+) -> None:
+    install("alpha", tracker_plugin("alpha"))
+    runtime = make_runtime("alpha", environ={"LLMOPS_ALPHA__COLOUR": "blue"})
+
+    runtime.apply({}, {})
+
+    assert runtime.state("alpha").failure is None
+    assert "LLMOPS_ALPHA__" in caplog.text
+    assert "COLOUR" in caplog.text
+
+
+def test_invalid_secret_value_is_left_out_of_the_configure_failure(
+    install: InstallPlugin, make_runtime: MakeRuntime
+) -> None:
+    install("alpha", tracker_plugin("alpha"))
+    runtime = make_runtime("alpha", environ={"LLMOPS_ALPHA__TOKEN": '["canary-4e1d"]'})
+
+    runtime.apply({}, {})
+
+    failure = runtime.state("alpha").failure
+    assert failure is not None
+    assert failure.stage == "configure"
+    assert "token: " in failure.error
+    assert "canary-4e1d" not in failure.error
+    assert "canary-4e1d" not in failure.traceback
 
 
 def test_fixing_invalid_settings_builds_the_provider(

@@ -108,12 +108,17 @@ def plugins() -> None:
 def _runtime() -> IntegrationRuntime:
     """A runtime with the enabled plugins loaded, reading stored configuration if any."""
     from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
 
     from llmops.db.session import make_engine, make_session_factory
     from llmops.integrations import IntegrationRuntime
 
     settings = _settings()
     runtime = IntegrationRuntime(settings)
+    url = make_url(settings.resolved_database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        runtime.apply({}, {})  # no database yet: nothing stored, and none is created
+        return runtime
     engine = make_engine(settings.resolved_database_url)
     try:
         if inspect(engine).has_table("integration_configs"):
@@ -151,7 +156,11 @@ def _plugin_rows(runtime: IntegrationRuntime) -> list[dict[str, Any]]:
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def plugins_list(as_json: bool) -> None:
     """Installed plugins: version, capabilities, enabled, load errors."""
-    rows = _plugin_rows(_runtime())
+    runtime = _runtime()
+    try:
+        rows = _plugin_rows(runtime)
+    finally:
+        runtime.shutdown()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -169,8 +178,10 @@ def plugins_list(as_json: bool) -> None:
 def plugins_doctor() -> None:
     """Load every enabled plugin and report what failed and why (exit 1 on failures)."""
     runtime = _runtime()
-    failed = [s for s in runtime.states() if s.failure is not None]
-    for state in runtime.states():
+    states = runtime.states()
+    runtime.shutdown()
+    failed = [s for s in states if s.failure is not None]
+    for state in states:
         mark = "FAIL" if state.failure else ("ok" if state.enabled else "off")
         click.echo(f"[{mark:>4}] {state.installed.name} ({state.installed.target})")
         if state.failure:

@@ -156,8 +156,15 @@ class IntegrationRuntime:
         ).one()
         return (*configs, *defaults)
 
-    def sync(self, session: Session) -> None:
-        """Apply the stored configuration (loads, unloads and rebuilds as needed)."""
+    def sync(self, session: Session, *, committed: bool = True) -> None:
+        """Apply the stored configuration (loads, unloads and rebuilds as needed).
+
+        A request that changes the configuration applies it inside its own, not yet
+        committed, transaction with ``committed=False``: the generation seen is then not
+        recorded, so a concurrent :meth:`sync_if_stale` reading the committed state can
+        neither revert the change nor mistake it for already seen; after the commit the
+        next check applies the same configuration again, which changes nothing.
+        """
         configs = {
             row.name: StoredConfig(row.enabled, dict(row.settings))
             for row in session.scalars(select(IntegrationConfig))
@@ -168,11 +175,12 @@ class IntegrationRuntime:
                 defaults[Capability(row.capability)] = row.provider
             except ValueError:
                 log.warning("ignoring default for unknown capability %r", row.capability)
-        generation = self.generation(session)
+        generation = self.generation(session) if committed else None
         with self._lock:
             self.apply(configs, defaults)
-            self._generation = generation
-            self._checked_at = time.monotonic()
+            if committed:
+                self._generation = generation
+                self._checked_at = time.monotonic()
 
     def sync_if_stale(self, factory: sessionmaker[Session], max_age: float = 2.0) -> None:
         """Re-read the configuration when another process changed it (throttled)."""
@@ -250,8 +258,17 @@ class IntegrationRuntime:
         if state is None or state.loaded is None:
             raise Conflict(f"plugin {name!r} is not loaded")
         model = state.loaded.info.settings_model
-        merged = {**env_settings(name, self._environ), **stored}
-        return model.model_validate(merged)
+        from_env = env_settings(name, self._environ)
+        ignored = sorted(set(from_env) - set(model.model_fields))
+        if ignored:
+            log.warning(
+                "ignoring LLMOPS_%s__ variables that %s has no setting for: %s",
+                name.upper(),
+                name,
+                ", ".join(k.upper() for k in ignored),
+            )
+        known = {k: v for k, v in from_env.items() if k in model.model_fields}
+        return model.model_validate({**known, **stored})
 
     def _configure(self, state: PluginState, stored: Mapping[str, Any]) -> None:
         assert state.loaded is not None
@@ -260,7 +277,12 @@ class IntegrationRuntime:
             settings = self.resolve_settings(name, stored)
         except ValidationError as exc:
             self._drop_providers(state)
-            state.failure = PluginLoadFailure.from_exception(name, "configure", exc)
+            state.failure = PluginLoadFailure(  # without input values: they may be secrets
+                name,
+                "configure",
+                "ValidationError: "
+                + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            )
             state.fingerprint = None
             return
         fingerprint = hashlib.sha256(

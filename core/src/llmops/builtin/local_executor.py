@@ -331,8 +331,8 @@ class LocalExecutor:
             try:
                 try:
                     record = self._read_record(run_id)
-                except (OSError, ValueError):
-                    logger.exception("run %s has an unreadable state; left as it is", run_id)
+                except (NotFound, OSError, ValueError):
+                    logger.exception("run %s has no readable state; left as it is", run_id)
                     continue
                 if record.state.terminal:
                     continue

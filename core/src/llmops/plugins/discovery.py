@@ -8,6 +8,7 @@ becomes a :class:`PluginLoadFailure` that the API and ``llmops plugins doctor`` 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import traceback
 from collections.abc import Iterable
@@ -104,6 +105,23 @@ def call_one(pm: pluggy.PluginManager, plugin: object, hook: str, **kwargs: Any)
     return pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
 
 
+@functools.cache
+def _extension_manager_class() -> type[Any]:
+    """stevedore's NamedExtensionManager, reading entry points afresh on every load.
+
+    stevedore keeps a per-process list per group and an on-disk cache in the home
+    directory; either goes stale when a plugin is installed while the platform runs.
+    Imported on first use: stevedore is not cheap to import.
+    """
+    from stevedore import NamedExtensionManager
+
+    class FreshNamedExtensionManager(NamedExtensionManager):  # type: ignore[type-arg]
+        def list_entry_points(self) -> list[importlib.metadata.EntryPoint]:
+            return list(importlib.metadata.entry_points(group=self.namespace))
+
+    return FreshNamedExtensionManager
+
+
 def load_plugins(
     names: Iterable[str],
     pm: pluggy.PluginManager,
@@ -117,8 +135,6 @@ def load_plugins(
     Names that are not installed are reported as failures too. In strict mode the first
     failure raises :class:`PluginLoadError`.
     """
-    from stevedore import NamedExtensionManager  # imported here: stevedore is not cheap
-
     wanted = sorted(set(names))
     failures: list[PluginLoadFailure] = []
 
@@ -137,8 +153,7 @@ def load_plugins(
 
     if not wanted:
         return [], failures
-    NamedExtensionManager.ENTRY_POINT_CACHE.pop(group, None)  # per-process cache goes stale
-    manager = NamedExtensionManager(
+    manager = _extension_manager_class()(
         namespace=group,
         names=wanted,
         invoke_on_load=False,

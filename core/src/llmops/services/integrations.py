@@ -86,7 +86,7 @@ def set_enabled(
     row.updated_at = utcnow()
     row.updated_by = actor
     session.flush()
-    runtime.sync(session)
+    runtime.sync(session, committed=False)
     return runtime.state(name)
 
 
@@ -126,7 +126,7 @@ def configure(
     row.updated_at = utcnow()
     row.updated_by = actor
     session.flush()
-    runtime.sync(session)
+    runtime.sync(session, committed=False)
     return runtime.state(name)
 
 
@@ -141,7 +141,7 @@ def set_default(
     row.provider = provider
     row.updated_at = utcnow()
     session.flush()
-    runtime.sync(session)
+    runtime.sync(session, committed=False)
 
 
 def defaults(runtime: IntegrationRuntime) -> dict[str, str | None]:

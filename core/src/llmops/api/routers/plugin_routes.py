@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import Depends, FastAPI
+from starlette.routing import Mount
 
 from llmops.errors import NotFound
 from llmops.platform import Platform
@@ -52,6 +53,10 @@ def mount(app: FastAPI, platform: Platform, prefix: str, name: str) -> None:
         tags=[f"plugin:{name}"],
         dependencies=[_require_enabled(platform, name)],  # type: ignore[list-item]
     )
+    # the console's catch-all Mount("/") must stay last, or it answers for these paths
+    for route in [r for r in app.router.routes if isinstance(r, Mount) and r.name == "console"]:
+        app.router.routes.remove(route)
+        app.router.routes.append(route)
     mounted.add(name)
     app.openapi_schema = None
 

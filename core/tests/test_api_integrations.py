@@ -1,0 +1,744 @@
+"""The integrations API, health, plugin routes and the experiment routes, through HTTP.
+
+Fake plugins are installed with :func:`llmops.testing.plugins.temporary_plugin` before
+the app starts; each test runs on SQLite and on PostgreSQL (the ``database_url`` fixture).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from llmops.api.app import create_app
+from llmops.capabilities.common import Capability
+from llmops.config import CoreSettings
+from llmops.integrations import IntegrationRuntime
+from llmops.testing.plugins import temporary_plugin
+
+PROBLEM = "application/problem+json"
+CANARY = "canary-secret-5b0f9e2d71c4"
+
+_MEMORY_TRACKER = textwrap.dedent(
+    """
+    import threading
+    from collections import Counter
+
+    from fastapi import APIRouter
+
+    import llmops
+    from pydantic import SecretStr
+    from llmops.capabilities.common import Capability, Health, HealthStatus
+    from llmops.capabilities.tracking import ArtifactInfo, RunInfo, RunPage, RunStatus
+    from llmops.errors import NotFound
+    from llmops.plugins.info import PluginInfo, PluginSettings
+
+    #: Calls the core made, kept in the module so they survive a rebuilt provider.
+    CALLS = Counter()
+    #: run id -> RunInfo; the "tool" behind the tracker, shared by every instance.
+    RUNS = {}
+    #: every log_metrics call's points, in order
+    BATCHES = []
+    _LOCK = threading.Lock()
+
+
+    class Settings(PluginSettings):
+        url: str = "memory://default"
+        timeout_seconds: float = 5.0
+        healthy: bool = True
+        token: SecretStr | None = None
+
+
+    class MemoryTracker:
+        max_metrics_per_batch = 2
+
+        def __init__(self, settings):
+            self.settings = settings
+            self.closed = False
+
+        def create_run(self, spec):
+            with _LOCK:
+                key = spec.idempotency_key
+                for run in RUNS.values():
+                    if key and run.tags.get("idempotency_key") == key:
+                        return run
+                run_id = f"run-{len(RUNS) + 1}"
+                RUNS[run_id] = RunInfo(
+                    run_id=run_id,
+                    experiment_id="exp-1",
+                    experiment_name=spec.experiment,
+                    name=spec.run_name,
+                    status=RunStatus.RUNNING,
+                    params=dict(spec.params),
+                    tags={**spec.tags, "idempotency_key": spec.idempotency_key or ""},
+                )
+                CALLS["create_run"] += 1
+                return RUNS[run_id]
+
+        def get_run(self, run_id):
+            try:
+                return RUNS[run_id]
+            except KeyError:
+                raise NotFound(f"no run {run_id!r}") from None
+
+        def end_run(self, run_id, status):
+            RUNS[run_id] = self.get_run(run_id).model_copy(update={"status": status})
+            return RUNS[run_id]
+
+        def log_params(self, run_id, params):
+            run = self.get_run(run_id)
+            RUNS[run_id] = run.model_copy(update={"params": {**run.params, **params}})
+
+        def log_metrics(self, run_id, metrics):
+            if len(metrics) > self.max_metrics_per_batch:
+                raise ValueError("batch larger than the tool accepts")
+            with _LOCK:
+                BATCHES.append(list(metrics))
+                run = self.get_run(run_id)
+                latest = dict(run.latest_metrics)
+                for point in metrics:
+                    latest[point.key] = point.value
+                RUNS[run_id] = run.model_copy(update={"latest_metrics": latest})
+
+        def log_artifact(self, run_id, local_path, artifact_path=None):
+            return ArtifactInfo(path=artifact_path or local_path.name)
+
+        def list_artifacts(self, run_id, path=None):
+            return []
+
+        def metric_history(self, run_id, key):
+            return [p for batch in BATCHES for p in batch if p.key == key]
+
+        def search_runs(self, query):
+            runs = [
+                r for r in RUNS.values()
+                if not query.experiments or r.experiment_name in query.experiments
+            ]
+            return RunPage(runs=runs[: query.page_size])
+
+        def run_url(self, run_id):
+            return None
+
+        def health(self):
+            CALLS["health"] += 1
+            if self.settings.healthy:
+                return Health(status=HealthStatus.OK, detail="memory")
+            return Health(status=HealthStatus.DOWN, detail="told to be down")
+
+        def close(self):
+            self.closed = True
+
+
+    @llmops.hookimpl
+    def llmops_plugin_info():
+        return PluginInfo(
+            name=NAME,
+            version="1.2.3",
+            display_name="Memory tracker",
+            capabilities=frozenset({Capability.TRACKING}),
+            settings_model=Settings,
+            links={"ui": "http://tracker.invalid/"},
+        )
+
+
+    @llmops.hookimpl
+    def llmops_tracking_backend(settings, context):
+        return MemoryTracker(settings)
+
+
+    @llmops.hookimpl
+    def llmops_api_routes(settings, context):
+        router = APIRouter()
+
+        @router.get("/hello")
+        def hello():
+            CALLS["hello"] += 1
+            return {"plugin": context.plugin_name, "url": settings.url}
+
+        return router
+    """
+)
+
+BROKEN_PLUGIN = """
+raise RuntimeError("cannot import the tool's SDK: boom-41c7")
+"""
+
+
+def memory_tracker_plugin(name: str) -> str:
+    """A tracking plugin named ``name`` with an in-memory tracker and a ``/hello`` route."""
+    return f"NAME = {name!r}\n" + _MEMORY_TRACKER
+
+
+InstallPlugin = Callable[..., str]
+StartApp = Callable[..., TestClient]
+
+
+@pytest.fixture
+def install(tmp_path: Path) -> Iterator[InstallPlugin]:
+    with ExitStack() as stack:
+
+        def install_plugin(name: str, source: str) -> str:
+            return stack.enter_context(temporary_plugin(tmp_path / "site-packages", name, source))
+
+        yield install_plugin
+
+
+@pytest.fixture
+def start(install: InstallPlugin, make_settings: Callable[..., CoreSettings]) -> Iterator[StartApp]:
+    """Start an app on the test's database; stopped before the plugins are removed."""
+    with ExitStack() as stack:
+
+        def start_app(**overrides: Any) -> TestClient:
+            return stack.enter_context(TestClient(create_app(make_settings(**overrides))))
+
+        yield start_app
+
+
+@pytest.fixture
+def memtrack(install: InstallPlugin) -> str:
+    """The module name of an installed (not yet imported) tracking plugin "memtrack"."""
+    return install("memtrack", memory_tracker_plugin("memtrack"))
+
+
+def runtime_of(client: TestClient) -> IntegrationRuntime:
+    runtime: IntegrationRuntime = client.app.state.platform.runtime  # type: ignore[attr-defined]
+    return runtime
+
+
+def integrations(client: TestClient, api: str) -> dict[str, dict[str, Any]]:
+    response = client.get(f"{api}/integrations")
+    assert response.status_code == 200, response.text
+    return {item["name"]: item for item in response.json()["items"]}
+
+
+def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"].endswith(f"/{slug}")
+    return body
+
+
+def set_enabled(client: TestClient, api: str, name: str, enabled: bool) -> dict[str, Any]:
+    response = client.patch(f"{api}/integrations/{name}", json={"enabled": enabled})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert body["enabled"] is enabled
+    return body
+
+
+def submit_job(client: TestClient, api: str, name: str = "job-one") -> str:
+    response = client.post(f"{api}/training/jobs", json={"name": name, "command": ["true"]})
+    assert response.status_code == 201, response.text
+    job_id: str = response.json()["id"]
+    return job_id
+
+
+# -- listing ---------------------------------------------------------------------------
+
+
+def test_local_is_listed_as_builtin_enabled_loaded_default_orchestrator(
+    client: TestClient, api: str
+) -> None:
+    local = integrations(client, api)["local"]
+
+    assert local["builtin"] is True
+    assert local["enabled"] is True
+    assert local["loaded"] is True
+    assert local["error"] is None
+    assert local["capabilities"] == ["orchestration"]
+    assert local["defaultFor"] == ["orchestration"]
+    assert local["providers"] == {"orchestration": ["local"]}
+    assert local["settings"] == {"max_parallel": 4, "kill_grace_seconds": 1.0}
+    defaults = client.get(f"{api}/integrations/defaults").json()["defaults"]
+    assert defaults["orchestration"] == "local"
+    assert defaults["tracking"] is None
+
+
+def test_disabling_the_builtin_plugin_is_a_conflict(client: TestClient, api: str) -> None:
+    response = client.patch(f"{api}/integrations/local", json={"enabled": False})
+
+    body = assert_problem(response, 409, "conflict")
+    assert "built in" in body["detail"]
+    assert integrations(client, api)["local"]["enabled"] is True
+
+
+def test_unknown_plugin_is_not_found(client: TestClient, api: str) -> None:
+    assert_problem(client.get(f"{api}/integrations/nosuchplugin"), 404, "not-found")
+    assert_problem(
+        client.patch(f"{api}/integrations/nosuchplugin", json={"enabled": True}), 404, "not-found"
+    )
+
+
+def test_installed_plugin_is_listed_with_its_metadata(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack")
+
+    item = integrations(client, api)["memtrack"]
+
+    assert item["builtin"] is False
+    assert item["enabled"] is True
+    assert item["loaded"] is True
+    assert item["version"] == "1.2.3"
+    assert item["distribution"] == "llmops-test-memtrack"
+    assert item["capabilities"] == ["tracking"]
+    assert item["defaultFor"] == ["tracking"]
+    assert item["providers"] == {"tracking": ["memtrack"]}
+    assert item["links"] == {"ui": "http://tracker.invalid/"}
+    assert item["secretsSet"] == {"token": False}
+    token_schema = item["settingsSchema"]["properties"]["token"]
+    assert {"format": "password", "type": "string", "writeOnly": True} in token_schema["anyOf"]
+
+
+def test_broken_plugin_is_listed_with_its_error_and_every_other_route_answers(
+    start: StartApp, install: InstallPlugin, api: str
+) -> None:
+    install("broken", BROKEN_PLUGIN)
+    client = start(plugins="broken")
+
+    broken = integrations(client, api)["broken"]
+
+    assert broken["enabled"] is True
+    assert broken["loaded"] is False
+    assert broken["error"]["stage"] == "import"
+    assert "RuntimeError" in broken["error"]["error"]
+    assert "boom-41c7" in broken["error"]["error"]
+    assert client.get(f"{api}/integrations/broken").json()["error"] == broken["error"]
+    paths = client.get("/openapi.json").json()["paths"]
+    plain_gets = [p for p, ops in paths.items() if "get" in ops and "{" not in p]
+    assert f"{api}/integrations" in plain_gets
+    assert f"{api}/health" in plain_gets
+    for path in plain_gets:
+        assert client.get(path).status_code == 200, path
+    assert client.get(f"{api}/integrations/local").status_code == 200
+    job_id = submit_job(client, api)
+    assert client.get(f"{api}/training/jobs/{job_id}").status_code == 200
+
+
+# -- enabling and disabling ------------------------------------------------------------
+
+
+def test_disable_and_enable_take_effect_at_once_and_are_stored(
+    memtrack: str, api: str, make_settings: Callable[..., CoreSettings]
+) -> None:
+    with TestClient(create_app(make_settings(plugins="memtrack"))) as client:
+        job_id = submit_job(client, api)
+        run = client.post(f"{api}/training/jobs/{job_id}/experiment-run", json={}).json()
+        search = client.post(f"{api}/experiments/search", json={})
+        assert [r["runId"] for r in search.json()["runs"]] == [run["externalId"]]
+
+        disabled = set_enabled(client, api, "memtrack", False)
+
+        assert disabled["loaded"] is False
+        assert disabled["providers"] == {}
+        assert not runtime_of(client).plugin_manager.has_plugin("memtrack")
+        assert_problem(
+            client.post(f"{api}/experiments/search", json={}), 409, "no-provider-enabled"
+        )
+
+        enabled = set_enabled(client, api, "memtrack", True)
+
+        assert enabled["loaded"] is True
+        assert enabled["providers"] == {"tracking": ["memtrack"]}
+        found = client.post(f"{api}/experiments/search", json={})
+        assert found.status_code == 200, found.text
+        assert [r["runId"] for r in found.json()["runs"]] == [run["externalId"]]
+
+        set_enabled(client, api, "memtrack", False)
+    sys.modules.pop(memtrack)
+
+    with TestClient(create_app(make_settings(plugins="memtrack"))) as second:
+        item = integrations(second, api)["memtrack"]
+        assert item["enabled"] is False
+        assert item["loaded"] is False
+        assert memtrack not in sys.modules
+        assert_problem(
+            second.post(f"{api}/experiments/search", json={}), 409, "no-provider-enabled"
+        )
+
+
+def test_enabling_a_plugin_that_was_off_at_start_up_imports_and_loads_it(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="none")
+    assert integrations(client, api)["memtrack"]["enabled"] is False
+    assert memtrack not in sys.modules
+
+    enabled = set_enabled(client, api, "memtrack", True)
+
+    assert enabled["loaded"] is True
+    assert memtrack in sys.modules
+    assert client.post(f"{api}/experiments/search", json={}).status_code == 200
+
+
+# -- configuration ---------------------------------------------------------------------
+
+
+def put_config(client: TestClient, api: str, name: str, settings: dict[str, Any]) -> httpx.Response:
+    response: httpx.Response = client.put(
+        f"{api}/integrations/{name}/config", json={"settings": settings}
+    )
+    return response
+
+
+def test_config_is_validated_and_applied(start: StartApp, memtrack: str, api: str) -> None:
+    client = start(plugins="memtrack")
+    old_tracker = runtime_of(client).provider(Capability.TRACKING)[1]
+
+    response = put_config(client, api, "memtrack", {"timeout_seconds": 2.5, "url": "memory://b"})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["settings"] == {
+        "url": "memory://b",
+        "timeout_seconds": 2.5,
+        "healthy": True,
+    }
+    tracker = runtime_of(client).provider(Capability.TRACKING)[1]
+    assert tracker is not old_tracker
+    assert old_tracker.closed
+    assert tracker.settings.url == "memory://b"
+
+
+def test_config_with_a_wrong_type_is_refused_and_nothing_is_stored(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack")
+    assert put_config(client, api, "memtrack", {"timeout_seconds": 2.5}).status_code == 200
+    tracker = runtime_of(client).provider(Capability.TRACKING)[1]
+
+    response = put_config(client, api, "memtrack", {"timeout_seconds": "slow", "url": "memory://x"})
+
+    body = assert_problem(response, 422, "invalid-request")
+    assert [e["location"] for e in body["errors"]] == [["timeout_seconds"]]
+    settings = client.get(f"{api}/integrations/memtrack").json()["settings"]
+    assert settings["timeout_seconds"] == 2.5
+    assert settings["url"] == "memory://default"
+    assert runtime_of(client).provider(Capability.TRACKING)[1] is tracker
+
+
+def test_config_with_an_unknown_field_is_refused(start: StartApp, memtrack: str, api: str) -> None:
+    client = start(plugins="memtrack")
+
+    response = put_config(client, api, "memtrack", {"colour": "blue"})
+
+    body = assert_problem(response, 422, "invalid-request")
+    assert body["fields"] == ["colour"]
+    assert "colour" not in client.get(f"{api}/integrations/memtrack").json()["settings"]
+
+
+def test_config_of_a_disabled_plugin_is_a_conflict(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="none")
+
+    assert_problem(put_config(client, api, "memtrack", {"url": "memory://x"}), 409, "conflict")
+
+
+def test_secret_settings_are_write_only(start: StartApp, memtrack: str, api: str) -> None:
+    client = start(plugins="memtrack")
+    responses: list[httpx.Response] = []
+
+    def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response: httpx.Response = client.request(method, f"{api}{path}", **kwargs)
+        responses.append(response)
+        return response
+
+    refused = call(
+        "PUT",
+        "/integrations/memtrack/config",
+        json={"settings": {"token": CANARY, "timeout_seconds": "slow"}},
+    )
+    assert refused.status_code == 422
+    assert call("GET", "/integrations/memtrack").json()["secretsSet"] == {"token": False}
+
+    stored = call("PUT", "/integrations/memtrack/config", json={"settings": {"token": CANARY}})
+
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["secretsSet"] == {"token": True}
+    assert "token" not in stored.json()["settings"]
+    tracker = runtime_of(client).provider(Capability.TRACKING)[1]
+    assert tracker.settings.token.get_secret_value() == CANARY
+
+    kept = call("PUT", "/integrations/memtrack/config", json={"settings": {"timeout_seconds": 3}})
+
+    assert kept.json()["secretsSet"] == {"token": True}
+    assert kept.json()["settings"]["timeout_seconds"] == 3
+    tracker = runtime_of(client).provider(Capability.TRACKING)[1]
+    assert tracker.settings.token.get_secret_value() == CANARY
+    assert call("GET", "/integrations").status_code == 200
+    assert call("GET", "/integrations/memtrack").json()["secretsSet"] == {"token": True}
+    assert call("GET", "/integrations/defaults").status_code == 200
+    assert call("POST", "/integrations/memtrack/test").json()["ok"] is True
+    assert call("GET", "/health").status_code == 200
+    assert call("PATCH", "/integrations/memtrack", json={"enabled": True}).status_code == 200
+
+    removed = call("PUT", "/integrations/memtrack/config", json={"settings": {"token": None}})
+
+    assert removed.json()["secretsSet"] == {"token": False}
+    assert runtime_of(client).provider(Capability.TRACKING)[1].settings.token is None
+    for response in responses:
+        assert CANARY not in response.text, (response.request.method, response.request.url)
+
+
+def test_invalid_secret_from_the_environment_is_not_shown_in_the_load_error(
+    start: StartApp, memtrack: str, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMOPS_MEMTRACK__TOKEN", json.dumps([CANARY]))
+    client = start(plugins="memtrack")
+
+    listed = client.get(f"{api}/integrations")
+    item = client.get(f"{api}/integrations/memtrack")
+
+    error = item.json()["error"]
+    assert error["stage"] == "configure"
+    assert "token" in error["error"]
+    assert CANARY not in listed.text
+    assert CANARY not in item.text
+
+
+# -- defaults --------------------------------------------------------------------------
+
+
+def test_default_provider_is_chosen_among_enabled_providers(
+    start: StartApp, install: InstallPlugin, api: str
+) -> None:
+    install("alpha", memory_tracker_plugin("alpha"))
+    install("beta", memory_tracker_plugin("beta"))
+    client = start(plugins="alpha,beta")
+    assert integrations(client, api)["alpha"]["defaultFor"] == ["tracking"]
+
+    unknown = client.put(f"{api}/integrations/defaults/tracking", json={"provider": "nope"})
+    assert_problem(unknown, 422, "invalid-request")
+    not_offered = client.put(f"{api}/integrations/defaults/serving", json={"provider": "beta"})
+    assert_problem(not_offered, 422, "invalid-request")
+    bad_capability = client.put(f"{api}/integrations/defaults/teleport", json={"provider": "beta"})
+    assert_problem(bad_capability, 422, "validation-error")
+    assert integrations(client, api)["alpha"]["defaultFor"] == ["tracking"]
+
+    chosen = client.put(f"{api}/integrations/defaults/tracking", json={"provider": "beta"})
+
+    assert chosen.status_code == 200, chosen.text
+    assert chosen.json()["defaults"]["tracking"] == "beta"
+    listed = integrations(client, api)
+    assert listed["beta"]["defaultFor"] == ["tracking"]
+    assert listed["alpha"]["defaultFor"] == []
+    assert client.get(f"{api}/integrations/defaults").json()["defaults"]["tracking"] == "beta"
+    assert runtime_of(client).provider(Capability.TRACKING)[0] == "beta"
+
+
+# -- connection test and health --------------------------------------------------------
+
+
+def test_connection_test_calls_the_providers_health_check(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack", health_cache_seconds=60)
+    calls = sys.modules[memtrack].CALLS
+    assert calls["health"] == 0
+
+    first = client.post(f"{api}/integrations/memtrack/test")
+    second = client.post(f"{api}/integrations/memtrack/test")
+
+    assert first.status_code == 200, first.text
+    assert first.json()["ok"] is True
+    [result] = first.json()["results"]
+    assert result["plugin"] == "memtrack"
+    assert result["capability"] == "tracking"
+    assert result["provider"] == "memtrack"
+    assert result["status"] == "ok"
+    assert second.json()["ok"] is True
+    assert calls["health"] == 2
+
+    assert put_config(client, api, "memtrack", {"healthy": False}).status_code == 200
+    down = client.post(f"{api}/integrations/memtrack/test").json()
+
+    assert down["ok"] is False
+    assert down["results"][0]["status"] == "down"
+    assert down["results"][0]["detail"] == "told to be down"
+    assert calls["health"] == 3
+
+
+def test_connection_test_of_a_plugin_without_providers_is_not_ok(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="none")
+
+    response = client.post(f"{api}/integrations/memtrack/test")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"name": "memtrack", "ok": False, "results": []}
+
+
+def test_health_lists_each_provider_and_is_cached(start: StartApp, memtrack: str, api: str) -> None:
+    client = start(plugins="memtrack", health_cache_seconds=60)
+    calls = sys.modules[memtrack].CALLS
+
+    first = client.get(f"{api}/health")
+
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert body["cached"] is False
+    assert body["status"] == "ok"
+    assert body["database"]["status"] == "ok"
+    by_provider = {(i["capability"], i["provider"]): i for i in body["integrations"]}
+    assert set(by_provider) == {("orchestration", "local"), ("tracking", "memtrack")}
+    tracker = by_provider[("tracking", "memtrack")]
+    assert tracker["plugin"] == "memtrack"
+    assert tracker["status"] == "ok"
+    assert tracker["latencyMs"] is not None
+    assert tracker["latencyMs"] >= 0
+    assert calls["health"] == 1
+
+    second = client.get(f"{api}/health")
+
+    assert second.json()["cached"] is True
+    assert second.json()["integrations"] == body["integrations"]
+    assert calls["health"] == 1
+
+
+def test_health_reports_a_provider_that_is_down(start: StartApp, memtrack: str, api: str) -> None:
+    client = start(plugins="memtrack", health_cache_seconds=60)
+    assert put_config(client, api, "memtrack", {"healthy": False}).status_code == 200
+
+    body = client.get(f"{api}/health").json()
+
+    assert body["status"] == "degraded"
+    tracker = next(i for i in body["integrations"] if i["plugin"] == "memtrack")
+    assert tracker["status"] == "down"
+    assert tracker["detail"] == "told to be down"
+
+
+# -- experiment routes -----------------------------------------------------------------
+
+
+def test_experiment_run_of_a_training_job_through_the_tracker(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack")
+    plugin = sys.modules[memtrack]
+    job_id = submit_job(client, api)
+    run_url = f"{api}/training/jobs/{job_id}/experiment-run"
+
+    created = client.post(run_url, json={"params": {"lr": "0.1"}})
+    again = client.post(run_url, json={})
+
+    assert created.status_code == 201, created.text
+    run = created.json()
+    assert run["trainingJobId"] == job_id
+    assert run["provider"] == "memtrack"
+    assert run["experimentName"] == "default"
+    assert run["status"] == "running"
+    assert run["params"] == {"lr": "0.1"}
+    assert run["degraded"] is False
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == run["id"]
+    assert plugin.CALLS["create_run"] == 1
+    fetched = client.get(run_url)
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.json()["id"] == run["id"]
+    assert fetched.json()["externalId"] == run["externalId"]
+
+    points = [{"key": "loss", "value": 1.0 / (step + 1), "step": step} for step in range(5)]
+    logged = client.post(f"{run_url}/metrics", json={"metrics": points})
+
+    assert logged.status_code == 200, logged.text
+    assert logged.json() == {"accepted": 5, "batches": 3}
+    assert [len(batch) for batch in plugin.BATCHES] == [2, 2, 1]
+    assert client.get(run_url).json()["latestMetrics"] == {"loss": 0.2}
+
+    search = client.post(f"{api}/experiments/search", json={"experiments": ["default"]})
+
+    assert search.status_code == 200, search.text
+    [found] = search.json()["runs"]
+    assert found["runId"] == run["externalId"]
+    assert found["latestMetrics"] == {"loss": 0.2}
+    assert found["tags"]["llmops.training_job_id"] == job_id
+
+
+def test_experiment_routes_without_a_tracking_plugin_answer_409(
+    client: TestClient, api: str
+) -> None:
+    job_id = submit_job(client, api)
+    run_url = f"{api}/training/jobs/{job_id}/experiment-run"
+
+    body = assert_problem(client.post(run_url, json={}), 409, "no-provider-enabled")
+    assert body["capability"] == "tracking"
+    assert_problem(client.post(f"{api}/experiments/search", json={}), 409, "no-provider-enabled")
+    assert_problem(client.get(run_url), 404, "not-found")  # no run was ever made
+
+
+def test_experiment_run_of_a_disabled_tracker_is_stale_and_refuses_metrics(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack")
+    job_id = submit_job(client, api)
+    run_url = f"{api}/training/jobs/{job_id}/experiment-run"
+    run = client.post(run_url, json={}).json()
+    set_enabled(client, api, "memtrack", False)
+
+    stale = client.get(run_url)
+    metrics = client.post(f"{run_url}/metrics", json={"metrics": [{"key": "loss", "value": 1}]})
+
+    assert stale.status_code == 200, stale.text
+    assert stale.json()["id"] == run["id"]
+    assert stale.json()["stale"] is True
+    assert stale.json()["degraded"] is True
+    assert_problem(metrics, 409, "no-provider-enabled")
+
+
+# -- plugin routes ---------------------------------------------------------------------
+
+
+def test_plugin_routes_are_served_under_the_plugin_prefix_while_enabled(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack")
+    hello = f"{api}/plugins/memtrack/hello"
+
+    served = client.get(hello)
+
+    assert served.status_code == 200, served.text
+    assert served.json() == {"plugin": "memtrack", "url": "memory://default"}
+
+    set_enabled(client, api, "memtrack", False)
+    assert_problem(client.get(hello), 404, "not-found")
+    assert sys.modules[memtrack].CALLS["hello"] == 1
+
+    set_enabled(client, api, "memtrack", True)
+    assert client.get(hello).status_code == 200
+
+
+def test_plugin_routes_of_a_plugin_enabled_after_start_up_are_served(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="none")
+    hello = f"{api}/plugins/memtrack/hello"
+    assert_problem(client.get(hello), 404, "not-found")
+
+    set_enabled(client, api, "memtrack", True)
+
+    assert client.get(hello).json() == {"plugin": "memtrack", "url": "memory://default"}
+
+
+def test_plugin_routes_are_served_when_the_console_is_mounted(
+    memtrack: str, api: str, make_settings: Callable[..., CoreSettings], tmp_path: Path
+) -> None:
+    console = tmp_path / "console"
+    console.mkdir()
+    (console / "index.html").write_text("<!doctype html><title>llmops</title>")
+    app = create_app(make_settings(plugins="memtrack"), console_dir=console)
+
+    with TestClient(app) as client:
+        assert client.get("/").status_code == 200
+        assert client.get(f"{api}/integrations").status_code == 200
+        assert client.get(f"{api}/plugins/memtrack/hello").status_code == 200
