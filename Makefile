@@ -10,7 +10,7 @@ ifneq ($(wildcard /opt/wheels),)
 export UV_FIND_LINKS ?= /opt/wheels
 endif
 export UV_LINK_MODE ?= copy
-UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
 .PHONY: help bootstrap uv sync system-deps run test lint typecheck pytest bench clean
@@ -21,8 +21,8 @@ help:
 	@echo "make bench  run the benchmarks in bench/"
 
 uv:
-	@command -v uv >/dev/null 2>&1 || test -x $(HOME)/.local/bin/uv || \
-		python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
+		python3 -m pip install --quiet uv
 
 sync: uv
 	$(UV) sync --frozen --all-packages
