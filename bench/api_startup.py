@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import httpx
+from cli_help import parse_importtime
 from harness import Result, alternate, clean_env, describe, free_port
 
 NAME = "api-startup"
@@ -146,7 +147,7 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
     )
     result = Result(
         NAME,
-        "llmops up (all plugins) vs uvicorn+FastAPI, to /readyz 200",
+        "llmops up (all plugins) / uvicorn app, to /readyz",
         platform_stats,
         direct_stats,
         "median",
@@ -155,4 +156,26 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
     print(describe(result))
     for note in notes:
         print(f"  {note}")
+    explain_imports(result, env=clean_env(XDG_CACHE_HOME=str(cache)))
     return [result]
+
+
+def explain_imports(result: Result, env: dict[str, str]) -> None:
+    """Where a start's time goes: importing the app, by the slowest top-level imports."""
+    traced = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import uvicorn, llmops.api.app"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    records = parse_importtime(traced.stderr)
+    total = sum(r.self_us for r in records) / 1e6
+    line = f"importing uvicorn + llmops.api.app alone takes {total:.2f} s (importtime); slowest:"
+    print(f"  {line}")
+    result.notes.append(line)
+    for record in sorted(records, key=lambda r: r.cumulative_us, reverse=True)[:5]:
+        item = f"{record.module} {record.cumulative_us / 1e6:.2f} s (depth {record.depth})"
+        print(f"    {item}")
+        result.notes.append(f"slow import: {item}")

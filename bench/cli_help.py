@@ -86,7 +86,7 @@ def run(rounds: int | None = None) -> list[Result]:
         warmup=1,
         progress=NAME,
     )
-    result = Result(NAME, "llmops --help vs python -c pass", platform, direct, "median")
+    result = Result(NAME, "llmops --help / python -c pass", platform, direct, "median")
     print(describe(result))
 
     traced = subprocess.run(

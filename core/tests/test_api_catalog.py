@@ -232,3 +232,31 @@ def test_deleting_a_dataset_removes_its_files(client: TestClient, api: str) -> N
     assert client.delete(f"{api}/catalog/datasets/{ds}").status_code == 204
     assert storage_files(client) == []
     assert client.get(f"{api}/catalog/datasets/{ds}").status_code == 404
+
+
+def test_walking_pages_by_creation_time_sees_every_model_once(client: TestClient, api: str) -> None:
+    """Timestamps in the cursor: every sort by time pages through all rows, both ways."""
+    names = [create_model(client, api, f"t{i:02d}")["name"] for i in range(12)]
+    for sort, expected in (("-createdAt", names[::-1]), ("createdAt", names)):
+        seen: list[str] = []
+        cursor = None
+        while True:
+            params = {"limit": 5, "sort": sort, **({"cursor": cursor} if cursor else {})}
+            response = client.get(f"{api}/catalog/models", params=params)
+            assert response.status_code == 200, response.text
+            seen += [m["name"] for m in response.json()["items"]]
+            cursor = response.json()["nextCursor"]
+            if cursor is None:
+                break
+        assert seen == expected
+
+
+def test_a_cursor_from_another_sort_order_is_refused(client: TestClient, api: str) -> None:
+    for i in range(3):
+        create_model(client, api, f"c{i}")
+    page = client.get(f"{api}/catalog/models", params={"limit": 1, "sort": "name"}).json()
+    other = client.get(
+        f"{api}/catalog/models",
+        params={"limit": 1, "sort": "-createdAt", "cursor": page["nextCursor"]},
+    )
+    assert other.status_code == 422

@@ -32,7 +32,9 @@ def get_runtime(request: Request) -> IntegrationRuntime:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
-SessionDep = Annotated[Session, Depends(get_session)]
+#: scope="function": the commit happens before the response is sent, so a 2xx answer
+#: means the change is durable, and a failed commit is answered as an error.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 RuntimeDep = Annotated[IntegrationRuntime, Depends(get_runtime)]
 Limit = Annotated[int, Query(ge=1, le=500, description="page size")]
 Cursor = Annotated[

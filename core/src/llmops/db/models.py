@@ -50,6 +50,10 @@ class UtcDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
@@ -93,15 +97,21 @@ class CapabilityDefault(Base):
 
 class CatalogModel(Timestamped, Base):
     __tablename__ = "models"
+    # filtered lists are ordered by creation time: let the index deliver that order
+    __table_args__ = (
+        Index("ix_models_task_created_at", "task", "created_at", "id"),
+        Index("ix_models_framework_created_at", "framework", "created_at", "id"),
+        Index("ix_models_status_created_at", "status", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     version: Mapped[str] = mapped_column(String(64), default="1")
     description: Mapped[str] = mapped_column(Text, default="")
-    task: Mapped[str | None] = mapped_column(String(64), index=True)
-    framework: Mapped[str | None] = mapped_column(String(64), index=True)
+    task: Mapped[str | None] = mapped_column(String(64))
+    framework: Mapped[str | None] = mapped_column(String(64))
     source: Mapped[str] = mapped_column(String(32), default="manual")
-    status: Mapped[str] = mapped_column(String(32), default="registered", index=True)
+    status: Mapped[str] = mapped_column(String(32), default="registered")
     uri: Mapped[str | None] = mapped_column(String(1000))
     tags: Mapped[list[Any]] = mapped_column(default=list)
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)

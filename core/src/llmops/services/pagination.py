@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, literal, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from llmops.errors import InvalidRequest
@@ -69,15 +69,15 @@ def paginate(
     if cursor:
         last_value, last_id = decode_cursor(cursor, sort)
         if column.type.python_type is datetime and isinstance(last_value, str):
-            last_value = datetime.fromisoformat(last_value)
-        if descending:
-            stmt = stmt.where(
-                or_(column < last_value, and_(column == last_value, id_column < last_id))
-            )
-        else:
-            stmt = stmt.where(
-                or_(column > last_value, and_(column == last_value, id_column > last_id))
-            )
+            try:
+                last_value = datetime.fromisoformat(last_value)
+            except ValueError as exc:
+                raise InvalidRequest("invalid cursor", parameter="cursor") from exc
+        # a row-value comparison lets the (column, id) order come straight from an index,
+        # starting at the cursor, however deep the page is
+        row_key = tuple_(column, id_column)
+        bound = tuple_(literal(last_value, column.type), literal(last_id, id_column.type))
+        stmt = stmt.where(row_key < bound if descending else row_key > bound)
     order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())
     rows = cast(list[T], list(session.scalars(stmt.order_by(*order).limit(limit + 1))))
     next_cursor = None

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 05:07:12.786818
+Create Date: 2026-11-26 05:36:04.897683
 """
 
 from collections.abc import Sequence
@@ -111,9 +111,15 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("models", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_models_created_at"), ["created_at"], unique=False)
-        batch_op.create_index(batch_op.f("ix_models_framework"), ["framework"], unique=False)
-        batch_op.create_index(batch_op.f("ix_models_status"), ["status"], unique=False)
-        batch_op.create_index(batch_op.f("ix_models_task"), ["task"], unique=False)
+        batch_op.create_index(
+            "ix_models_framework_created_at", ["framework", "created_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_models_status_created_at", ["status", "created_at", "id"], unique=False
+        )
+        batch_op.create_index(
+            "ix_models_task_created_at", ["task", "created_at", "id"], unique=False
+        )
 
     op.create_table(
         "operations",
@@ -377,9 +383,9 @@ def downgrade() -> None:
 
     op.drop_table("operations")
     with op.batch_alter_table("models", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_models_task"))
-        batch_op.drop_index(batch_op.f("ix_models_status"))
-        batch_op.drop_index(batch_op.f("ix_models_framework"))
+        batch_op.drop_index("ix_models_task_created_at")
+        batch_op.drop_index("ix_models_status_created_at")
+        batch_op.drop_index("ix_models_framework_created_at")
         batch_op.drop_index(batch_op.f("ix_models_created_at"))
 
     op.drop_table("models")
