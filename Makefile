@@ -37,8 +37,10 @@ system-deps:
 
 bootstrap: sync
 
-run: bootstrap
-	$(UV) run llmops up
+# The platform without the dev group (which holds the example plugin from tests/).
+run: uv
+	$(UV) sync --frozen --all-packages --no-dev
+	$(UV) run --no-sync llmops up
 
 lint: sync
 	$(UV) run ruff check .

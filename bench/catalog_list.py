@@ -22,7 +22,7 @@ from typing import Any, Literal, cast
 
 from fastapi.testclient import TestClient
 from harness import PartialFailure, Result, Stats, describe, fmt_seconds
-from sqlalchemy import ColumnElement, Engine, Table, and_, event, func, insert, or_, select, text
+from sqlalchemy import ColumnElement, Engine, Table, event, func, insert, or_, select, text, tuple_
 from sqlalchemy.engine import Row
 
 from llmops.api.app import API_PREFIX, create_app
@@ -344,10 +344,12 @@ class Direct:
             stmt = stmt.where(condition)
         if cursor is not None:
             value, last_id = cursor
+            # the same row-value keyset the platform uses, so the ratio compares like with like
+            key, bound = tuple_(column, columns.id), tuple_(value, last_id)
             if case.descending:
-                stmt = stmt.where(or_(column < value, and_(column == value, columns.id < last_id)))
+                stmt = stmt.where(column <= value, key < bound)
             else:
-                stmt = stmt.where(or_(column > value, and_(column == value, columns.id > last_id)))
+                stmt = stmt.where(column >= value, key > bound)
         order = (
             (column.desc(), columns.id.desc())
             if case.descending

@@ -73,11 +73,16 @@ def paginate(
                 last_value = datetime.fromisoformat(last_value)
             except ValueError as exc:
                 raise InvalidRequest("invalid cursor", parameter="cursor") from exc
-        # a row-value comparison lets the (column, id) order come straight from an index,
-        # starting at the cursor, however deep the page is
+        # the row-value comparison is the exact keyset condition; the redundant bound on
+        # the sort column alone lets every planner enter the column's index at the cursor,
+        # so a deep page costs what the first one does
+        value = literal(last_value, column.type)
         row_key = tuple_(column, id_column)
-        bound = tuple_(literal(last_value, column.type), literal(last_id, id_column.type))
-        stmt = stmt.where(row_key < bound if descending else row_key > bound)
+        bound = tuple_(value, literal(last_id, id_column.type))
+        if descending:
+            stmt = stmt.where(column <= value, row_key < bound)
+        else:
+            stmt = stmt.where(column >= value, row_key > bound)
     order = (column.desc(), id_column.desc()) if descending else (column.asc(), id_column.asc())
     rows = cast(list[T], list(session.scalars(stmt.order_by(*order).limit(limit + 1))))
     next_cursor = None
