@@ -290,7 +290,7 @@ SQLITE_FULL_SORT = "USE TEMP B-TREE FOR ORDER BY"
 
 def explain(engine: Engine, statement: str, parameters: Any, sort_column: str) -> Plan:
     """EXPLAIN (QUERY PLAN) of a statement as it was sent, with its parameters."""
-    range_on_sort = re.compile(rf"\b{sort_column}\s*[<>]")
+    range_on_sort = re.compile(rf"\b{sort_column}\)?(?:::[\w ]+?)?\s*[<>]")
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
             rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
