@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
+from llmops.testing.plugins import PluginInstaller
 from llmops.testing.postgres import PostgresServer
 
 
@@ -78,3 +79,13 @@ def client(make_settings: Callable[..., CoreSettings]) -> Iterator[TestClient]:
 @pytest.fixture
 def api() -> str:
     return "/llm-ops/v1"
+
+
+@pytest.fixture
+def install(tmp_path: Path) -> Iterator[PluginInstaller]:
+    """``install(name, source)`` registers a plugin until the test ends."""
+    installer = PluginInstaller(tmp_path / "site-packages")
+    try:
+        yield installer
+    finally:
+        installer.close()

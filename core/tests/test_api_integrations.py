@@ -22,7 +22,7 @@ from llmops.api.app import create_app
 from llmops.capabilities.common import Capability
 from llmops.config import CoreSettings
 from llmops.integrations import IntegrationRuntime
-from llmops.testing.plugins import temporary_plugin
+from llmops.testing.plugins import PluginInstaller as InstallPlugin
 
 PROBLEM = "application/problem+json"
 CANARY = "canary-secret-5b0f9e2d71c4"
@@ -177,18 +177,7 @@ def memory_tracker_plugin(name: str) -> str:
     return f"NAME = {name!r}\n" + _MEMORY_TRACKER
 
 
-InstallPlugin = Callable[..., str]
 StartApp = Callable[..., TestClient]
-
-
-@pytest.fixture
-def install(tmp_path: Path) -> Iterator[InstallPlugin]:
-    with ExitStack() as stack:
-
-        def install_plugin(name: str, source: str) -> str:
-            return stack.enter_context(temporary_plugin(tmp_path / "site-packages", name, source))
-
-        yield install_plugin
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from llmops.db.models import ApiKey
 from llmops.db.session import make_engine, make_session_factory
 from llmops.platform import Platform
 from llmops.services import integrations
-from llmops.testing.plugins import temporary_plugin
+from llmops.testing.plugins import PluginInstaller as InstallPlugin
 
 TRACKER_PLUGIN = """
 import llmops
@@ -56,22 +55,11 @@ BROKEN_PLUGIN = """
 raise ImportError("no module named 'toolsdk': boom-93ab")
 """
 
-InstallPlugin = Callable[[str, str], str]
 Invoke = Callable[..., Result]
 
 
 def tracker_plugin(name: str) -> str:
     return f"NAME = {name!r}\n" + TRACKER_PLUGIN
-
-
-@pytest.fixture
-def install(tmp_path: Path) -> Iterator[InstallPlugin]:
-    with ExitStack() as stack:
-
-        def install_plugin(name: str, source: str) -> str:
-            return stack.enter_context(temporary_plugin(tmp_path / "site-packages", name, source))
-
-        yield install_plugin
 
 
 @pytest.fixture

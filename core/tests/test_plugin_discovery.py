@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from llmops.errors import NoProviderEnabled
 from llmops.integrations import IntegrationRuntime, StoredConfig
 from llmops.plugins import installed_plugins, load_plugins, make_plugin_manager
 from llmops.plugins.discovery import PluginLoadError
-from llmops.testing.plugins import temporary_plugin
+from llmops.testing.plugins import PluginInstaller as InstallPlugin
 
 _TRACKER_BODY = textwrap.dedent(
     """
@@ -131,21 +130,7 @@ def llmops_tracking_backend(config, context):
     return None
 """
 
-InstallPlugin = Callable[..., str]
 MakeRuntime = Callable[..., IntegrationRuntime]
-
-
-@pytest.fixture
-def install(tmp_path: Path) -> Iterator[InstallPlugin]:
-    """Install temporary plugins for the length of the test: ``install(name, source)``."""
-    with ExitStack() as stack:
-
-        def install_plugin(name: str, source: str, **kwargs: Any) -> str:
-            return stack.enter_context(
-                temporary_plugin(tmp_path / "site-packages", name, source, **kwargs)
-            )
-
-        yield install_plugin
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import importlib
 import sys
 import textwrap
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 from llmops.plugins.discovery import ENTRY_POINT_GROUP
 
@@ -48,3 +49,18 @@ def temporary_plugin(
         sys.path.remove(str(site))
         sys.modules.pop(module, None)
         importlib.invalidate_caches()
+
+
+class PluginInstaller:
+    """Installs temporary plugins under one folder and removes them all on ``close()``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._stack = ExitStack()
+
+    def __call__(self, name: str, source: str, **kwargs: Any) -> str:
+        """Install ``source`` as plugin ``name``; returns its module name."""
+        return self._stack.enter_context(temporary_plugin(self.root, name, source, **kwargs))
+
+    def close(self) -> None:
+        self._stack.close()
