@@ -566,16 +566,40 @@ def test_recover_fails_an_interrupted_run_and_kills_its_processes(
 def test_recover_never_kills_a_process_that_reused_the_pid(
     abandoned_run: tuple[Path, str, int, int],
 ) -> None:
+    """The recorded pid now names an unrelated process (no run marker): it lives on."""
+    state_dir, run_id, _pgid, _child = abandoned_run
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        state_file = state_dir / "runs" / run_id / "state.json"
+        state = json.loads(state_file.read_text())
+        state["stages"][0]["pid"] = stranger.pid
+        state["stages"][0]["pid_start_time"] = 1  # the recorded process started long ago
+        state_file.write_text(json.dumps(state))
+
+        assert LocalExecutor(state_dir, kill_grace_seconds=0.2).recover() == [run_id]
+
+        assert LocalExecutor(state_dir).status(run_id).state is PipelineState.FAILED
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_recover_kills_orphans_whose_pid_was_never_recorded(
+    abandoned_run: tuple[Path, str, int, int],
+) -> None:
+    """A crash between starting a stage and saving its pid: the run marker finds it."""
     state_dir, run_id, pgid, child = abandoned_run
     state_file = state_dir / "runs" / run_id / "state.json"
     state = json.loads(state_file.read_text())
-    state["stages"][0]["pid_start_time"] += 1  # as if the pid now named another process
+    state["stages"][0]["pid"] = None
+    state["stages"][0]["pid_start_time"] = None
     state_file.write_text(json.dumps(state))
 
-    assert LocalExecutor(state_dir).recover() == [run_id]
+    assert LocalExecutor(state_dir, kill_grace_seconds=0.5).recover() == [run_id]
 
-    assert LocalExecutor(state_dir).status(run_id).state is PipelineState.FAILED
-    assert child in live_group_members(pgid)
+    wait_until(lambda: not live_group_members(pgid), timeout=3.0, what="the orphans to die")
+    assert child not in live_group_members(pgid)
 
 
 def test_recover_leaves_runs_of_a_live_executor_alone(executor: LocalExecutor) -> None:

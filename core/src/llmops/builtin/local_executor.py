@@ -60,6 +60,9 @@ INTERRUPTED_MESSAGE = "interrupted: the server stopped while this run was active
 
 #: Variables of the server's own environment with this prefix never reach a stage.
 SERVER_ENV_PREFIX = "LLMOPS_"
+#: Every stage process (and what it starts) carries its run id in this variable, so a
+#: restarted server finds the orphans of a crash even where no pid was recorded yet.
+RUN_MARKER = "LLMOPS_EXECUTOR_RUN_ID"
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -346,6 +349,7 @@ class LocalExecutor:
                     ],
                     self.kill_grace_seconds,
                 )
+                _kill_marked(run_id, self.kill_grace_seconds)
                 now = utcnow()
                 for stage in record.stages:
                     if stage.state is StageState.RUNNING:
@@ -585,7 +589,7 @@ class LocalExecutor:
                 proc = subprocess.Popen(
                     stage.command,
                     cwd=cwd,
-                    env=_stage_env(run.spec, stage),
+                    env=_stage_env(run.spec, stage, run.run_id),
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -699,11 +703,61 @@ class LocalExecutor:
 # -------------------------------------------------------------------------------------
 
 
-def _stage_env(spec: PipelineSpec, stage: StageSpec) -> dict[str, str]:
+def _stage_env(spec: PipelineSpec, stage: StageSpec, run_id: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_ENV_PREFIX)}
     env.update(stage.env)
     env.update({name: value.get_secret_value() for name, value in spec.secret_env.items()})
+    env[RUN_MARKER] = run_id
     return env
+
+
+def _carries_marker(pid: int, run_id: str) -> bool:
+    """Whether process ``pid`` was started with ``run_id``'s marker in its environment."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"\0{RUN_MARKER}={run_id}\0".encode() in b"\0" + environ + b"\0"
+
+
+def _marked_processes(run_id: str) -> list[int]:
+    """Processes (other than this one) whose environment carries ``run_id``'s marker."""
+    return [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and int(entry.name) != os.getpid()
+        and _carries_marker(int(entry.name), run_id)
+    ]
+
+
+def _kill_marked(run_id: str, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace``, every process marked with ``run_id``.
+
+    Signals go through pidfds opened while the marker was seen, so a pid that changes
+    hands in between is never signalled.
+    """
+    pidfds: list[int] = []
+    try:
+        for pid in _marked_processes(run_id):
+            try:
+                pidfd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            if not _carries_marker(pid, run_id):  # the pid changed hands before the open
+                os.close(pidfd)
+                continue
+            pidfds.append(pidfd)
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGTERM)
+        exited = _wait_pidfds(pidfds, grace)
+        for pidfd in pidfds:
+            if pidfd not in exited:
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    finally:
+        for pidfd in pidfds:
+            os.close(pidfd)
 
 
 def _describe_exit(code: int) -> str:
