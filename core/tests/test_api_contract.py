@@ -93,3 +93,10 @@ def test_probes_and_metrics(client: TestClient, api: str) -> None:
     assert local
     assert local[0]["status"] == "ok"
     assert local[0]["latencyMs"] is not None
+
+
+def test_integrations_list_shows_each_providers_health(client: TestClient, api: str) -> None:
+    items = client.get(f"{api}/integrations").json()["items"]
+    local = next(i for i in items if i["name"] == "local")
+    assert [(h["capability"], h["status"]) for h in local["health"]] == [("orchestration", "ok")]
+    assert local["health"][0]["latencyMs"] is not None

@@ -254,6 +254,10 @@ class IntegrationOut(ApiModel):
     )
     settings_schema: dict[str, Any] | None = None
     links: dict[str, str] = Field(default_factory=dict)
+    health: list[ProviderHealthOut] = Field(
+        default_factory=list,
+        description="the last health check of each of its providers (cached a few seconds)",
+    )
 
 
 class IntegrationPatch(Input):
@@ -456,3 +460,6 @@ class ApiKeyOut(ApiModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+
+
+IntegrationOut.model_rebuild()

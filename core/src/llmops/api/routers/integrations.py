@@ -18,6 +18,8 @@ from llmops.api.schemas import (
     ListPage,
 )
 from llmops.capabilities.common import Capability, HealthStatus
+from llmops.integrations import PluginState
+from llmops.platform import Platform
 from llmops.services import integrations
 
 router = APIRouter(prefix="/integrations", tags=["integrations"])
@@ -25,12 +27,21 @@ router = APIRouter(prefix="/integrations", tags=["integrations"])
 PluginName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 
 
-@router.get("", response_model=ListPage[IntegrationOut], summary="Installed plugins")
-def list_integrations(runtime: RuntimeDep) -> ListPage[IntegrationOut]:
-    """Every installed plugin with version, capabilities, enabled, default, load error."""
-    return ListPage[IntegrationOut](
-        items=[IntegrationOut.model_validate(integrations.describe(s)) for s in runtime.states()]
+def integration_out(state: PluginState, platform: Platform) -> IntegrationOut:
+    results, _ = platform.health.check()
+    return IntegrationOut.model_validate(
+        {
+            **integrations.describe(state),
+            "health": [provider_health_out(r) for r in results if r.plugin == state.installed.name],
+        }
     )
+
+
+@router.get("", response_model=ListPage[IntegrationOut], summary="Installed plugins")
+def list_integrations(runtime: RuntimeDep, platform: PlatformDep) -> ListPage[IntegrationOut]:
+    """Every installed plugin with version, capabilities, enabled, default, load error and
+    the health of its providers."""
+    return ListPage[IntegrationOut](items=[integration_out(s, platform) for s in runtime.states()])
 
 
 @router.get("/defaults", response_model=DefaultsOut, summary="Default provider per capability")
@@ -51,8 +62,8 @@ def set_integration_default(
 
 
 @router.get("/{name}", response_model=IntegrationOut, summary="One plugin")
-def get_integration(name: PluginName, runtime: RuntimeDep) -> IntegrationOut:
-    return IntegrationOut.model_validate(integrations.describe(runtime.state(name)))
+def get_integration(name: PluginName, runtime: RuntimeDep, platform: PlatformDep) -> IntegrationOut:
+    return integration_out(runtime.state(name), platform)
 
 
 @router.patch("/{name}", response_model=IntegrationOut, summary="Enable or disable a plugin")
