@@ -313,3 +313,27 @@ def test_a_killed_server_leaves_no_run_running_after_restart(
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def test_local_settings_cannot_change_under_running_stages(client: TestClient, api: str) -> None:
+    """New settings rebuild the executor, which would cancel its runs: refused meanwhile."""
+    body = submit(client, api, [{"name": "long", "command": ["sleep", "60"]}])
+    wait_for(
+        lambda: client.get(f"{api}/workflows/pipelines/{body['id']}").json()["status"] == "running"
+    )
+    refused = client.put(f"{api}/integrations/local/config", json={"settings": {"max_parallel": 2}})
+    assert refused.status_code == 409
+    assert refused.json()["active"] == 1
+    assert client.get(f"{api}/workflows/pipelines/{body['id']}").json()["status"] == "running"
+
+    client.post(f"{api}/workflows/pipelines/{body['id']}/cancel")
+    wait_for(
+        lambda: (
+            client.get(f"{api}/workflows/pipelines/{body['id']}").json()["status"] == "cancelled"
+        )
+    )
+    accepted = client.put(
+        f"{api}/integrations/local/config", json={"settings": {"max_parallel": 2}}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["settings"]["max_parallel"] == 2

@@ -266,8 +266,9 @@ class IntegrationPatch(Input):
 
 class IntegrationConfigIn(Input):
     settings: dict[str, Any] = Field(
-        description="fields to set; null removes a stored value; secret fields omitted keep "
-        "their stored value"
+        description="fields to set, named as in the plugin's settingsSchema (its own names, "
+        "like its LLMOPS_<PLUGIN>__<FIELD> variables); null removes a stored value; secret "
+        "fields omitted keep their stored value"
     )
 
 

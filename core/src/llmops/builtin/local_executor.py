@@ -367,6 +367,11 @@ class LocalExecutor:
                 os.close(lock_fd)
         return recovered
 
+    def active_work(self) -> int:
+        """Runs in progress: closing this executor (a settings change) would cancel them."""
+        with self._lock:
+            return sum(1 for run in self._runs.values() if run.active)
+
     def close(self) -> None:
         """Cancel every active run and wait for its threads; refuse new work after."""
         with self._lock:

@@ -106,6 +106,18 @@ def configure(
     unknown = sorted(set(changes) - set(model.model_fields))
     if unknown:
         raise InvalidRequest(f"unknown settings for {name!r}: {', '.join(unknown)}", fields=unknown)
+    busy = sum(
+        int(active())
+        for providers in state.providers.values()
+        for provider in providers
+        if callable(active := getattr(provider, "active_work", None))
+    )
+    if busy:
+        raise Conflict(
+            f"{name!r} has {busy} operation(s) in progress that new settings would stop "
+            "(its providers are rebuilt); wait for them or cancel them first",
+            active=busy,
+        )
     row = _config_row(session, name)
     merged = dict(row.settings)
     for key, value in changes.items():
