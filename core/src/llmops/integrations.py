@@ -204,6 +204,8 @@ class IntegrationRuntime:
         self, configs: Mapping[str, StoredConfig], defaults: Mapping[Capability, str]
     ) -> None:
         with self._lock:
+            # metadata only (cheap): a plugin installed while the platform runs is seen here
+            self._installed = {p.name: p for p in installed_plugins(self.group)}
             wanted = {name for name in self._installed if self.is_enabled(name, configs.get(name))}
             for name in list(self._states):
                 if name not in wanted:
