@@ -1,0 +1,322 @@
+"""The outbox: the spec's retry queue for writes to tools.
+
+A write is recorded as an ``operations`` row in the same transaction as the domain change
+it belongs to. After the commit, the request tries to deliver it at once (unless the
+tool's circuit is open); whatever is not delivered then, a worker delivers later, at least
+once, with exponential backoff and jitter. Each operation carries an idempotency key that
+the provider hands to the tool, so a repeated delivery never makes a second object.
+
+Claiming is a conditional UPDATE (``WHERE status = 'pending' ...``), atomic on every
+database; on PostgreSQL the candidates are also read ``FOR UPDATE SKIP LOCKED`` so several
+workers and API replicas do not contend. A claim carries a lease: a worker that dies
+mid-delivery loses its claim when the lease expires, and the operation is tried again. The
+attempt is counted when it is claimed, so a crash counts too and nothing is tried more
+than ``max_attempts`` times; then the operation is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmops.db.models import Operation, utcnow
+from llmops.errors import Conflict, LlmopsError, NotFound
+from llmops.resilience.errors import retryable, translate
+
+log = logging.getLogger(__name__)
+
+
+class OperationStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    DISCARDED = "discarded"
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    max_attempts: int = 10
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+    lease_seconds: float = 60.0
+
+    def backoff(self, attempts: int, rng: random.Random) -> float:
+        """Exponential backoff with "equal jitter": half fixed, half random."""
+        ceiling = min(self.max_delay, self.base_delay * float(2 ** max(0, attempts - 1)))
+        return ceiling / 2 + rng.random() * ceiling / 2
+
+
+@dataclass
+class Delivery:
+    """What a handler gets: the operation, a session in the delivery's transaction."""
+
+    operation: Operation
+    session: Session
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: A handler performs the tool call of one kind of operation (through a guarded
+#: provider) and applies its result to the domain rows in ``delivery.session``. It
+#: returns a JSON-able result, stored on the operation.
+Handler = Callable[[Delivery], dict[str, Any] | None]
+#: Called, in the same transaction, when an operation is dead-lettered or discarded,
+#: so the domain row can say the write did not happen.
+DeadHandler = Callable[[Delivery, str], None]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    deliver: Handler
+    on_dead: DeadHandler | None = None
+
+
+class OutcomeKind(StrEnum):
+    DELIVERED = "delivered"
+    RETRY_LATER = "retry-later"
+    DEAD = "dead"
+    NOT_CLAIMED = "not-claimed"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    error: LlmopsError | None = None
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    provider: str,
+    capability: str,
+    idempotency_key: str,
+    payload: Mapping[str, Any] | None = None,
+    resource_type: str | None = None,
+    resource_id: str | None = None,
+    max_attempts: int | None = None,
+    policy: OutboxPolicy | None = None,
+) -> Operation:
+    """Record a write in the caller's transaction; the caller commits."""
+    operation = Operation(
+        kind=kind,
+        provider=provider,
+        capability=capability,
+        idempotency_key=idempotency_key,
+        payload=dict(payload or {}),
+        status=OperationStatus.PENDING.value,
+        attempts=0,
+        max_attempts=max_attempts or (policy or OutboxPolicy()).max_attempts,
+        next_attempt_at=utcnow(),
+        resource_type=resource_type,
+        resource_id=resource_id,
+    )
+    session.add(operation)
+    session.flush()
+    return operation
+
+
+def _due(now: datetime) -> Any:
+    return or_(
+        and_(Operation.status == OperationStatus.PENDING.value, Operation.next_attempt_at <= now),
+        and_(Operation.status == OperationStatus.RUNNING.value, Operation.lease_until < now),
+    )
+
+
+class Outbox:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        handlers: Mapping[str, HandlerSpec],
+        *,
+        policy: OutboxPolicy | None = None,
+        worker_id: str | None = None,
+        rng: random.Random | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.sessions = sessions
+        self.handlers = dict(handlers)
+        self.policy = policy or OutboxPolicy()
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self._rng = rng or random.Random()
+        self._clock = clock
+
+    # -- claiming ------------------------------------------------------------------
+
+    def claim(self, operation_id: str) -> bool:
+        """Claim one operation if it is due (or its lease expired)."""
+        now = self._clock()
+        with self.sessions() as session, session.begin():
+            return self._claim(session, operation_id, now)
+
+    def _claim(self, session: Session, operation_id: str, now: datetime) -> bool:
+        row = session.get(Operation, operation_id)
+        if row is None:
+            return False
+        if row.status == OperationStatus.RUNNING.value and row.attempts >= row.max_attempts:
+            # its last attempt died with its worker: no more tries
+            result = session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id, _due(now))
+                .values(
+                    status=OperationStatus.DEAD.value,
+                    lease_until=None,
+                    locked_by=None,
+                    last_error=f"the last of {row.max_attempts} attempts never finished "
+                    f"(its worker stopped); last error: {row.last_error}",
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 1:  # type: ignore[attr-defined]
+                self._dead(session, operation_id, "its last attempt never finished")
+            return False
+        result = session.execute(
+            update(Operation)
+            .where(Operation.id == operation_id, _due(now))
+            .values(
+                status=OperationStatus.RUNNING.value,
+                locked_by=self.worker_id,
+                lease_until=now + timedelta(seconds=self.policy.lease_seconds),
+                attempts=Operation.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def claim_due(
+        self, limit: int = 20, *, skip_providers: frozenset[str] = frozenset()
+    ) -> list[str]:
+        """Claim up to ``limit`` due operations, oldest first."""
+        now = self._clock()
+        with self.sessions() as session, session.begin():
+            stmt = (
+                select(Operation.id)
+                .where(_due(now))
+                .order_by(Operation.next_attempt_at)
+                .limit(limit)
+            )
+            if skip_providers:
+                stmt = stmt.where(Operation.provider.not_in(sorted(skip_providers)))
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            candidates = list(session.scalars(stmt))
+            return [op_id for op_id in candidates if self._claim(session, op_id, now)]
+
+    # -- delivering ----------------------------------------------------------------
+
+    def deliver(self, operation_id: str) -> Outcome:
+        """Run the handler of an operation this worker has claimed and record the outcome."""
+        with self.sessions() as session:
+            operation = session.get(Operation, operation_id)
+            if operation is None:
+                return Outcome(OutcomeKind.NOT_CLAIMED)
+            spec = self.handlers.get(operation.kind)
+            try:
+                if spec is None:
+                    raise Conflict(f"no handler for operations of kind {operation.kind!r}")
+                result = spec.deliver(Delivery(operation, session, operation.payload))
+            except Exception as exc:  # translated, recorded on the operation, and counted
+                session.rollback()
+                error = translate(exc, where=f"{operation.provider} {operation.kind}")
+                return self._failed(operation_id, error)
+            operation.status = OperationStatus.SUCCEEDED.value
+            operation.result = result
+            operation.lease_until = None
+            operation.locked_by = None
+            operation.last_error = None
+            operation.updated_at = self._clock()
+            session.commit()
+            return Outcome(OutcomeKind.DELIVERED)
+
+    def _failed(self, operation_id: str, error: LlmopsError) -> Outcome:
+        now = self._clock()
+        with self.sessions() as session, session.begin():
+            operation = session.get(Operation, operation_id)
+            if operation is None or operation.status != OperationStatus.RUNNING.value:
+                return Outcome(OutcomeKind.NOT_CLAIMED, error)
+            operation.last_error = error.detail
+            operation.lease_until = None
+            operation.locked_by = None
+            operation.updated_at = now
+            if retryable(error) and operation.attempts < operation.max_attempts:
+                delay = self.policy.backoff(operation.attempts, self._rng)
+                operation.status = OperationStatus.PENDING.value
+                operation.next_attempt_at = now + timedelta(seconds=delay)
+                return Outcome(OutcomeKind.RETRY_LATER, error)
+            operation.status = OperationStatus.DEAD.value
+            session.flush()
+            self._dead(session, operation_id, error.detail)
+            return Outcome(OutcomeKind.DEAD, error)
+
+    def _dead(self, session: Session, operation_id: str, reason: str) -> None:
+        operation = session.get(Operation, operation_id)
+        if operation is None:
+            return
+        spec = self.handlers.get(operation.kind)
+        if spec is not None and spec.on_dead is not None:
+            spec.on_dead(Delivery(operation, session, operation.payload), reason)
+        log.warning("operation %s (%s) dead-lettered: %s", operation_id, operation.kind, reason)
+
+    def deliver_now(self, operation_id: str) -> Outcome:
+        """The request's fast path: claim and deliver at once."""
+        if not self.claim(operation_id):
+            return Outcome(OutcomeKind.NOT_CLAIMED)
+        return self.deliver(operation_id)
+
+    def run_once(self, limit: int = 20, *, skip_providers: frozenset[str] = frozenset()) -> int:
+        """Claim and deliver what is due; returns how many were delivered."""
+        delivered = 0
+        for operation_id in self.claim_due(limit, skip_providers=skip_providers):
+            if self.deliver(operation_id).kind is OutcomeKind.DELIVERED:
+                delivered += 1
+        return delivered
+
+    # -- administration --------------------------------------------------------------
+
+    def retry(self, operation_id: str) -> Operation:
+        """Put a dead or pending operation back in line, now, with a fresh attempt budget."""
+        with self.sessions() as session, session.begin():
+            operation = self._get(session, operation_id)
+            if operation.status not in {OperationStatus.DEAD.value, OperationStatus.PENDING.value}:
+                raise Conflict(f"operation {operation_id} is {operation.status}: nothing to retry")
+            operation.status = OperationStatus.PENDING.value
+            operation.next_attempt_at = self._clock()
+            operation.max_attempts = operation.attempts + self.policy.max_attempts
+            operation.updated_at = self._clock()
+            return operation
+
+    def discard(self, operation_id: str) -> Operation:
+        """Give up on a pending or dead operation; the domain row says so."""
+        with self.sessions() as session, session.begin():
+            operation = self._get(session, operation_id)
+            if operation.status not in {OperationStatus.DEAD.value, OperationStatus.PENDING.value}:
+                raise Conflict(
+                    f"operation {operation_id} is {operation.status}: only pending or dead "
+                    "operations can be discarded"
+                )
+            was_dead = operation.status == OperationStatus.DEAD.value
+            operation.status = OperationStatus.DISCARDED.value
+            operation.updated_at = self._clock()
+            session.flush()
+            if not was_dead:
+                self._dead(session, operation_id, "discarded by an administrator")
+            return operation
+
+    @staticmethod
+    def _get(session: Session, operation_id: str) -> Operation:
+        operation = session.get(Operation, operation_id)
+        if operation is None:
+            raise NotFound(f"no operation with id {operation_id!r}", resource="operation")
+        return operation
