@@ -30,6 +30,7 @@ from llmops.config import CoreSettings
 from llmops.db import migrate
 from llmops.db.models import CatalogModel
 from llmops.db.session import make_engine
+from llmops.services.api_keys import Role, create_api_key
 from llmops.services.pagination import encode_cursor
 
 URL = f"{API_PREFIX}/catalog/models"
@@ -535,6 +536,9 @@ def measure(
     errors: list[str] = []
     with TestClient(create_app(settings)) as client:
         app_engine: Engine = client.app.state.platform.engine  # type: ignore[attr-defined]
+        with client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
+            _, key = create_api_key(session=session, name="bench", role=Role.VIEWER)
+        client.headers["Authorization"] = f"Bearer {key}"
         capture = Capture()
         event.listen(app_engine, "before_cursor_execute", capture.listener)
         try:

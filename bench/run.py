@@ -21,7 +21,13 @@ from pathlib import Path
 
 from harness import PartialFailure, Result, print_table
 
-BENCHMARKS = ("cli-help", "api-startup", "list-100k-sqlite", "list-100k-postgresql")
+BENCHMARKS = (
+    "cli-help",
+    "guard-overhead",
+    "api-startup",
+    "list-100k-sqlite",
+    "list-100k-postgresql",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -72,9 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         import api_startup
         import catalog_list
         import cli_help
+        import guard_overhead
 
         runners: dict[str, Callable[[], list[Result]]] = {
             "cli-help": lambda: cli_help.run(args.rounds),
+            "guard-overhead": lambda: guard_overhead.run(args.rounds),
             "api-startup": lambda: api_startup.run(workdir, args.rounds),
             "list-100k-sqlite": lambda: catalog_list.run_sqlite(workdir, args.rows, args.rounds),
             "list-100k-postgresql": lambda: catalog_list.run_postgresql(

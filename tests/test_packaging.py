@@ -35,9 +35,13 @@ import sys
 from fastapi.testclient import TestClient
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
+from llmops.services.api_keys import Role, create_api_key
 
 app = create_app(CoreSettings())
 with TestClient(app) as client:
+    with app.state.platform.transaction() as session:
+        _, key = create_api_key(session=session, name="probe", role=Role.ADMIN)
+    client.headers["Authorization"] = f"Bearer {key}"
     response = client.get("/llm-ops/v1/integrations")
     response.raise_for_status()
     items = response.json()["items"]

@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
+from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.plugins import PluginInstaller
 from llmops.testing.postgres import PostgresServer
 
@@ -69,10 +70,27 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., CoreSettin
     return make
 
 
+def _authenticate(client: TestClient, role: str = "admin") -> str:
+    """Create a key of ``role`` in a started app's database; the client sends it from now
+    on. Returns the key."""
+    with client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
+        _, key = create_api_key(session=session, name=f"test-{role}", role=Role(role))
+    client.headers["Authorization"] = f"Bearer {key}"
+    return key
+
+
+@pytest.fixture
+def authenticate() -> Callable[..., str]:
+    """``authenticate(client, role="admin")``: the client sends a new key of that role."""
+    return _authenticate
+
+
 @pytest.fixture
 def client(make_settings: Callable[..., CoreSettings]) -> Iterator[TestClient]:
-    """A started platform (migrated database, plugins loaded, worker running)."""
+    """A started platform (migrated database, plugins loaded, worker running), called
+    with an admin key."""
     with TestClient(create_app(make_settings())) as test_client:
+        _authenticate(test_client)
         yield test_client
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -129,11 +130,14 @@ def test_uploaded_file_is_stored_and_counted(client: TestClient, api: str) -> No
     assert detail["files"] == [{"path": "train.jsonl", "sizeBytes": len(content)}]
 
 
-def test_upload_over_the_limit_is_413_and_leaves_nothing(make_settings: object, api: str) -> None:
+def test_upload_over_the_limit_is_413_and_leaves_nothing(
+    make_settings: object, api: str, authenticate: Callable[..., str]
+) -> None:
     from llmops.api.app import create_app
 
     settings = make_settings(max_upload_bytes=1000)  # type: ignore[operator]
     with TestClient(create_app(settings)) as client:
+        authenticate(client)
         ds = create_dataset(client, api)
         response = client.post(
             f"{api}/catalog/datasets/{ds}/files", files={"file": ("big.bin", b"x" * 5000)}

@@ -181,12 +181,18 @@ StartApp = Callable[..., TestClient]
 
 
 @pytest.fixture
-def start(install: InstallPlugin, make_settings: Callable[..., CoreSettings]) -> Iterator[StartApp]:
+def start(
+    install: InstallPlugin,
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
+) -> Iterator[StartApp]:
     """Start an app on the test's database; stopped before the plugins are removed."""
     with ExitStack() as stack:
 
         def start_app(**overrides: Any) -> TestClient:
-            return stack.enter_context(TestClient(create_app(make_settings(**overrides))))
+            client = stack.enter_context(TestClient(create_app(make_settings(**overrides))))
+            authenticate(client)
+            return client
 
         yield start_app
 
@@ -318,9 +324,13 @@ def test_broken_plugin_is_listed_with_its_error_and_every_other_route_answers(
 
 
 def test_disable_and_enable_take_effect_at_once_and_are_stored(
-    memtrack: str, api: str, make_settings: Callable[..., CoreSettings]
+    memtrack: str,
+    api: str,
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
 ) -> None:
     with TestClient(create_app(make_settings(plugins="memtrack"))) as client:
+        authenticate(client)
         job_id = submit_job(client, api)
         run = client.post(f"{api}/training/jobs/{job_id}/experiment-run", json={}).json()
         search = client.post(f"{api}/experiments/search", json={})
@@ -347,6 +357,7 @@ def test_disable_and_enable_take_effect_at_once_and_are_stored(
     sys.modules.pop(memtrack)
 
     with TestClient(create_app(make_settings(plugins="memtrack"))) as second:
+        authenticate(second)
         item = integrations(second, api)["memtrack"]
         assert item["enabled"] is False
         assert item["loaded"] is False
@@ -720,7 +731,11 @@ def test_plugin_routes_of_a_plugin_enabled_after_start_up_are_served(
 
 
 def test_plugin_routes_are_served_when_the_console_is_mounted(
-    memtrack: str, api: str, make_settings: Callable[..., CoreSettings], tmp_path: Path
+    memtrack: str,
+    api: str,
+    make_settings: Callable[..., CoreSettings],
+    tmp_path: Path,
+    authenticate: Callable[..., str],
 ) -> None:
     console = tmp_path / "console"
     console.mkdir()
@@ -728,6 +743,7 @@ def test_plugin_routes_are_served_when_the_console_is_mounted(
     app = create_app(make_settings(plugins="memtrack"), console_dir=console)
 
     with TestClient(app) as client:
+        authenticate(client)
         assert client.get("/").status_code == 200
         assert client.get(f"{api}/integrations").status_code == 200
         assert client.get(f"{api}/plugins/memtrack/hello").status_code == 200

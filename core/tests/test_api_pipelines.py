@@ -271,9 +271,13 @@ def test_a_killed_server_leaves_no_run_running_after_restart(
     api = f"http://127.0.0.1:{port}/llm-ops/v1"
     marker = tmp_path / "pid"
     server = start_server(env, port, (tmp_path / f"server-{port}.log").open("wb"))
+    # the first start prints the initial admin key once, as its own line
+    printed = (tmp_path / f"server-{port}.log").read_text().splitlines()
+    auth = {"Authorization": f"Bearer {next(k for k in printed if k.startswith('llmops_'))}"}
     try:
         body = httpx.post(
             f"{api}/workflows/pipelines",
+            headers=auth,
             json={
                 "name": "orphan",
                 "stages": [
@@ -294,7 +298,9 @@ def test_a_killed_server_leaves_no_run_running_after_restart(
     try:
         result = wait_for(
             lambda: (
-                (r := httpx.get(f"{api}/workflows/pipelines/{body['id']}").json())["status"]
+                (r := httpx.get(f"{api}/workflows/pipelines/{body['id']}", headers=auth).json())[
+                    "status"
+                ]
                 == "failed"
                 and r
             )

@@ -103,12 +103,13 @@ def llmops_serving_backends(settings, context):
 
 @pytest.fixture
 def serving_client(
-    tmp_path: Path, make_settings: Callable[..., CoreSettings]
+    tmp_path: Path, make_settings: Callable[..., CoreSettings], authenticate: Callable[..., str]
 ) -> Iterator[tuple[TestClient, Any]]:
     with (
         temporary_plugin(tmp_path, "memserve", PLUGIN) as module,
         TestClient(create_app(make_settings(plugins="memserve"))) as client,
     ):
+        authenticate(client)
         yield client, sys.modules[module]
 
 

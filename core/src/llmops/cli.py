@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from llmops.config import CoreSettings
     from llmops.integrations import IntegrationRuntime
 
@@ -47,7 +51,39 @@ def up(host: str | None, port: int | None, data_dir: Path | None, log_level: str
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
     click.echo(f"llmops: data in {settings.data_dir}, API on {settings.api_url}/llm-ops/v1")
+    _ensure_admin_key(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+@contextmanager
+def _migrated_transaction(settings: CoreSettings) -> Iterator[Session]:
+    """A transaction on the migrated database, without starting a platform."""
+    from llmops.db import migrate
+    from llmops.db.session import make_engine, make_session_factory, transaction
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate.upgrade(engine)
+        with transaction(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _ensure_admin_key(settings: CoreSettings) -> None:
+    """Migrate, and when no admin key is active create one and print it, once."""
+    from llmops.services.api_keys import create_initial_admin_key
+
+    with _migrated_transaction(settings) as session:
+        created = create_initial_admin_key(session=session)
+    if created is not None:
+        row, key = created
+        click.echo(
+            f"llmops: no admin API key was active, so {row.name} ({row.id}) was created. "
+            "It is shown only now; keep it, and send it as 'Authorization: Bearer <key>':\n"
+            f"{key}"
+        )
+    sys.stdout.flush()  # before the server's logs, and when stdout is a file
 
 
 # -- database --------------------------------------------------------------------------
@@ -215,6 +251,164 @@ def api_keys_create(name: str, role: str) -> None:
     with platform.transaction() as session:
         row, key = create_api_key(session=session, name=name, role=Role(role))
     click.echo(f"created {role} key {row.id} ({name}); it is shown only now:\n{key}")
+
+
+@api_keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.option("--all", "show_all", is_flag=True, help="include revoked keys and job tokens")
+def api_keys_list(as_json: bool, show_all: bool) -> None:
+    """Keys with their role and when they were last used (never the keys themselves)."""
+    from llmops.services.api_keys import Role, list_api_keys
+
+    rows: list[dict[str, Any]] = []
+    with _migrated_transaction(_settings()) as session:
+        cursor = None
+        while True:
+            page = list_api_keys(session=session, limit=500, cursor=cursor)
+            rows += [
+                {
+                    "id": key.id,
+                    "name": key.name,
+                    "prefix": key.prefix,
+                    "role": key.role,
+                    "created_at": key.created_at.isoformat(),
+                    "last_used_at": key.last_used_at.isoformat() if key.last_used_at else None,
+                    "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+                }
+                for key in page.items
+                if show_all or (key.revoked_at is None and key.role != Role.JOB.value)
+            ]
+            if page.next_cursor is None:
+                break
+            cursor = page.next_cursor
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'ID':<34}{'NAME':<24}{'ROLE':<8}{'PREFIX':<10}{'LAST USED':<27}REVOKED")
+    for row in rows:
+        click.echo(
+            f"{row['id']:<34}{row['name'][:23]:<24}{row['role']:<8}{row['prefix']:<10}"
+            f"{row['last_used_at'] or '-':<27}{row['revoked_at'] or ''}"
+        )
+
+
+@api_keys.command("revoke")
+@click.argument("key_id")
+def api_keys_revoke(key_id: str) -> None:
+    """Revoke the key KEY_ID; requests that present it are refused from now on."""
+    from llmops.errors import NotFound
+    from llmops.services.api_keys import revoke_api_key
+
+    try:
+        with _migrated_transaction(_settings()) as session:
+            name = revoke_api_key(session=session, key_id=key_id).name
+    except NotFound as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(f"revoked key {key_id} ({name})")
+
+
+# -- the worker and the retry queue ------------------------------------------------------
+
+
+@main.command()
+@click.option("--interval", type=float, default=None, help="seconds between rounds")
+def worker(interval: float | None) -> None:
+    """Deliver queued writes to tools and keep pipeline states fresh, without the API.
+
+    Run as many as you like against PostgreSQL (they share the queue); with SQLite, one.
+    """
+    import signal
+    import threading
+
+    from llmops.platform import Platform
+    from llmops.worker import BackgroundWorker
+
+    settings = _settings()
+    platform = Platform(settings)
+    platform.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    runner = BackgroundWorker(platform, interval=interval or settings.sync_interval_seconds)
+    click.echo(f"llmops worker {platform.outbox.worker_id}: delivering queued writes")
+    try:
+        while not stop.wait(runner.interval):
+            runner.tick()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        platform.stop()
+
+
+@main.group()
+def operations() -> None:
+    """The retry queue: writes to tools that wait, and what became of them."""
+
+
+def _operation_line(op: Any) -> str:
+    return (
+        f"{op.id}  {op.status:<10} {op.kind:<18} {op.provider:<12} "
+        f"attempts {op.attempts}/{op.max_attempts}  {op.last_error or ''}"
+    )
+
+
+@operations.command("list")
+@click.option("--status", default=None, help="pending, running, succeeded, dead, discarded")
+@click.option("--limit", default=50, show_default=True)
+def operations_list(status: str | None, limit: int) -> None:
+    """List queued writes, newest first."""
+    from llmops.platform import Platform
+    from llmops.services.operations import list_operations
+
+    platform = Platform(_settings())
+    with platform.transaction() as session:
+        for op in list_operations(session=session, status=status, limit=limit).items:
+            click.echo(_operation_line(op))
+
+
+@operations.command("show")
+@click.argument("operation_id")
+def operations_show(operation_id: str) -> None:
+    """Everything about one queued write (its payload holds no secrets)."""
+    from llmops.errors import NotFound
+    from llmops.platform import Platform
+    from llmops.services.operations import get_operation
+
+    platform = Platform(_settings())
+    try:
+        with platform.transaction() as session:
+            op = get_operation(session=session, operation_id=operation_id)
+            click.echo(_operation_line(op))
+            click.echo(json.dumps({"payload": op.payload, "result": op.result}, indent=2))
+    except NotFound as exc:
+        raise click.ClickException(exc.detail) from exc
+
+
+@operations.command("retry")
+@click.argument("operation_id")
+def operations_retry(operation_id: str) -> None:
+    """Put a dead write back in line now."""
+    from llmops.errors import LlmopsError
+    from llmops.platform import Platform
+
+    try:
+        op = Platform(_settings()).outbox.retry(operation_id)
+    except LlmopsError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(_operation_line(op))
+
+
+@operations.command("discard")
+@click.argument("operation_id")
+def operations_discard(operation_id: str) -> None:
+    """Give up on a pending or dead write."""
+    from llmops.errors import LlmopsError
+    from llmops.platform import Platform
+
+    try:
+        op = Platform(_settings()).outbox.discard(operation_id)
+    except LlmopsError as exc:
+        raise click.ClickException(exc.detail) from exc
+    click.echo(_operation_line(op))
 
 
 # -- pipelines -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,9 +39,22 @@ class CoreSettings(BaseSettings):
     max_archive_members: int = 100_000
     max_archive_bytes: int = 10 * 1024**3
     health_cache_seconds: float = 5.0
+    provider_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="deadline of one call to a tool from a request"
+    )
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_reset_seconds: float = Field(default=30.0, gt=0)
+    outbox_max_attempts: int = Field(default=10, ge=1)
+    outbox_lease_seconds: float = Field(default=60.0, gt=0)
     executor_max_parallel: int = 4
     sync_interval_seconds: float = 1.0
     strict_plugins: bool = False
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="encrypts plugin secret settings at rest: a Fernet key or a passphrase, "
+        "or a comma-separated list of them for rotation (the first encrypts); "
+        "<data_dir>/secret.key when unset",
+    )
 
     @property
     def resolved_database_url(self) -> str:

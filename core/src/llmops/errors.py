@@ -70,3 +70,28 @@ class IntegrationRejected(LlmopsError):
     status = 502
     slug = "integration-rejected"
     title = "Integration rejected the request"
+
+
+class Unauthenticated(LlmopsError):
+    """No API key, or one that is unknown or revoked. Answered with a Bearer challenge."""
+
+    status = 401
+    slug = "unauthenticated"
+    title = "Authentication required"
+
+    def __init__(self, detail: str, *, invalid_token: bool = False, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        # RFC 6750 section 3: name the error only when a token was sent
+        self.challenge = (
+            'Bearer realm="llmops", error="invalid_token"'
+            if invalid_token
+            else 'Bearer realm="llmops"'
+        )
+
+
+class Forbidden(LlmopsError):
+    """A valid key whose role may not call this route."""
+
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"

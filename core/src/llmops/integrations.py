@@ -42,6 +42,9 @@ from llmops.plugins.discovery import (
     make_plugin_manager,
 )
 from llmops.plugins.info import PluginContext
+from llmops.resilience.breaker import CircuitBreaker, CircuitState
+from llmops.resilience.guard import Guard, GuardedProvider, GuardMetrics
+from llmops.secrets import SecretCipher, SecretUndecryptable
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +114,11 @@ class IntegrationRuntime:
         group: str = ENTRY_POINT_GROUP,
         metrics: CollectorRegistry | None = None,
         environ: Mapping[str, str] | None = None,
+        secrets: SecretCipher | None = None,
     ) -> None:
         self.settings = settings
+        #: encrypts and decrypts the secret settings stored in ``integration_configs``
+        self.secrets = secrets if secrets is not None else SecretCipher.from_settings(settings)
         self.group = group
         self.metrics = metrics
         self._environ = environ
@@ -124,6 +130,9 @@ class IntegrationRuntime:
         self._generation: tuple[Any, ...] | None = None
         self._checked_at = 0.0
         self._installed = {p.name: p for p in installed_plugins(group)}
+        self.guard_metrics = GuardMetrics(metrics)
+        self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._guarded: dict[int, tuple[Any, GuardedProvider]] = {}
 
     def add_configured_listener(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(name)`` whenever a plugin's providers are (re)built."""
@@ -255,7 +264,11 @@ class IntegrationRuntime:
             )
 
     def resolve_settings(self, name: str, stored: Mapping[str, Any]) -> BaseModel:
-        """The plugin's settings: environment overlaid by the stored configuration."""
+        """The plugin's settings: environment overlaid by the stored configuration.
+
+        Encrypted secrets in ``stored`` are decrypted for validation; one that cannot be
+        is reported as an invalid setting of its field (the value is never shown).
+        """
         state = self._states.get(name)
         if state is None or state.loaded is None:
             raise Conflict(f"plugin {name!r} is not loaded")
@@ -270,7 +283,11 @@ class IntegrationRuntime:
                 ", ".join(k.upper() for k in ignored),
             )
         known = {k: v for k, v in from_env.items() if k in model.model_fields}
-        return model.model_validate({**known, **stored})
+        try:
+            clear = self.secrets.reveal(stored, plugin=name)
+        except SecretUndecryptable as exc:
+            raise exc.validation_error(model.__name__) from None
+        return model.model_validate({**known, **clear})
 
     def _configure(self, state: PluginState, stored: Mapping[str, Any]) -> None:
         assert state.loaded is not None
@@ -334,6 +351,9 @@ class IntegrationRuntime:
     def _drop_providers(self, state: PluginState) -> None:
         for providers in state.providers.values():
             for provider in providers:
+                cached = self._guarded.pop(id(provider), None)
+                if cached is not None:
+                    cached[1].guard.close()
                 close = getattr(provider, "close", None)
                 if callable(close):
                     try:
@@ -422,8 +442,66 @@ class IntegrationRuntime:
         with self._lock:
             return self._default_name(capability)
 
+    # -- guarded dispatch --------------------------------------------------------------
+
+    def breaker(self, capability: Capability, provider_name: str) -> CircuitBreaker:
+        """The circuit breaker of a provider; it outlives rebuilds of the provider."""
+        key = (capability.value, provider_name)
+        with self._lock:
+            breaker = self._breakers.get(key)
+            if breaker is None:
+                breaker = CircuitBreaker(
+                    failure_threshold=self.settings.circuit_failure_threshold,
+                    reset_timeout=self.settings.circuit_reset_seconds,
+                )
+                self._breakers[key] = breaker
+            return breaker
+
+    def _guard(self, state: PluginState, capability: Capability, name: str, raw: Any) -> Any:
+        cached = self._guarded.get(id(raw))
+        if cached is not None and cached[0] is raw:
+            return cached[1]
+        translator = getattr(raw, "translate_error", None)
+        guard = Guard(
+            state.installed.name,
+            capability.value,
+            timeout=self.settings.provider_timeout_seconds,
+            breaker=self.breaker(capability, name),
+            metrics=self.guard_metrics,
+            isolated=not getattr(raw, "honours_deadline", False),
+            translator=translator if callable(translator) else None,
+        )
+        guarded = GuardedProvider(raw, guard)
+        self._guarded[id(raw)] = (raw, guarded)
+        return guarded
+
+    def paused_reason(self, capability: Capability, provider_name: str) -> str | None:
+        """Why calls to a provider are paused now (its circuit is open), or None."""
+        breaker = self.breaker(capability, provider_name)
+        if breaker.state is not CircuitState.OPEN:
+            return None
+        return (
+            f"{provider_name} ({capability.value}) is unavailable after repeated failures "
+            f"(last: {breaker.last_error}); next try in {breaker.retry_after():.0f} s"
+        )
+
+    def paused_providers(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(
+                name
+                for (_, name), breaker in self._breakers.items()
+                if breaker.state is CircuitState.OPEN
+            )
+
+    def count_fallback(self, capability: Capability, provider_name: str, operation: str) -> None:
+        with self._lock:
+            entry = self._provider_names(capability).get(provider_name)
+        plugin = entry[0].installed.name if entry else provider_name
+        self.guard_metrics.fallbacks.labels(plugin, capability.value, operation).inc()
+
     def provider(self, capability: Capability, name: str | None = None) -> tuple[str, Any]:
-        """The named provider, or the capability's default; 409 when none is enabled."""
+        """The named provider, or the capability's default, behind its guard; 409 when
+        none is enabled."""
         with self._lock:
             available = self._provider_names(capability)
             if name is None:
@@ -440,11 +518,15 @@ class IntegrationRuntime:
                     capability=capability.value,
                     provider=name,
                 )
-            return name, available[name][1]
+            state, raw = available[name]
+            return name, self._guard(state, capability, name, raw)
 
     def providers(self, capability: Capability) -> dict[str, Any]:
         with self._lock:
-            return {n: p for n, (_, p) in self._provider_names(capability).items()}
+            return {
+                n: self._guard(state, capability, n, p)
+                for n, (state, p) in self._provider_names(capability).items()
+            }
 
     def iter_providers(self) -> Iterator[tuple[str, Capability, str, Any]]:
         """(plugin, capability, provider name, provider) for every live provider."""

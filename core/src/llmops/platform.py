@@ -15,6 +15,8 @@ from llmops.db.session import make_engine, make_session_factory, transaction
 from llmops.integrations import IntegrationRuntime
 from llmops.observability.health import HealthChecker
 from llmops.observability.metrics import PlatformMetrics
+from llmops.resilience.outbox import Outbox, OutboxPolicy
+from llmops.services.outbox_handlers import audit_tool_action, outbox_handlers
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,15 @@ class Platform:
         self.metrics = PlatformMetrics()
         self.runtime = IntegrationRuntime(settings, metrics=self.metrics.registry)
         self.health = HealthChecker(self.runtime, ttl=settings.health_cache_seconds)
+        self.outbox = Outbox(
+            self.sessions,
+            outbox_handlers(self.runtime),
+            policy=OutboxPolicy(
+                max_attempts=settings.outbox_max_attempts,
+                lease_seconds=settings.outbox_lease_seconds,
+            ),
+            recorder=audit_tool_action,
+        )
 
     def migrate(self) -> None:
         migrate.upgrade(self.engine)

@@ -27,16 +27,24 @@ class BackgroundWorker:
         self._thread.start()
 
     def run_once(self) -> None:
-        self.platform.runtime.sync_if_stale(self.platform.sessions)
+        runtime = self.platform.runtime
+        runtime.sync_if_stale(self.platform.sessions)
+        while self.platform.outbox.run_once(limit=20, skip_providers=runtime.paused_providers()):
+            if self._stop.is_set():
+                return
         with self.platform.transaction() as session:
-            pipelines.sync_active(session=session, runtime=self.platform.runtime)
+            pipelines.sync_active(session=session, runtime=runtime)
+
+    def tick(self) -> None:
+        """One round; an error is logged and the next round goes on."""
+        try:
+            self.run_once()
+        except Exception:  # the loop must survive a bad tick; the error is logged
+            log.exception("background worker tick failed")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                self.run_once()
-            except Exception:  # the loop must survive a bad tick; the error is logged
-                log.exception("background worker tick failed")
+            self.tick()
 
     def stop(self) -> None:
         self._stop.set()

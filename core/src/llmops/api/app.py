@@ -8,24 +8,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from starlette.staticfiles import StaticFiles
 
 from llmops import __version__
 from llmops.api import errors
 from llmops.api.errors import PROBLEM_SCHEMA
+from llmops.api.idempotency import IdempotencyMiddleware
 from llmops.api.routers import (
+    api_keys,
     catalog,
     datasets,
     experiments,
+    governance,
     health,
     integrations,
+    operations,
     plugin_routes,
     serving,
     training,
     workflows,
 )
+from llmops.api.security import AuditMiddleware, authorize, document_access
 from llmops.config import CoreSettings
 from llmops.platform import Platform
 from llmops.worker import BackgroundWorker
@@ -87,12 +92,21 @@ def create_app(
         summary="The LLM Ops platform: catalog, training, serving, pipelines, integrations.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # every route, plugins' included, passes the access policy (llmops.auth)
+        dependencies=[Depends(authorize)],
         responses={
+            400: {
+                "description": "The body could not be read (not JSON, broken multipart)",
+                **problem,
+            },
+            401: {"description": "No API key, or an invalid or revoked one", **problem},
+            403: {"description": "The key's role may not call this route", **problem},
             422: {"description": "Invalid request", **problem},
             500: {"description": "Internal error", **problem},
         },
     )
     errors.install(app)
+    document_access(app)
 
     @app.middleware("http")
     async def _body_limit(
@@ -128,8 +142,22 @@ def create_app(
             )
         return response
 
+    app.add_middleware(IdempotencyMiddleware)  # replays see the same audit and request id
+    app.add_middleware(AuditMiddleware)  # outermost: request ids on every answer
+
     app.include_router(health.probes)
-    for module in (catalog, datasets, training, experiments, workflows, serving, integrations):
+    for module in (
+        catalog,
+        datasets,
+        training,
+        experiments,
+        workflows,
+        serving,
+        integrations,
+        api_keys,
+        governance,
+        operations,
+    ):
         app.include_router(
             module.router,
             prefix=API_PREFIX,

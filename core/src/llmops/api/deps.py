@@ -19,10 +19,19 @@ def get_platform(request: Request) -> Platform:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One transaction per request: committed when the handler returns, else rolled back."""
+    """A session per request, committed when the handler returns, else rolled back.
+
+    A handler may commit earlier itself: writes to tools commit their outbox operation
+    before they try to deliver it (:mod:`llmops.services.writes`).
+    """
     platform = get_platform(request)
-    with platform.transaction() as session:
-        yield session
+    with platform.sessions() as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
 
 
 def get_runtime(request: Request) -> IntegrationRuntime:

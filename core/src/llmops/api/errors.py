@@ -9,8 +9,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
-from llmops.errors import LlmopsError
+from llmops.errors import LlmopsError, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,14 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 
 def problem(
-    status: int, slug: str, title: str, detail: str, instance: str, **extensions: Any
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    instance: str,
+    *,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
 ) -> JSONResponse:
     body = {
         "type": TYPE_BASE + slug,
@@ -43,15 +51,36 @@ def problem(
         "instance": instance,
         **extensions,
     }
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = dict(headers or {})
+    if status == 503:
+        headers["Retry-After"] = "5"
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def _allow_header(request: Request) -> dict[str, str]:
+    """Every method the path supports (Starlette's own Allow names one route's only)."""
+    for template, item in request.app.openapi().get("paths", {}).items():
+        pattern, _, _ = compile_path(template)
+        if pattern.match(request.url.path):  # routes match in order: the first one owns it
+            return {"Allow": ", ".join(sorted(m.upper() for m in item if m.upper() in _METHODS))}
+    return {"Allow": ""}
+
+
+_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(LlmopsError)
     async def _domain(request: Request, exc: LlmopsError) -> JSONResponse:
+        headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
         return problem(
-            exc.status, exc.slug, exc.title, exc.detail, request.url.path, **exc.extensions
+            exc.status,
+            exc.slug,
+            exc.title,
+            exc.detail,
+            request.url.path,
+            headers=headers,
+            **exc.extensions,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -76,7 +105,16 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), request.url.path)
+        return problem(
+            exc.status_code,
+            slug,
+            str(exc.detail),
+            str(exc.detail),
+            request.url.path,
+            headers=_allow_header(request)
+            if exc.status_code == 405
+            else (dict(exc.headers) if exc.headers else None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -42,6 +42,11 @@ class ListPage(ApiModel, Generic[T]):
 class Degradable(ApiModel):
     degraded: bool = Field(default=False, description="true when a fallback shaped this answer")
     degraded_reason: str | None = None
+    operation_id: str | None = Field(
+        default=None,
+        description="the queued write to poll at /llm-ops/v1/operations/{operationId} "
+        "when the answer is 202",
+    )
 
 
 # -- catalog -------------------------------------------------------------------------
@@ -291,6 +296,9 @@ class ProviderHealthOut(HealthOut):
     plugin: str
     capability: str
     provider: str
+    circuit: str = Field(
+        default="closed", description="the circuit breaker: closed, open or half-open"
+    )
 
 
 class PlatformHealthOut(ApiModel):
@@ -464,3 +472,21 @@ class ApiKeyOut(ApiModel):
 
 
 IntegrationOut.model_rebuild()
+
+
+class OperationOut(ApiModel):
+    id: str
+    kind: str
+    provider: str
+    capability: str
+    status: str
+    attempts: int
+    max_attempts: int
+    next_attempt_at: datetime
+    lease_until: datetime | None
+    locked_by: str | None
+    last_error: str | None
+    resource_type: str | None
+    resource_id: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -18,6 +18,7 @@ class ProviderHealth:
     capability: Capability
     provider: str
     health: Health
+    circuit: str = "closed"
 
 
 class HealthChecker:
@@ -58,7 +59,16 @@ class HealthChecker:
                     detail=f"no answer within {self.deadline:g} s",
                     latency_ms=self.deadline * 1000,
                 )
-            results.append(ProviderHealth(plugin, cap, name, health))
+            circuit = self.runtime.breaker(cap, name).state.value
+            if circuit != "closed" and health.status is HealthStatus.OK:
+                health = health.model_copy(
+                    update={
+                        "status": HealthStatus.DEGRADED,
+                        "detail": f"{health.detail}; calls paused ({circuit}): "
+                        f"{self.runtime.breaker(cap, name).last_error}".lstrip("; "),
+                    }
+                )
+            results.append(ProviderHealth(plugin, cap, name, health, circuit))
         return results
 
     def close(self) -> None:

@@ -33,3 +33,8 @@ class PlatformMetrics:
             ["plugin"],
             registry=self.registry,
         )
+        self.audit_failures = Counter(
+            "llmops_audit_write_failures",
+            "Audit entries that could not be written (the database refused them)",
+            registry=self.registry,
+        )

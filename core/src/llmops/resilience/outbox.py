@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from llmops.auth import current_principal, current_request_id
 from llmops.db.models import Operation, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
 from llmops.resilience.errors import retryable, translate
@@ -50,6 +51,9 @@ class OutboxPolicy:
     base_delay: float = 1.0
     max_delay: float = 300.0
     lease_seconds: float = 60.0
+    #: A new operation is left to the request that made it for this long before a
+    #: worker may take it, so the two do not race for the first delivery.
+    first_delivery_grace: float = 5.0
 
     def backoff(self, attempts: int, rng: random.Random) -> float:
         """Exponential backoff with "equal jitter": half fixed, half random."""
@@ -81,6 +85,14 @@ class HandlerSpec:
     on_dead: DeadHandler | None = None
 
 
+#: The payload key that says for whom the write is made (who, role, request id): the
+#: audit log records the tool action under that name, whichever process delivers it.
+ON_BEHALF_OF = "_onBehalfOf"
+
+#: Called in the delivery's transaction once an operation succeeded or was given up on.
+Recorder = Callable[[Session, Operation, str, str | None], None]
+
+
 class OutcomeKind(StrEnum):
     DELIVERED = "delivered"
     RETRY_LATER = "retry-later"
@@ -108,16 +120,24 @@ def enqueue(
     policy: OutboxPolicy | None = None,
 ) -> Operation:
     """Record a write in the caller's transaction; the caller commits."""
+    principal = current_principal.get()
+    on_behalf_of = {
+        "keyId": principal.key_id if principal else None,
+        "name": principal.name if principal else "system",
+        "role": principal.role.value if principal and principal.role else None,
+        "requestId": current_request_id.get(),
+    }
     operation = Operation(
         kind=kind,
         provider=provider,
         capability=capability,
         idempotency_key=idempotency_key,
-        payload=dict(payload or {}),
+        payload={**(payload or {}), ON_BEHALF_OF: on_behalf_of},
         status=OperationStatus.PENDING.value,
         attempts=0,
         max_attempts=max_attempts or (policy or OutboxPolicy()).max_attempts,
-        next_attempt_at=utcnow(),
+        next_attempt_at=utcnow()
+        + timedelta(seconds=(policy or OutboxPolicy()).first_delivery_grace),
         resource_type=resource_type,
         resource_id=resource_id,
     )
@@ -143,7 +163,9 @@ class Outbox:
         worker_id: str | None = None,
         rng: random.Random | None = None,
         clock: Callable[[], datetime] = utcnow,
+        recorder: Recorder | None = None,
     ) -> None:
+        self.recorder = recorder
         self.sessions = sessions
         self.handlers = dict(handlers)
         self.policy = policy or OutboxPolicy()
@@ -153,13 +175,16 @@ class Outbox:
 
     # -- claiming ------------------------------------------------------------------
 
-    def claim(self, operation_id: str) -> bool:
-        """Claim one operation if it is due (or its lease expired)."""
+    def claim(self, operation_id: str, *, early: bool = False) -> bool:
+        """Claim one operation if it is due (or its lease expired); ``early`` also takes a
+        pending one whose first-delivery grace has not passed (the request's fast path)."""
         now = self._clock()
         with self.sessions() as session, session.begin():
-            return self._claim(session, operation_id, now)
+            return self._claim(session, operation_id, now, early=early)
 
-    def _claim(self, session: Session, operation_id: str, now: datetime) -> bool:
+    def _claim(
+        self, session: Session, operation_id: str, now: datetime, *, early: bool = False
+    ) -> bool:
         row = session.get(Operation, operation_id)
         if row is None:
             return False
@@ -181,9 +206,12 @@ class Outbox:
             if result.rowcount == 1:  # type: ignore[attr-defined]
                 self._dead(session, operation_id, "its last attempt never finished")
             return False
+        due = _due(now)
+        if early:
+            due = or_(due, Operation.status == OperationStatus.PENDING.value)
         result = session.execute(
             update(Operation)
-            .where(Operation.id == operation_id, _due(now))
+            .where(Operation.id == operation_id, due)
             .values(
                 status=OperationStatus.RUNNING.value,
                 locked_by=self.worker_id,
@@ -237,6 +265,8 @@ class Outbox:
             operation.locked_by = None
             operation.last_error = None
             operation.updated_at = self._clock()
+            if self.recorder is not None:
+                self.recorder(session, operation, "success", None)
             session.commit()
             return Outcome(OutcomeKind.DELIVERED)
 
@@ -250,6 +280,13 @@ class Outbox:
             operation.lease_until = None
             operation.locked_by = None
             operation.updated_at = now
+            paused = error.extensions.get("retry_after")
+            if paused is not None and error.extensions.get("circuit") is not None:
+                # refused by an open circuit without reaching the tool: not an attempt
+                operation.attempts -= 1
+                operation.status = OperationStatus.PENDING.value
+                operation.next_attempt_at = now + timedelta(seconds=max(1.0, float(paused)))
+                return Outcome(OutcomeKind.RETRY_LATER, error)
             if retryable(error) and operation.attempts < operation.max_attempts:
                 delay = self.policy.backoff(operation.attempts, self._rng)
                 operation.status = OperationStatus.PENDING.value
@@ -267,11 +304,13 @@ class Outbox:
         spec = self.handlers.get(operation.kind)
         if spec is not None and spec.on_dead is not None:
             spec.on_dead(Delivery(operation, session, operation.payload), reason)
+        if self.recorder is not None:
+            self.recorder(session, operation, "failed", reason)
         log.warning("operation %s (%s) dead-lettered: %s", operation_id, operation.kind, reason)
 
     def deliver_now(self, operation_id: str) -> Outcome:
         """The request's fast path: claim and deliver at once."""
-        if not self.claim(operation_id):
+        if not self.claim(operation_id, early=True):
             return Outcome(OutcomeKind.NOT_CLAIMED)
         return self.deliver(operation_id)
 

@@ -2,6 +2,7 @@
 
 Every change is stored in ``integration_configs`` / ``capability_defaults`` and applied at
 once to this process's runtime; other processes pick it up through the stored generation.
+Secret settings are stored encrypted (:mod:`llmops.secrets`) and never shown.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from llmops.capabilities.common import Capability
 from llmops.db.models import CapabilityDefault, IntegrationConfig, utcnow
 from llmops.errors import Conflict, InvalidRequest
 from llmops.integrations import BUILTIN_PLUGINS, IntegrationRuntime, PluginState, secret_fields
+from llmops.secrets import is_encrypted
 
 
 def describe(state: PluginState) -> dict[str, Any]:
@@ -98,7 +100,11 @@ def configure(
     changes: dict[str, Any],
     actor: str | None,
 ) -> PluginState:
-    """Merge ``changes`` into the stored settings and validate before storing anything."""
+    """Merge ``changes`` into the stored settings and validate before storing anything.
+
+    A secret left out of ``changes`` keeps its stored value; every secret is stored
+    encrypted, a clear one stored before encryption existed included.
+    """
     state = runtime.state(name)
     if state.loaded is None:
         raise Conflict(f"enable plugin {name!r} before configuring it")
@@ -106,6 +112,12 @@ def configure(
     unknown = sorted(set(changes) - set(model.model_fields))
     if unknown:
         raise InvalidRequest(f"unknown settings for {name!r}: {', '.join(unknown)}", fields=unknown)
+    forged = sorted(k for k, v in changes.items() if is_encrypted(v))
+    if forged:  # only the platform encrypts: a client cannot plant another value's token
+        raise InvalidRequest(
+            f"settings of {name!r} take clear values, not encrypted ones: {', '.join(forged)}",
+            fields=forged,
+        )
     busy = sum(
         int(active())
         for providers in state.providers.values()
@@ -126,15 +138,15 @@ def configure(
         else:
             merged[key] = value
     try:
-        runtime.resolve_settings(name, merged)
-    except ValidationError as exc:
+        runtime.resolve_settings(name, merged)  # decrypts the stored secrets to validate
+    except ValidationError as exc:  # not chained: its text holds the input, secrets included
         raise InvalidRequest(
             f"invalid settings for {name!r}",
             errors=[
                 {"location": [str(p) for p in e["loc"]], "message": e["msg"]} for e in exc.errors()
             ],
-        ) from exc
-    row.settings = merged
+        ) from None
+    row.settings = runtime.secrets.seal(merged, secret_fields(model), plugin=name)
     row.updated_at = utcnow()
     row.updated_by = actor
     session.flush()

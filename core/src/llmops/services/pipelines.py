@@ -8,6 +8,7 @@ to (marked stale) when the provider cannot be reached.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -23,9 +24,10 @@ from llmops.capabilities.orchestration import (
     StageLog,
     validate_pipeline,
 )
-from llmops.db.models import TrainingJob, WorkflowPipeline, utcnow
+from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
 from llmops.integrations import IntegrationRuntime
+from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
 from llmops.services.pagination import Page, paginate
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,10 @@ class PipelineView:
     reason: str | None = None
 
 
+SUBMIT = "pipeline.submit"
+CANCEL = "pipeline.cancel"
+
+
 def submit_pipeline(
     *,
     session: Session,
@@ -48,9 +54,11 @@ def submit_pipeline(
     spec: PipelineSpec,
     provider: str | None = None,
     training_job_id: str | None = None,
-) -> WorkflowPipeline:
+) -> tuple[WorkflowPipeline, Operation]:
+    """Record the pipeline and its submission in the outbox (the caller commits, then
+    delivers: see :mod:`llmops.services.writes`)."""
     validate_pipeline(spec)
-    provider_name, orchestrator = runtime.provider(Capability.ORCHESTRATION, provider)
+    provider_name, _ = runtime.provider(Capability.ORCHESTRATION, provider)
     row = WorkflowPipeline(
         name=spec.name,
         provider=provider_name,
@@ -58,14 +66,54 @@ def submit_pipeline(
         status=PipelineState.PENDING.value,
         training_job_id=training_job_id,
         stages=[{"name": s.name, "state": "pending", "attempts": 0} for s in spec.stages],
+        message="waiting to be submitted",
     )
     session.add(row)
     session.flush()
-    keyed = spec.model_copy(update={"idempotency_key": spec.idempotency_key or row.id})
-    status = orchestrator.submit(keyed)
+    operation = enqueue(
+        session,
+        kind=SUBMIT,
+        provider=provider_name,
+        capability=Capability.ORCHESTRATION.value,
+        idempotency_key=f"pipeline-{row.id}",
+        payload={"pipelineId": row.id},
+        resource_type="pipeline",
+        resource_id=row.id,
+    )
+    return row, operation
+
+
+def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
+    """The outbox handler of :data:`SUBMIT`: hand the pipeline to its orchestrator."""
+    session = delivery.session
+    row = session.get(WorkflowPipeline, delivery.payload["pipelineId"])
+    if row is None or row.status == PipelineState.CANCELLED.value:
+        return {"skipped": "the pipeline was deleted or cancelled before it was submitted"}
+    spec = PipelineSpec.model_validate(
+        {**row.spec, "idempotency_key": delivery.operation.idempotency_key}
+    )
+    if row.training_job_id is not None:
+        from llmops.services.training import job_secret_env
+
+        spec = spec.model_copy(
+            update={"secret_env": job_secret_env(session=session, job_id=row.training_job_id)}
+        )
+    _, orchestrator = runtime.provider(Capability.ORCHESTRATION, row.provider)
+    status = orchestrator.submit(spec)
     apply_status(row, status)
-    session.flush()
-    return row
+    _propagate_to_job(session=session, row=row)
+    return {"externalId": status.external_id}
+
+
+def submit_dead(delivery: Delivery, reason: str) -> None:
+    """The submission will not happen: the pipeline says so."""
+    row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
+    if row is None or row.status in TERMINAL:
+        return
+    row.status = PipelineState.FAILED.value
+    row.message = f"could not be submitted to {row.provider}: {reason}"
+    row.finished_at = utcnow()
+    _propagate_to_job(session=delivery.session, row=row)
 
 
 def apply_status(row: WorkflowPipeline, status: PipelineStatus) -> None:
@@ -156,15 +204,50 @@ def list_pipelines(
 
 def cancel_pipeline(
     *, session: Session, runtime: IntegrationRuntime, pipeline_id: str
-) -> PipelineView:
+) -> tuple[PipelineView, Operation | None]:
+    """Cancel through the outbox; a pipeline that never reached its tool is simply
+    cancelled here, its pending submission discarded."""
     row = get_row(session=session, pipeline_id=pipeline_id)
     if row.status in TERMINAL:
         raise Conflict(f"pipeline {pipeline_id!r} has already {row.status}")
-    assert row.external_id is not None
+    if row.external_id is None:
+        pending = session.scalars(
+            select(Operation).where(
+                Operation.resource_id == row.id,
+                Operation.kind == SUBMIT,
+                Operation.status == OperationStatus.PENDING.value,
+            )
+        )
+        for operation in pending:
+            operation.status = OperationStatus.DISCARDED.value
+            operation.last_error = "the pipeline was cancelled before it was submitted"
+        row.status = PipelineState.CANCELLED.value
+        row.message = "cancelled before it was submitted"
+        row.finished_at = utcnow()
+        _propagate_to_job(session=session, row=row)
+        session.flush()
+        return PipelineView(row), None
+    operation = enqueue(
+        session,
+        kind=CANCEL,
+        provider=row.provider,
+        capability=Capability.ORCHESTRATION.value,
+        idempotency_key=f"pipeline-{row.id}-cancel-{uuid.uuid4().hex}",
+        payload={"pipelineId": row.id},
+        resource_type="pipeline",
+        resource_id=row.id,
+    )
+    return PipelineView(row), operation
+
+
+def deliver_cancel(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
+    """The outbox handler of :data:`CANCEL`."""
+    row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
+    if row is None or row.external_id is None or row.status in TERMINAL:
+        return {"skipped": "nothing left to cancel"}
     apply_status(row, _orchestrator(runtime, row).cancel(row.external_id))
-    _propagate_to_job(session=session, row=row)
-    session.flush()
-    return PipelineView(row)
+    _propagate_to_job(session=delivery.session, row=row)
+    return None
 
 
 def retry_pipeline(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from llmops.capabilities.orchestration import PipelineSpec, StageLog, StageSpec
 from llmops.config import CoreSettings
-from llmops.db.models import TrainingJob, WorkflowPipeline
+from llmops.db.models import Operation, TrainingJob, WorkflowPipeline
 from llmops.errors import Conflict, NotFound
 from llmops.integrations import IntegrationRuntime
 from llmops.services import catalog, pipelines
@@ -36,7 +36,8 @@ def submit_job(
     dataset_id: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
     provider: str | None = None,
-) -> TrainingJob:
+) -> tuple[TrainingJob, Operation]:
+    """Record the job and its pipeline's submission (the caller commits, then delivers)."""
     if model_id is not None:
         catalog.get_model(session=session, model_id=model_id)
     if dataset_id is not None:
@@ -51,9 +52,6 @@ def submit_job(
     )
     session.add(job)
     session.flush()
-    _key, token = create_api_key(
-        session=session, name=f"job {job.id}", role=Role.JOB, training_job_id=job.id
-    )
     job_env = {
         "LLMOPS_API_URL": settings.api_url,
         "LLMOPS_JOB_ID": job.id,
@@ -70,16 +68,24 @@ def submit_job(
         name=f"training-{name}",
         stages=[s.model_copy(update={"env": {**job_env, **s.env}}) for s in stages],
         labels={"llmops.training-job": job.id},
-        secret_env={"LLMOPS_JOB_TOKEN": SecretStr(token)},
     )
-    row = pipelines.submit_pipeline(
+    row, operation = pipelines.submit_pipeline(
         session=session, runtime=runtime, spec=spec, provider=provider, training_job_id=job.id
     )
     job.pipeline_id = row.id
     job.status = row.status
-    job.started_at = row.started_at
+    job.message = row.message
     session.flush()
-    return job
+    return job, operation
+
+
+def job_secret_env(*, session: Session, job_id: str) -> dict[str, SecretStr]:
+    """A fresh token scoped to the job, minted when the job is handed to its tool (so it
+    is never stored in clear, not even in the outbox); revoked when the job ends."""
+    _key, token = create_api_key(
+        session=session, name=f"job {job_id}", role=Role.JOB, training_job_id=job_id
+    )
+    return {"LLMOPS_JOB_TOKEN": SecretStr(token)}
 
 
 def get_job(*, session: Session, job_id: str) -> TrainingJob:
@@ -131,12 +137,16 @@ def list_jobs(
     )
 
 
-def cancel_job(*, session: Session, runtime: IntegrationRuntime, job_id: str) -> TrainingJob:
+def cancel_job(
+    *, session: Session, runtime: IntegrationRuntime, job_id: str
+) -> tuple[TrainingJob, Operation | None]:
     job = get_job(session=session, job_id=job_id)
     if job.pipeline_id is None:
         raise Conflict("the job has no pipeline to cancel")
-    pipelines.cancel_pipeline(session=session, runtime=runtime, pipeline_id=job.pipeline_id)
-    return job
+    _, operation = pipelines.cancel_pipeline(
+        session=session, runtime=runtime, pipeline_id=job.pipeline_id
+    )
+    return job, operation
 
 
 def job_logs(

@@ -50,6 +50,7 @@ def provider_health_out(result: ProviderHealth) -> ProviderHealthOut:
         plugin=result.plugin,
         capability=result.capability.value,
         provider=result.provider,
+        circuit=result.circuit,
         status=result.health.status.value,
         latency_ms=result.health.latency_ms,
         detail=result.health.detail,

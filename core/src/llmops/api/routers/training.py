@@ -4,21 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
-from llmops.api.routers.views import job_out
+from llmops.api.routers.views import job_out, written
 from llmops.api.schemas import ListPage, LogsOut, StageLogOut, TrainingJobCreate, TrainingJobOut
 from llmops.capabilities.orchestration import StageSpec
 from llmops.errors import InvalidRequest
 from llmops.services import training
+from llmops.services.writes import commit_and_deliver
 
 router = APIRouter(prefix="/training/jobs", tags=["training"])
 
 
-@router.post("", status_code=201, response_model=TrainingJobOut, summary="Submit a training job")
+@router.post(
+    "",
+    status_code=201,
+    response_model=TrainingJobOut,
+    summary="Submit a training job",
+    responses={202: {"model": TrainingJobOut, "description": "Accepted: waits in the retry queue"}},
+)
 def submit_training_job(
-    body: TrainingJobCreate, session: SessionDep, runtime: RuntimeDep, platform: PlatformDep
+    body: TrainingJobCreate,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
 ) -> TrainingJobOut:
     """A job is a pipeline: give ``command`` for one stage named ``train``, or ``stages``."""
     if (body.command is None) == (body.stages is None):
@@ -38,7 +49,7 @@ def submit_training_job(
         stages = [
             s.to_spec().model_copy(update={"env": {**body.env, **s.env}}) for s in body.stages
         ]
-    job = training.submit_job(
+    job, operation = training.submit_job(
         session=session,
         runtime=runtime,
         settings=platform.settings,
@@ -49,8 +60,12 @@ def submit_training_job(
         hyperparameters=body.hyperparameters,
         provider=body.provider,
     )
-    _, view = training.refresh_job(session=session, runtime=runtime, job_id=job.id)
-    return job_out(job, view)
+    job_id = job.id
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    job, view = training.refresh_job(session=session, runtime=runtime, job_id=job_id)
+    return written(job_out(job, view), result, response)
 
 
 @router.get("", response_model=ListPage[TrainingJobOut], summary="List training jobs")
@@ -78,9 +93,26 @@ def get_training_job(jobId: str, session: SessionDep, runtime: RuntimeDep) -> Tr
     return job_out(job, view)
 
 
-@router.post("/{jobId}/cancel", response_model=TrainingJobOut, summary="Cancel a training job")
-def cancel_training_job(jobId: str, session: SessionDep, runtime: RuntimeDep) -> TrainingJobOut:
-    training.cancel_job(session=session, runtime=runtime, job_id=jobId)
+@router.post(
+    "/{jobId}/cancel",
+    response_model=TrainingJobOut,
+    summary="Cancel a training job",
+    responses={202: {"model": TrainingJobOut, "description": "Accepted: waits in the retry queue"}},
+)
+def cancel_training_job(
+    jobId: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
+) -> TrainingJobOut:
+    _, operation = training.cancel_job(session=session, runtime=runtime, job_id=jobId)
+    if operation is not None:
+        result = commit_and_deliver(
+            session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+        )
+        job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
+        return written(job_out(job, view), result, response)
     job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
     return job_out(job, view)
 

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from llmops.api.schemas import PipelineOut, PipelineSpecOut, StageOut, TrainingJobOut
+from typing import TypeVar
+
+from fastapi import Response
+
+from llmops.api.schemas import Degradable, PipelineOut, PipelineSpecOut, StageOut, TrainingJobOut
 from llmops.db.models import TrainingJob
 from llmops.services.pipelines import PipelineView
+from llmops.services.writes import WriteResult
+
+T = TypeVar("T", bound=Degradable)
 
 
 def pipeline_out(view: PipelineView) -> PipelineOut:
@@ -51,4 +58,19 @@ def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
         degraded_reason=(
             f"showing the last known state: {view.reason}" if view and view.stale else None
         ),
+    )
+
+
+def written(body: T, result: WriteResult, response: Response) -> T:
+    """A write's answer: 201 with the tool's state, or 202 while it waits in the outbox."""
+    if result.delivered:
+        return body
+    response.status_code = 202
+    response.headers["Location"] = f"/llm-ops/v1/operations/{result.operation_id}"
+    return body.model_copy(
+        update={
+            "degraded": True,
+            "degraded_reason": result.reason,
+            "operation_id": result.operation_id,
+        }
     )

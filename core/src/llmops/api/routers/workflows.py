@@ -6,30 +6,47 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from llmops.api.deps import Cursor, Limit, RuntimeDep, SessionDep
-from llmops.api.routers.views import pipeline_out
+from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
+from llmops.api.routers.views import pipeline_out, written
 from llmops.api.schemas import ListPage, LogsOut, PipelineCreate, PipelineOut, StageLogOut
 from llmops.capabilities.orchestration import PipelineSpec
 from llmops.services import pipelines
 from llmops.services.pipelines import PipelineView
+from llmops.services.writes import commit_and_deliver
 
 router = APIRouter(prefix="/workflows/pipelines", tags=["workflows"])
 
 
-@router.post("", status_code=201, response_model=PipelineOut, summary="Submit a pipeline")
-def create_pipeline(body: PipelineCreate, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
+@router.post(
+    "",
+    status_code=201,
+    response_model=PipelineOut,
+    summary="Submit a pipeline",
+    responses={202: {"model": PipelineOut, "description": "Accepted: waits in the retry queue"}},
+)
+def create_pipeline(
+    body: PipelineCreate,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
+) -> PipelineOut:
     """Validate the DAG (unknown dependency, cycle, duplicate name → 422 naming the stages)
-    and start it on the chosen orchestrator, or the default one."""
+    and start it on the chosen orchestrator, or the default one. When the orchestrator is
+    down the submission waits in the retry queue: 202 with the operation to poll."""
     spec = PipelineSpec(
         name=body.name,
         stages=[s.to_spec() for s in body.stages],
         max_parallel=body.max_parallel,
         labels=body.labels,
     )
-    row = pipelines.submit_pipeline(
+    row, operation = pipelines.submit_pipeline(
         session=session, runtime=runtime, spec=spec, provider=body.provider
     )
-    return pipeline_out(PipelineView(row))
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    return written(pipeline_out(PipelineView(row)), result, response)
 
 
 @router.get("", response_model=ListPage[PipelineOut], summary="List pipelines")
@@ -67,11 +84,28 @@ def delete_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -
     return Response(status_code=204)
 
 
-@router.post("/{pipelineId}/cancel", response_model=PipelineOut, summary="Cancel a pipeline")
-def cancel_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
-    return pipeline_out(
-        pipelines.cancel_pipeline(session=session, runtime=runtime, pipeline_id=pipelineId)
+@router.post(
+    "/{pipelineId}/cancel",
+    response_model=PipelineOut,
+    summary="Cancel a pipeline",
+    responses={202: {"model": PipelineOut, "description": "Accepted: waits in the retry queue"}},
+)
+def cancel_pipeline(
+    pipelineId: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
+) -> PipelineOut:
+    view, operation = pipelines.cancel_pipeline(
+        session=session, runtime=runtime, pipeline_id=pipelineId
     )
+    if operation is None:
+        return pipeline_out(view)
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    return written(pipeline_out(PipelineView(view.row)), result, response)
 
 
 @router.post("/{pipelineId}/retry", response_model=PipelineOut, summary="Retry the failed stages")

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 05:36:04.897683
+Create Date: 2026-11-26 06:06:58.466303
 """
 
 from collections.abc import Sequence
@@ -81,6 +81,28 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_datasets_created_at"), ["created_at"], unique=False)
+
+    op.create_table(
+        "idempotency_records",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("scope", sa.String(length=64), nullable=False),
+        sa.Column("key", sa.String(length=200), nullable=False),
+        sa.Column("method", sa.String(length=10), nullable=False),
+        sa.Column("path", sa.String(length=1000), nullable=False),
+        sa.Column("request_hash", sa.String(length=64), nullable=False),
+        sa.Column("state", sa.String(length=20), nullable=False),
+        sa.Column("response_status", sa.Integer(), nullable=True),
+        sa.Column("response_headers", sa.JSON(), nullable=False),
+        sa.Column("response_body", sa.Text(), nullable=True),
+        sa.Column("created_at", llmops.db.models.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", llmops.db.models.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_idempotency_records")),
+        sa.UniqueConstraint("scope", "key", name=op.f("uq_idempotency_records_scope_key")),
+    )
+    with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_idempotency_records_expires_at"), ["expires_at"], unique=False
+        )
 
     op.create_table(
         "integration_configs",
@@ -390,6 +412,10 @@ def downgrade() -> None:
 
     op.drop_table("models")
     op.drop_table("integration_configs")
+    with op.batch_alter_table("idempotency_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_idempotency_records_expires_at"))
+
+    op.drop_table("idempotency_records")
     with op.batch_alter_table("datasets", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_datasets_created_at"))
 

@@ -1,0 +1,326 @@
+"""The access policy of :mod:`llmops.auth` applied to HTTP, and the audit of every write.
+
+* :func:`authorize` is a dependency of the whole app (``FastAPI(dependencies=...)``), so
+  every route, the plugins' included, passes through it: public routes answer without a
+  key, the others need ``Authorization: Bearer <key>`` (401) of a role the policy allows
+  (403). It puts the caller's :class:`~llmops.auth.Principal` in the request's context.
+* :class:`AuditMiddleware` gives each request an id (``X-Request-ID``, taken from the
+  request when it sends a sane one) and records each write, refused ones included, in
+  its own short transaction once the status is known and before the answer leaves. For a
+  ``201`` it reads the created resource's id from the answer. It never reads the request
+  body, so nothing a client sends (keys, plugin settings) reaches the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Request
+from fastapi.routing import APIRoute
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmops.auth import (
+    ANONYMOUS,
+    API,
+    Authentication,
+    authenticate,
+    current_principal,
+    current_request_id,
+    is_write,
+    refusal,
+    rule_for,
+)
+from llmops.errors import Forbidden, Unauthenticated
+from llmops.platform import Platform
+from llmops.services import audit
+from llmops.services.audit import Outcome
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,64}$")
+#: a created resource's answer is read up to this size for its id
+_MAX_CREATED_BODY = 256 * 1024
+_STATE = "llmops.access"
+
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="apiKey",
+    bearerFormat="llmops_<prefix>_<secret>",
+    description="An API key: POST /llm-ops/v1/api-keys, or `llmops api-keys create`.",
+)
+
+
+@dataclass
+class _Access:
+    """What the request's handling learnt about its caller, shared through the scope."""
+
+    authentication: Authentication | None = None
+    looked_up: bool = False
+    refusal: str | None = None
+
+
+def _access(scope: Scope) -> _Access:
+    state: dict[str, Any] = scope.setdefault("state", {})
+    access = state.get(_STATE)
+    if not isinstance(access, _Access):
+        access = state[_STATE] = _Access()
+    return access
+
+
+def _bearer_token(scope: Scope) -> str | None:
+    scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def _lookup(platform: Platform, token: str) -> Authentication:
+    with platform.transaction() as session:
+        return authenticate(session=session, token=token)
+
+
+async def _authentication(scope: Scope) -> Authentication | None:
+    """The request's key, looked up once (``None`` when it sends none)."""
+    access = _access(scope)
+    if not access.looked_up:
+        token = _bearer_token(scope)
+        platform: Platform | None = getattr(scope["app"].state, "platform", None)
+        if token is not None and platform is not None:
+            access.authentication = await anyio.to_thread.run_sync(
+                partial(_lookup, platform, token)
+            )
+        access.looked_up = True
+    return access.authentication
+
+
+def route_template(scope: Scope) -> str | None:
+    """The matched route's whole template (``/llm-ops/v1/catalog/models/{modelId}``), as
+    the OpenAPI document names it: the route in the scope knows only its own part, without
+    the prefixes of the routers that include it (the API's, and a plugin's)."""
+    route = scope.get("route")
+    if not isinstance(route, APIRoute):
+        return None
+    path = route.path_format
+    url = str(scope["path"])
+    if url.startswith(f"{API}/plugins/") and not path.startswith(f"{API}/plugins/"):
+        plugin = url[len(API) + len("/plugins/") :].split("/", 1)[0]
+        return f"{API}/plugins/{plugin}{path}"
+    if url.startswith(f"{API}/") and not path.startswith(f"{API}/"):
+        return f"{API}{path}"
+    return path
+
+
+async def authorize(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Refuse the request unless the policy lets its key call the route."""
+    template = route_template(request.scope) or request.url.path
+    if rule_for(request.method, template).role is None:
+        return
+    access = _access(request.scope)
+    authentication = await _authentication(request.scope)
+    if authentication is None:
+        access.refusal = "no API key"
+        raise Unauthenticated(
+            "send an API key as 'Authorization: Bearer <key>'; an admin creates keys with "
+            "POST /llm-ops/v1/api-keys or `llmops api-keys create`"
+        )
+    principal = authentication.principal
+    if authentication.failure is not None or principal is None:
+        access.refusal = authentication.failure
+        raise Unauthenticated(authentication.failure or "invalid API key", invalid_token=True)
+    current_principal.set(principal)  # seen by the handler, which runs in this context
+    reason = refusal(principal, request.method, template, request.path_params)
+    if reason is not None:
+        access.refusal = reason
+        raise Forbidden(reason)
+
+
+def document_access(app: FastAPI) -> None:
+    """Make the OpenAPI document say what :func:`authorize` does: the bearer scheme on
+    every route except the public ones, which need no key and are never refused."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        document = generate()
+        if fresh:
+            for path, item in document.get("paths", {}).items():
+                for method, operation in item.items():
+                    if isinstance(operation, dict) and rule_for(method, path).role is None:
+                        operation.pop("security", None)
+                        for status in ("401", "403"):
+                            operation.get("responses", {}).pop(status, None)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+# -- the audit -------------------------------------------------------------------------
+
+
+def request_id_of(scope: Scope) -> str:
+    given = Headers(scope=scope).get(REQUEST_ID_HEADER)
+    if given is not None and _SANE_REQUEST_ID.match(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def resource_of(template: str, path_params: dict[str, Any]) -> tuple[str, str | None]:
+    """The resource a route acts on: its type is the collection's path below the API
+    prefix, at most two segments (``catalog/models``, ``integrations``), its id the
+    first path parameter. A sub-resource (a dataset's version, an endpoint's deployment)
+    is recorded against its parent; the action and the path in the details say more."""
+    segments = template.removeprefix(API).strip("/").split("/")
+    collection: list[str] = []
+    for segment in segments:
+        if segment.startswith("{") and segment.endswith("}"):
+            value = path_params.get(segment[1:-1])
+            return "/".join(collection[:2]), None if value is None else str(value)
+        collection.append(segment)
+    return "/".join(collection[:2]), None
+
+
+def _created_id(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    value = document.get("id") if isinstance(document, dict) else None
+    return value if isinstance(value, str) else None
+
+
+class AuditMiddleware:
+    """Request ids for every request; an audit entry for every write (see the module)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope)
+        reset = current_request_id.set(request_id)
+        held: Message | None = None  # a 201's start, held until its body shows the id
+        body = bytearray()
+        recorded = False
+
+        async def send_audited(message: Message) -> None:
+            nonlocal held, recorded
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+                status = int(message["status"])
+                if recorded or not self._audited(scope, status):
+                    await send(message)
+                    return
+                content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+                if status == 201 and content_type.startswith("application/json"):
+                    held = message
+                    return
+                recorded = True
+                await self._record(scope, status, request_id, created_id=None)
+                await send(message)
+                return
+            if message["type"] == "http.response.body" and held is not None:
+                body.extend(message.get("body", b""))
+                more = bool(message.get("more_body", False))
+                if more and len(body) <= _MAX_CREATED_BODY:
+                    return
+                start, held = held, None
+                recorded = True
+                created = None if more else _created_id(bytes(body))
+                await self._record(scope, int(start["status"]), request_id, created_id=created)
+                await send(start)
+                await send({"type": "http.response.body", "body": bytes(body), "more_body": more})
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_audited)
+        except Exception:
+            if not recorded and self._audited(scope, 500):
+                await self._record(scope, 500, request_id, created_id=None)
+            raise
+        finally:
+            current_request_id.reset(reset)
+
+    @staticmethod
+    def _audited(scope: Scope, status: int) -> bool:
+        route = scope.get("route")
+        template = route_template(scope)
+        method = str(scope["method"]).upper()
+        if (
+            not isinstance(route, APIRoute)
+            or template is None
+            or method not in (route.methods or ())
+        ):
+            return False  # requests that reached no route, or a route without this method
+        if not is_write(method):
+            return False
+        rule = rule_for(method, template)
+        return rule.audited or audit.outcome_of(status) is Outcome.DENIED
+
+    async def _record(
+        self, scope: Scope, status: int, request_id: str, *, created_id: str | None
+    ) -> None:
+        platform: Platform | None = getattr(scope["app"].state, "platform", None)
+        route = scope["route"]
+        template = route_template(scope)
+        assert isinstance(route, APIRoute)
+        assert template is not None
+        if platform is None:
+            return
+        authentication = await _authentication(scope)
+        principal = (authentication.principal if authentication else None) or ANONYMOUS
+        resource_type, resource_id = resource_of(template, scope.get("path_params", {}))
+        details: dict[str, Any] = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+        }
+        if created_id is not None:
+            if resource_id is None:
+                resource_id = created_id
+            else:
+                details["createdId"] = created_id
+        reason = _access(scope).refusal
+        if reason is not None:
+            details["reason"] = reason
+
+        def write() -> None:
+            with platform.transaction() as session:
+                audit.record(
+                    session=session,
+                    action=route.name,
+                    resource_type=resource_type,
+                    resource_id=resource_id,
+                    outcome=audit.outcome_of(status),
+                    details=details,
+                    principal=principal,
+                    request_id=request_id,
+                )
+
+        try:
+            await anyio.to_thread.run_sync(write)
+        except SQLAlchemyError:
+            # the request's own change is committed: answering an error would invite a
+            # retry, so the failure is logged and counted instead
+            platform.metrics.audit_failures.inc()
+            log.exception(
+                "could not write the audit entry of %s %s (request %s)",
+                scope["method"],
+                scope["path"],
+                request_id,
+            )

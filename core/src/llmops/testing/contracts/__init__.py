@@ -1,0 +1,208 @@
+"""Contract suites: one per capability, for every provider, ours and third parties'.
+
+A provider's test class subclasses the capability's suite, hands it the provider through
+a ``provider`` fixture, declares the optional features it supports, and inherits every
+test the core relies on (the model is SQLAlchemy's dialect compliance suite)::
+
+    from llmops.testing.contracts.orchestration import OrchestratorContract
+
+    class TestMyEngineContract(OrchestratorContract):
+        supports = frozenset({"parallel", "retries", "cancel", "logs"})
+
+        @pytest.fixture
+        def provider(self, tmp_path: Path) -> Iterator[MyEngine]:
+            engine = MyEngine(...)
+            yield engine
+            engine.close()
+
+Optional features: a test that needs a feature is decorated ``@requires("cancel")``. In a
+subclass that does not declare every feature a test needs, that test **does not exist**:
+it is neither collected nor reported as skipped. The project forbids silent skips, and a
+skip per undeclared feature would be dozens of lines of noise in every run that say
+nothing new; instead the declaration itself is checked: an unknown feature name is a
+``TypeError`` when the class is defined (a typo cannot quietly drop tests), each suite
+has tests that tie declarations to what the provider says about itself (a serving
+framework that reports ``supports_canary`` must declare ``"canary"``), and the
+``llmops.testing.pytest_plugin`` prints, per suite, the features left undeclared.
+``TheSuite.not_supported`` lists them too.
+
+The suites assert with explicit messages, written for the plugin author who reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from llmops.capabilities.common import Health, Provider
+
+__all__ = [
+    "ContractSuite",
+    "eventually",
+    "read_tree",
+    "requires",
+    "timed_health",
+    "write_tree",
+]
+
+# The suites live in submodules imported by the authors' test modules. Registering them
+# here (the package is always imported first) lets pytest rewrite their asserts, so a
+# failed contract shows the values it compared. Outside pytest this does nothing.
+pytest.register_assert_rewrite(
+    *(
+        f"{__name__}.{module}"
+        for module in ("tracking", "serving", "orchestration", "registry", "versioning")
+    )
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+
+_REQUIRES = "__llmops_contract_requires__"
+
+
+def requires(*features: str) -> Callable[[F], F]:
+    """Mark a contract test as needing optional ``features``; it exists only in subclasses
+    that declare all of them in ``supports``."""
+
+    def mark(test: F) -> F:
+        setattr(test, _REQUIRES, frozenset(features))
+        return test
+
+    return mark
+
+
+class _Undeclared:
+    """Stands in for a test whose features a subclass does not declare.
+
+    Not callable, so pytest does not collect it; it keeps the test for a further
+    subclass that declares more.
+    """
+
+    def __init__(self, test: Callable[..., Any], missing: frozenset[str]) -> None:
+        self.test = test
+        self.missing = missing
+
+    def __repr__(self) -> str:
+        return f"<contract test {self.test.__name__} needs {', '.join(sorted(self.missing))}>"
+
+
+class ContractSuite:
+    """Base of the capability suites: resolves ``supports`` into the tests that exist."""
+
+    #: The capability this suite checks (set by each suite).
+    capability: ClassVar[str] = ""
+    #: Every optional feature of this suite, with what declaring it promises.
+    features: ClassVar[Mapping[str, str]] = {}
+    #: The optional features the provider under test supports (set by subclasses).
+    supports: ClassVar[frozenset[str]] = frozenset()
+    #: The optional features not declared, whose tests do not exist in this class.
+    not_supported: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if isinstance(cls.supports, str):
+            raise TypeError(
+                f"{cls.__qualname__}.supports must be a set of feature names, not the "
+                f"string {cls.supports!r}"
+            )
+        supports = frozenset(cls.supports)
+        unknown = supports - set(cls.features)
+        if unknown:
+            known = ", ".join(sorted(cls.features)) or "none"
+            raise TypeError(
+                f"{cls.__qualname__}.supports names unknown features: "
+                f"{', '.join(sorted(unknown))} (this suite knows: {known})"
+            )
+        cls.not_supported = frozenset(cls.features) - supports
+        for name, test in _contract_tests(cls):
+            missing = _needs(test) - supports
+            setattr(cls, name, _Undeclared(test, missing) if missing else test)
+
+    @classmethod
+    def contract_tests(cls) -> dict[str, frozenset[str]]:
+        """Every test of the suite with the features it needs, present or not here."""
+        return {name: _needs(test) for name, test in _contract_tests(cls)}
+
+
+def _needs(test: Callable[..., Any]) -> frozenset[str]:
+    needed: frozenset[str] = getattr(test, _REQUIRES, frozenset())
+    return needed
+
+
+def _contract_tests(cls: type) -> Iterator[tuple[str, Callable[..., Any]]]:
+    """The suite's test functions by name, the most derived definition winning."""
+    seen: set[str] = set()
+    for klass in cls.__mro__:
+        for name, value in vars(klass).items():
+            if not name.startswith("test") or name in seen:
+                continue
+            seen.add(name)
+            if isinstance(value, _Undeclared):
+                yield name, value.test
+            elif callable(value):
+                yield name, value
+
+
+# -------------------------------------------------------------------------------------
+# Helpers the suites share (and authors may use)
+# -------------------------------------------------------------------------------------
+
+
+def eventually(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.02,
+) -> T:
+    """Call ``probe`` until it returns something truthy and return that; fail with
+    ``what`` after ``timeout`` seconds. Exceptions from ``probe`` propagate."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def write_tree(root: Path, files: Mapping[str, bytes]) -> Path:
+    """Make ``root`` hold exactly ``files`` (relative POSIX paths -> content)."""
+    if root.exists():
+        for path in sorted(root.rglob("*"), reverse=True):
+            if path.is_dir():
+                path.rmdir()
+            else:
+                path.unlink()
+    root.mkdir(parents=True, exist_ok=True)
+    for relative, content in files.items():
+        target = root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+    return root
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` as relative POSIX path -> content."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def timed_health(provider: Provider, deadline: float) -> Health:
+    """``provider.health()``, checked to be a :class:`Health` that came within ``deadline``
+    seconds. An exception from ``health()`` fails the caller: it must never raise."""
+    started = time.monotonic()
+    health = provider.health()
+    took = time.monotonic() - started
+    assert isinstance(health, Health), f"health() returned {type(health).__name__}, not Health"
+    assert took <= deadline, f"health() took {took:.2f} s, more than {deadline:g} s"
+    return health
