@@ -360,6 +360,10 @@ class EndpointCreate(Input):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class QueuedOut(Degradable):
+    """A write that waits in the retry queue and has no body of its own to show."""
+
+
 class DeploymentOut(Degradable):
     endpoint_id: str
     provider: str
@@ -428,9 +432,9 @@ class MetricsIn(Input):
     metrics: list[MetricIn] = Field(min_length=1, max_length=10_000)
 
 
-class MetricsAccepted(ApiModel):
-    accepted: int
-    batches: int
+class MetricsAccepted(Degradable):
+    accepted: int = Field(description="points stored; none is lost if the tracker is away")
+    batches: int = Field(description="calls that carried them to the tracker (0 if queued)")
 
 
 class ExperimentSearchIn(Input):

@@ -83,6 +83,8 @@ DeadHandler = Callable[[Delivery, str], None]
 class HandlerSpec:
     deliver: Handler
     on_dead: DeadHandler | None = None
+    #: False for telemetry (metric points): delivered without an audit entry each time
+    audited: bool = True
 
 
 #: The payload key that says for whom the write is made (who, role, request id): the
@@ -265,7 +267,7 @@ class Outbox:
             operation.locked_by = None
             operation.last_error = None
             operation.updated_at = self._clock()
-            if self.recorder is not None:
+            if self.recorder is not None and spec is not None and spec.audited:
                 self.recorder(session, operation, "success", None)
             session.commit()
             return Outcome(OutcomeKind.DELIVERED)
@@ -304,7 +306,7 @@ class Outbox:
         spec = self.handlers.get(operation.kind)
         if spec is not None and spec.on_dead is not None:
             spec.on_dead(Delivery(operation, session, operation.payload), reason)
-        if self.recorder is not None:
+        if self.recorder is not None:  # a write that did not happen is always recorded
             self.recorder(session, operation, "failed", reason)
         log.warning("operation %s (%s) dead-lettered: %s", operation_id, operation.kind, reason)
 

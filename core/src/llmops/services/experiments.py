@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -10,9 +11,10 @@ from sqlalchemy.orm import Session
 
 from llmops.capabilities.common import Capability
 from llmops.capabilities.tracking import MetricPoint, RunInfo, RunPage, RunQuery, RunSpec
-from llmops.db.models import ExperimentRun, utcnow
-from llmops.errors import LlmopsError, NotFound
+from llmops.db.models import ExperimentRun, Operation, utcnow
+from llmops.errors import IntegrationUnavailable, LlmopsError, NotFound
 from llmops.integrations import IntegrationRuntime
+from llmops.resilience.outbox import Delivery, enqueue
 from llmops.services import catalog, training
 
 
@@ -55,6 +57,10 @@ def get_job_run(*, session: Session, runtime: IntegrationRuntime, job_id: str) -
     return RunView(row)
 
 
+RUN_CREATE = "run.create"
+RUN_METRICS = "run.metrics"
+
+
 def create_job_run(
     *,
     session: Session,
@@ -63,13 +69,14 @@ def create_job_run(
     experiment: str | None,
     params: dict[str, str],
     tags: dict[str, str],
-) -> tuple[RunView, bool]:
-    """(run, created). Asking again for the same job returns its run: one run per job."""
+) -> tuple[RunView, Operation | None]:
+    """The job's run, recorded with its creation in the outbox (the caller commits, then
+    delivers). Asking again for the same job returns its run: one run per job."""
     job = training.get_job(session=session, job_id=job_id)
     existing = _row_for_job(session, job_id)
     if existing is not None:
-        return RunView(existing), False
-    provider_name, tracker = runtime.provider(Capability.TRACKING)
+        return RunView(existing), None
+    provider_name, _ = runtime.provider(Capability.TRACKING)
     if experiment is None:
         experiment = (
             catalog.get_model(session=session, model_id=job.model_id).name
@@ -83,17 +90,39 @@ def create_job_run(
         tags={**tags, "llmops.training_job_id": job.id},
         idempotency_key=f"training-job-{job.id}",
     )
-    info = tracker.create_run(spec)
     row = ExperimentRun(
         training_job_id=job.id,
         provider=provider_name,
         experiment_name=experiment,
         run_name=job.name,
+        status="scheduled",
+        params=dict(spec.params),
     )
-    _apply(row, info)
     session.add(row)
     session.flush()
-    return RunView(row), True
+    operation = enqueue(
+        session,
+        kind=RUN_CREATE,
+        provider=provider_name,
+        capability=Capability.TRACKING.value,
+        idempotency_key=spec.idempotency_key or f"training-job-{job.id}",
+        payload={"runId": row.id, "spec": spec.model_dump(mode="json")},
+        resource_type="experiment-run",
+        resource_id=row.id,
+    )
+    return RunView(row), operation
+
+
+def deliver_run_create(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object]:
+    """The outbox handler of :data:`RUN_CREATE`: the tracker dedups by the key's tag."""
+    row = delivery.session.get(ExperimentRun, delivery.payload["runId"])
+    if row is None:
+        return {"skipped": "the run's job was deleted"}
+    spec = RunSpec.model_validate(delivery.payload["spec"])
+    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    info = tracker.create_run(spec)
+    _apply(row, info)
+    return {"externalId": info.run_id}
 
 
 def log_job_metrics(
@@ -102,25 +131,51 @@ def log_job_metrics(
     runtime: IntegrationRuntime,
     job_id: str,
     metrics: Sequence[MetricPoint],
-) -> int:
-    """Forward metric points in the tool's batch size; returns the number of batches."""
-    view = get_job_run(session=session, runtime=runtime, job_id=job_id)
-    row = view.row
-    if row.provider is None or row.external_id is None:
+) -> Operation:
+    """Acknowledge metric points durably (an outbox operation) and note the latest values;
+    the tracker receives them in its batch size when the operation is delivered."""
+    training.get_job(session=session, job_id=job_id)
+    row = _row_for_job(session, job_id)
+    if row is None:
+        raise NotFound(f"training job {job_id!r} has no experiment run", resource="experiment-run")
+    if row.provider is None:
         raise NotFound("the experiment run has no tracker behind it")
-    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
-    size = max(1, int(getattr(tracker, "max_metrics_per_batch", 1000)))
-    batches = 0
-    for start in range(0, len(metrics), size):
-        tracker.log_metrics(row.external_id, list(metrics[start : start + size]))
-        batches += 1
+    runtime.provider(Capability.TRACKING, row.provider)  # 409 when its plugin is off
     latest = dict(row.latest_metrics)
     for point in sorted(metrics, key=lambda p: (p.step, p.timestamp)):
         latest[point.key] = point.value
     row.latest_metrics = latest
-    row.synced_at = utcnow()
     session.flush()
-    return batches
+    return enqueue(
+        session,
+        kind=RUN_METRICS,
+        provider=row.provider,
+        capability=Capability.TRACKING.value,
+        idempotency_key=f"run-{row.id}-metrics-{uuid.uuid4().hex}",
+        payload={"runId": row.id, "points": [m.model_dump(mode="json") for m in metrics]},
+        resource_type="experiment-run",
+        resource_id=row.id,
+    )
+
+
+def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object]:
+    """The outbox handler of :data:`RUN_METRICS`: batches within the tool's limit. A
+    repeated delivery sends identical points (key, value, step, time), which trackers
+    such as MLflow store once."""
+    row = delivery.session.get(ExperimentRun, delivery.payload["runId"])
+    if row is None:
+        return {"skipped": "the run was deleted", "batches": 0}
+    if row.external_id is None:
+        raise IntegrationUnavailable("the run is not created in its tracker yet")
+    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    points = [MetricPoint.model_validate(p) for p in delivery.payload["points"]]
+    size = max(1, int(getattr(tracker, "max_metrics_per_batch", 1000)))
+    batches = 0
+    for start in range(0, len(points), size):
+        tracker.log_metrics(row.external_id, points[start : start + size])
+        batches += 1
+    row.synced_at = utcnow()
+    return {"batches": batches}
 
 
 def search_runs(

@@ -10,7 +10,7 @@ from llmops.auth import Principal
 from llmops.db.models import Operation
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import ON_BEHALF_OF, HandlerSpec
-from llmops.services import audit, pipelines
+from llmops.services import audit, experiments, pipelines, serving
 from llmops.services.api_keys import Role
 
 
@@ -20,6 +20,13 @@ def outbox_handlers(runtime: IntegrationRuntime) -> dict[str, HandlerSpec]:
             partial(pipelines.deliver_submit, runtime), pipelines.submit_dead
         ),
         pipelines.CANCEL: HandlerSpec(partial(pipelines.deliver_cancel, runtime)),
+        serving.DEPLOY: HandlerSpec(partial(serving.deliver_deploy, runtime), serving.deploy_dead),
+        serving.UPDATE: HandlerSpec(partial(serving.deliver_update, runtime)),
+        serving.DELETE: HandlerSpec(partial(serving.deliver_delete, runtime)),
+        experiments.RUN_CREATE: HandlerSpec(partial(experiments.deliver_run_create, runtime)),
+        experiments.RUN_METRICS: HandlerSpec(
+            partial(experiments.deliver_run_metrics, runtime), audited=False
+        ),
     }
 
 

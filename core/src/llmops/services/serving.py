@@ -3,6 +3,7 @@ creation, or the default one)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import Select, select
@@ -14,17 +15,28 @@ from llmops.capabilities.serving import (
     AutoscalingSpec,
     CanarySpec,
     DeploymentSpec,
+    DeploymentState,
     DeploymentStatus,
     DeploymentUpdate,
     ResourceSpec,
     ServingBackend,
 )
-from llmops.db.models import ServingDeployment, ServingEndpoint, utcnow
-from llmops.errors import Conflict, InvalidRequest, LlmopsError, NotFound
+from llmops.db.models import Operation, ServingDeployment, ServingEndpoint, utcnow
+from llmops.errors import (
+    Conflict,
+    IntegrationUnavailable,
+    InvalidRequest,
+    LlmopsError,
+    NotFound,
+)
 from llmops.integrations import IntegrationRuntime
+from llmops.resilience.outbox import Delivery, enqueue
 from llmops.services import catalog
 from llmops.services.pagination import Page, paginate
 
+DEPLOY = "endpoint.deploy"
+UPDATE = "deployment.update"
+DELETE = "endpoint.delete"
 SORTS = {"name": ServingEndpoint.name, "createdAt": ServingEndpoint.created_at}
 
 
@@ -58,14 +70,16 @@ def create_endpoint(
     resources: ResourceSpec,
     canary: CanarySpec | None,
     options: dict[str, object],
-) -> ServingEndpoint:
+) -> tuple[ServingEndpoint, Operation]:
+    """Record the endpoint and its deployment in the outbox (the caller commits, then
+    delivers)."""
     model = catalog.get_model(session=session, model_id=model_id)
     uri = model_uri or model.uri
     if not uri:
         raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
     if autoscaling.min_replicas > autoscaling.max_replicas:
         raise InvalidRequest("autoscaling.minReplicas is larger than maxReplicas")
-    framework_name, backend = runtime.provider(Capability.SERVING, framework)
+    framework_name, _ = runtime.provider(Capability.SERVING, framework)
     endpoint = ServingEndpoint(
         name=name, model_id=model.id, framework=framework_name, description=description
     )
@@ -90,9 +104,42 @@ def create_endpoint(
         endpoint_id=endpoint.id, provider=framework_name, spec=spec.model_dump(mode="json")
     )
     session.add(deployment)
-    _apply(endpoint, deployment, backend.deploy(spec))
     session.flush()
-    return endpoint
+    operation = enqueue(
+        session,
+        kind=DEPLOY,
+        provider=framework_name,
+        capability=Capability.SERVING.value,
+        idempotency_key=spec.idempotency_key or f"endpoint-{endpoint.id}",
+        payload={"deploymentId": deployment.id},
+        resource_type="serving-endpoint",
+        resource_id=endpoint.id,
+    )
+    return endpoint, operation
+
+
+def deliver_deploy(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
+    """The outbox handler of :data:`DEPLOY`; the backend dedups by the spec's key."""
+    session = delivery.session
+    deployment = session.get(ServingDeployment, delivery.payload["deploymentId"])
+    if deployment is None:
+        return {"skipped": "the endpoint was deleted"}
+    endpoint = session.get(ServingEndpoint, deployment.endpoint_id)
+    assert endpoint is not None
+    status = _backend(runtime, deployment).deploy(DeploymentSpec.model_validate(deployment.spec))
+    _apply(endpoint, deployment, status)
+    return {"externalId": status.external_id}
+
+
+def deploy_dead(delivery: Delivery, reason: str) -> None:
+    deployment = delivery.session.get(ServingDeployment, delivery.payload["deploymentId"])
+    if deployment is None:
+        return
+    endpoint = delivery.session.get(ServingEndpoint, deployment.endpoint_id)
+    deployment.state = DeploymentState.FAILED.value
+    deployment.status = {**deployment.status, "message": f"not deployed: {reason}"}
+    if endpoint is not None:
+        endpoint.status = DeploymentState.FAILED.value
 
 
 def get_endpoint(*, session: Session, endpoint_id: str) -> ServingEndpoint:
@@ -150,29 +197,79 @@ def get_deployment(
 
 def update_deployment(
     *, session: Session, runtime: IntegrationRuntime, endpoint_id: str, update: DeploymentUpdate
-) -> DeploymentView:
+) -> tuple[DeploymentView, Operation]:
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
     row = _deployment(session, endpoint)
-    if row.external_id is None:
-        raise Conflict("the deployment has not reached its framework yet")
     if update.promote_canary and update.rollback_canary:
         raise InvalidRequest("promoteCanary and rollbackCanary exclude each other")
-    _apply(endpoint, row, _backend(runtime, row).update(row.external_id, update))
+    runtime.provider(Capability.SERVING, row.provider)  # 409 when its plugin is off
     spec = dict(row.spec)
     for key, value in update.model_dump(mode="json", exclude_none=True).items():
         if key not in {"promote_canary", "rollback_canary"}:
             spec[key] = value
     row.spec = spec
     session.flush()
-    return DeploymentView(row)
+    operation = enqueue(
+        session,
+        kind=UPDATE,
+        provider=row.provider,
+        capability=Capability.SERVING.value,
+        idempotency_key=f"deployment-{row.id}-update-{uuid.uuid4().hex}",
+        payload={"deploymentId": row.id, "update": update.model_dump(mode="json")},
+        resource_type="serving-endpoint",
+        resource_id=endpoint.id,
+    )
+    return DeploymentView(row), operation
 
 
-def delete_endpoint(*, session: Session, runtime: IntegrationRuntime, endpoint_id: str) -> None:
+def deliver_update(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
+    session = delivery.session
+    row = session.get(ServingDeployment, delivery.payload["deploymentId"])
+    if row is None:
+        return {"skipped": "the endpoint was deleted"}
+    if row.external_id is None:
+        raise IntegrationUnavailable("the deployment has not reached its framework yet")
+    endpoint = session.get(ServingEndpoint, row.endpoint_id)
+    assert endpoint is not None
+    update = DeploymentUpdate.model_validate(delivery.payload["update"])
+    _apply(endpoint, row, _backend(runtime, row).update(row.external_id, update))
+    return None
+
+
+def delete_endpoint(
+    *, session: Session, runtime: IntegrationRuntime, endpoint_id: str
+) -> Operation | None:
+    """Delete the endpoint; its objects in the framework are deleted through the outbox."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
-    for row in session.scalars(
-        select(ServingDeployment).where(ServingDeployment.endpoint_id == endpoint.id)
-    ):
-        if row.external_id is not None:
-            _backend(runtime, row).delete(row.external_id)
+    deployed = [
+        row
+        for row in session.scalars(
+            select(ServingDeployment).where(ServingDeployment.endpoint_id == endpoint.id)
+        )
+        if row.external_id is not None
+    ]
+    operation = None
+    if deployed:
+        operation = enqueue(
+            session,
+            kind=DELETE,
+            provider=deployed[0].provider,
+            capability=Capability.SERVING.value,
+            idempotency_key=f"endpoint-{endpoint.id}-delete",
+            payload={"externalIds": [row.external_id for row in deployed]},
+            resource_type="serving-endpoint",
+            resource_id=endpoint.id,
+        )
     session.delete(endpoint)
     session.flush()
+    return operation
+
+
+def deliver_delete(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
+    _, backend = runtime.provider(Capability.SERVING, delivery.operation.provider)
+    for external_id in delivery.payload["externalIds"]:
+        try:
+            backend.delete(external_id)
+        except NotFound:
+            continue  # already gone: deleting is idempotent
+    return None

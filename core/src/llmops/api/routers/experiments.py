@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from llmops.api.deps import RuntimeDep, SessionDep
+from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
+from llmops.api.routers.views import written
 from llmops.api.schemas import (
     ExperimentRunCreate,
     ExperimentRunOut,
@@ -16,8 +17,10 @@ from llmops.api.schemas import (
 )
 from llmops.capabilities.common import utcnow
 from llmops.capabilities.tracking import MetricPoint, RunQuery
+from llmops.db.models import Operation
 from llmops.services import experiments
 from llmops.services.experiments import RunView
+from llmops.services.writes import commit_and_deliver
 
 router = APIRouter(tags=["experiments"])
 
@@ -49,16 +52,20 @@ def get_experiment_run(jobId: str, session: SessionDep, runtime: RuntimeDep) -> 
     status_code=201,
     response_model=ExperimentRunOut,
     summary="Create the experiment run of a training job",
-    responses={200: {"description": "The job already has a run; it is returned"}},
+    responses={
+        200: {"model": ExperimentRunOut, "description": "The job already has a run"},
+        202: {"model": ExperimentRunOut, "description": "Accepted: waits in the retry queue"},
+    },
 )
 def create_experiment_run(
     jobId: str,
     body: ExperimentRunCreate,
     session: SessionDep,
     runtime: RuntimeDep,
+    platform: PlatformDep,
     response: Response,
 ) -> ExperimentRunOut:
-    view, created = experiments.create_job_run(
+    view, operation = experiments.create_job_run(
         session=session,
         runtime=runtime,
         job_id=jobId,
@@ -66,31 +73,45 @@ def create_experiment_run(
         params=body.params,
         tags=body.tags,
     )
-    if not created:
+    if operation is None:
         response.status_code = 200
-    return run_out(view)
+        return run_out(view)
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    return written(run_out(RunView(view.row)), result, response)
 
 
 @router.post(
     "/training/jobs/{jobId}/experiment-run/metrics",
     response_model=MetricsAccepted,
     summary="Log metric points to a training job's run",
+    responses={202: {"model": MetricsAccepted, "description": "Acknowledged, not yet sent"}},
 )
 def log_experiment_metrics(
     jobId: str,
     body: MetricsIn,
     session: SessionDep,
     runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
 ) -> MetricsAccepted:
+    """The points are stored durably before the answer; they reach the tracker in its
+    batch size, at once or, while it is away, from the retry queue (202)."""
     now = utcnow()
     points = [
         MetricPoint(key=m.key, value=m.value, step=m.step, timestamp=m.timestamp or now)
         for m in body.metrics
     ]
-    batches = experiments.log_job_metrics(
+    operation = experiments.log_job_metrics(
         session=session, runtime=runtime, job_id=jobId, metrics=points
     )
-    return MetricsAccepted(accepted=len(points), batches=batches)
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    delivered = session.get(Operation, result.operation_id) if result.delivered else None
+    batches = int((delivered.result or {}).get("batches", 0)) if delivered else 0
+    return written(MetricsAccepted(accepted=len(points), batches=batches), result, response)
 
 
 @router.post(

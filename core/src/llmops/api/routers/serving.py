@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 
-from llmops.api.deps import Cursor, Limit, RuntimeDep, SessionDep
+from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
+from llmops.api.routers.views import written
 from llmops.api.schemas import (
     DeploymentOut,
     DeploymentPatch,
@@ -14,6 +16,7 @@ from llmops.api.schemas import (
     EndpointOut,
     FrameworkOut,
     ListPage,
+    QueuedOut,
     camelize,
 )
 from llmops.capabilities.common import Capability
@@ -25,6 +28,7 @@ from llmops.capabilities.serving import (
 )
 from llmops.services import serving
 from llmops.services.serving import DeploymentView
+from llmops.services.writes import commit_and_deliver
 
 router = APIRouter(prefix="/serving", tags=["serving"])
 
@@ -69,12 +73,20 @@ def list_serving_frameworks(runtime: RuntimeDep) -> list[FrameworkOut]:
 
 
 @router.post(
-    "/endpoints", status_code=201, response_model=EndpointOut, summary="Create an endpoint"
+    "/endpoints",
+    status_code=201,
+    response_model=EndpointOut,
+    summary="Create an endpoint",
+    responses={202: {"model": EndpointOut, "description": "Accepted: waits in the retry queue"}},
 )
 def create_serving_endpoint(
-    body: EndpointCreate, session: SessionDep, runtime: RuntimeDep
+    body: EndpointCreate,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
 ) -> EndpointOut:
-    endpoint = serving.create_endpoint(
+    endpoint, operation = serving.create_endpoint(
         session=session,
         runtime=runtime,
         name=body.name,
@@ -87,7 +99,12 @@ def create_serving_endpoint(
         canary=CanarySpec(**body.canary.model_dump()) if body.canary else None,
         options=body.options,
     )
-    return EndpointOut.model_validate(endpoint)
+    endpoint_id = endpoint.id
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    out = EndpointOut.model_validate(serving.get_endpoint(session=session, endpoint_id=endpoint_id))
+    return written(out, result, response)
 
 
 @router.get("/endpoints", response_model=ListPage[EndpointOut], summary="List endpoints")
@@ -113,10 +130,30 @@ def get_serving_endpoint(endpointId: str, session: SessionDep) -> EndpointOut:
     status_code=204,
     response_class=Response,
     summary="Delete an endpoint",
+    responses={
+        202: {
+            "model": QueuedOut,
+            "description": "Deleted here; the framework's objects are deleted from the retry queue",
+        }
+    },
 )
-def delete_serving_endpoint(endpointId: str, session: SessionDep, runtime: RuntimeDep) -> Response:
-    serving.delete_endpoint(session=session, runtime=runtime, endpoint_id=endpointId)
-    return Response(status_code=204)
+def delete_serving_endpoint(
+    endpointId: str, session: SessionDep, runtime: RuntimeDep, platform: PlatformDep
+) -> Response:
+    operation = serving.delete_endpoint(session=session, runtime=runtime, endpoint_id=endpointId)
+    if operation is None:
+        return Response(status_code=204)
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    if result.delivered:
+        return Response(status_code=204)
+    body = QueuedOut(degraded=True, degraded_reason=result.reason, operation_id=result.operation_id)
+    return JSONResponse(
+        body.model_dump(mode="json", by_alias=True),
+        status_code=202,
+        headers={"Location": f"/llm-ops/v1/operations/{result.operation_id}"},
+    )
 
 
 @router.get(
@@ -136,16 +173,22 @@ def get_serving_deployment(
     "/endpoints/{endpointId}/deployment",
     response_model=DeploymentOut,
     summary="Change replicas, autoscaling, model version or canary traffic",
+    responses={202: {"model": DeploymentOut, "description": "Accepted: waits in the retry queue"}},
 )
 def update_serving_deployment(
     endpointId: str,
     body: DeploymentPatch,
     session: SessionDep,
     runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
 ) -> DeploymentOut:
     update = DeploymentUpdate.model_validate(body.model_dump())
-    return deployment_out(
-        serving.update_deployment(
-            session=session, runtime=runtime, endpoint_id=endpointId, update=update
-        )
+    _, operation = serving.update_deployment(
+        session=session, runtime=runtime, endpoint_id=endpointId, update=update
     )
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    view = serving.get_deployment(session=session, runtime=runtime, endpoint_id=endpointId)
+    return written(deployment_out(view), result, response)
