@@ -20,6 +20,7 @@ def outbox_handlers(runtime: IntegrationRuntime) -> dict[str, HandlerSpec]:
             partial(pipelines.deliver_submit, runtime), pipelines.submit_dead
         ),
         pipelines.CANCEL: HandlerSpec(partial(pipelines.deliver_cancel, runtime)),
+        pipelines.RETRY: HandlerSpec(partial(pipelines.deliver_retry, runtime)),
         serving.DEPLOY: HandlerSpec(partial(serving.deliver_deploy, runtime), serving.deploy_dead),
         serving.UPDATE: HandlerSpec(partial(serving.deliver_update, runtime)),
         serving.DELETE: HandlerSpec(partial(serving.deliver_delete, runtime)),

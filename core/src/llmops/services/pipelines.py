@@ -45,6 +45,7 @@ class PipelineView:
 
 SUBMIT = "pipeline.submit"
 CANCEL = "pipeline.cancel"
+RETRY = "pipeline.retry"
 
 
 def submit_pipeline(
@@ -252,17 +253,55 @@ def deliver_cancel(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
 
 def retry_pipeline(
     *, session: Session, runtime: IntegrationRuntime, pipeline_id: str
-) -> PipelineView:
+) -> tuple[PipelineView, Operation]:
+    """Run the failed stages again, through the outbox. A pipeline whose submission was
+    given up on is submitted again, under its first idempotency key."""
     row = get_row(session=session, pipeline_id=pipeline_id)
     if row.status not in {PipelineState.FAILED.value, PipelineState.CANCELLED.value}:
         raise Conflict(
             f"only failed or cancelled pipelines can be retried; this one is {row.status}"
         )
-    assert row.external_id is not None
+    runtime.provider(Capability.ORCHESTRATION, row.provider)  # 409 when its plugin is off
+    if row.external_id is None:
+        submission = session.scalars(
+            select(Operation).where(Operation.resource_id == row.id, Operation.kind == SUBMIT)
+        ).first()
+        if submission is None or submission.status not in {
+            OperationStatus.DEAD.value,
+            OperationStatus.DISCARDED.value,
+        }:
+            raise Conflict("the pipeline's submission is still waiting in the retry queue")
+        submission.status = OperationStatus.PENDING.value
+        submission.next_attempt_at = utcnow()
+        submission.max_attempts = submission.attempts + submission.max_attempts
+        submission.last_error = None
+        row.status = PipelineState.PENDING.value
+        row.message = "waiting to be submitted again"
+        row.finished_at = None
+        _propagate_to_job(session=session, row=row)
+        session.flush()
+        return PipelineView(row), submission
+    operation = enqueue(
+        session,
+        kind=RETRY,
+        provider=row.provider,
+        capability=Capability.ORCHESTRATION.value,
+        idempotency_key=f"pipeline-{row.id}-retry-{uuid.uuid4().hex}",
+        payload={"pipelineId": row.id},
+        resource_type="pipeline",
+        resource_id=row.id,
+    )
+    return PipelineView(row), operation
+
+
+def deliver_retry(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
+    """The outbox handler of :data:`RETRY`."""
+    row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
+    if row is None or row.external_id is None:
+        return {"skipped": "nothing to retry"}
     apply_status(row, _orchestrator(runtime, row).retry(row.external_id))
-    _propagate_to_job(session=session, row=row)
-    session.flush()
-    return PipelineView(row)
+    _propagate_to_job(session=delivery.session, row=row)
+    return None
 
 
 def pipeline_logs(

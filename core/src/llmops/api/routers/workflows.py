@@ -108,11 +108,26 @@ def cancel_pipeline(
     return written(pipeline_out(PipelineView(view.row)), result, response)
 
 
-@router.post("/{pipelineId}/retry", response_model=PipelineOut, summary="Retry the failed stages")
-def retry_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -> PipelineOut:
-    return pipeline_out(
-        pipelines.retry_pipeline(session=session, runtime=runtime, pipeline_id=pipelineId)
+@router.post(
+    "/{pipelineId}/retry",
+    response_model=PipelineOut,
+    summary="Retry the failed stages",
+    responses={202: {"model": PipelineOut, "description": "Accepted: waits in the retry queue"}},
+)
+def retry_pipeline(
+    pipelineId: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    platform: PlatformDep,
+    response: Response,
+) -> PipelineOut:
+    view, operation = pipelines.retry_pipeline(
+        session=session, runtime=runtime, pipeline_id=pipelineId
     )
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    return written(pipeline_out(PipelineView(view.row)), result, response)
 
 
 @router.get("/{pipelineId}/logs", response_model=LogsOut, summary="Stage logs")
