@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
@@ -100,3 +101,20 @@ def test_integrations_list_shows_each_providers_health(client: TestClient, api: 
     local = next(i for i in items if i["name"] == "local")
     assert [(h["capability"], h["status"]) for h in local["health"]] == [("orchestration", "ok")]
     assert local["health"][0]["latencyMs"] is not None
+
+
+def test_a_database_deadlock_is_a_retryable_503_not_a_500(
+    client: TestClient, api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from llmops.services import catalog
+
+    def deadlocked(**_: object) -> None:
+        raise OperationalError("UPDATE models", {}, Exception("deadlock detected"))
+
+    monkeypatch.setattr(catalog, "list_models", deadlocked)
+    response = client.get(f"{api}/catalog/models")
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.json()["type"].endswith("/database-busy")

@@ -32,7 +32,7 @@ class BackgroundWorker:
         while self.platform.outbox.run_once(limit=20, skip_providers=runtime.paused_providers()):
             if self._stop.is_set():
                 return
-        with self.platform.transaction() as session:
+        with self.platform.sessions() as session:
             pipelines.sync_active(session=session, runtime=runtime)
 
     def tick(self) -> None:

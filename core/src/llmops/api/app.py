@@ -103,6 +103,10 @@ def create_app(
             403: {"description": "The key's role may not call this route", **problem},
             422: {"description": "Invalid request", **problem},
             500: {"description": "Internal error", **problem},
+            503: {
+                "description": "A tool or the database is busy: retry after Retry-After",
+                **problem,
+            },
         },
     )
     errors.install(app)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
@@ -114,6 +115,19 @@ def install(app: FastAPI) -> None:
             headers=_allow_header(request)
             if exc.status_code == 405
             else (dict(exc.headers) if exc.headers else None),
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        """A deadlock, a serialization failure or a lost connection: nothing was changed
+        (the transaction was rolled back) and the same request may well succeed again."""
+        log.warning("database refused %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(
+            503,
+            "database-busy",
+            "Database busy",
+            "the database could not complete the request and nothing was changed; send it again",
+            request.url.path,
         )
 
     @app.exception_handler(Exception)

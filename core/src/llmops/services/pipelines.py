@@ -157,6 +157,9 @@ def sync(*, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline
 def _propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
     if row.training_job_id is None:
         return
+    # rows are always written in one order (pipeline, job, its tokens), whichever path
+    # syncs them, so a request and the worker never wait on each other in a cycle
+    session.flush()
     job = session.get(TrainingJob, row.training_job_id)
     if job is None:
         return
@@ -212,6 +215,10 @@ def cancel_pipeline(
     if row.status in TERMINAL:
         raise Conflict(f"pipeline {pipeline_id!r} has already {row.status}")
     if row.external_id is None:
+        row.status = PipelineState.CANCELLED.value
+        row.message = "cancelled before it was submitted"
+        row.finished_at = utcnow()
+        _propagate_to_job(session=session, row=row)
         pending = session.scalars(
             select(Operation).where(
                 Operation.resource_id == row.id,
@@ -222,10 +229,6 @@ def cancel_pipeline(
         for operation in pending:
             operation.status = OperationStatus.DISCARDED.value
             operation.last_error = "the pipeline was cancelled before it was submitted"
-        row.status = PipelineState.CANCELLED.value
-        row.message = "cancelled before it was submitted"
-        row.finished_at = utcnow()
-        _propagate_to_job(session=session, row=row)
         session.flush()
         return PipelineView(row), None
     operation = enqueue(
@@ -332,10 +335,15 @@ def delete_pipeline(*, session: Session, runtime: IntegrationRuntime, pipeline_i
 
 
 def sync_active(*, session: Session, runtime: IntegrationRuntime) -> int:
-    """Refresh every non-terminal pipeline (the background worker calls this)."""
-    rows = session.scalars(
-        select(WorkflowPipeline).where(WorkflowPipeline.status.not_in(TERMINAL))
-    ).all()
-    for row in rows:
-        sync(session=session, runtime=runtime, row=row)
-    return len(rows)
+    """Refresh every non-terminal pipeline (the background worker calls this), one
+    transaction each, so no lock is held while another pipeline's tool is asked."""
+    ids = list(
+        session.scalars(select(WorkflowPipeline.id).where(WorkflowPipeline.status.not_in(TERMINAL)))
+    )
+    session.commit()
+    for pipeline_id in ids:
+        row = session.get(WorkflowPipeline, pipeline_id)
+        if row is not None:
+            sync(session=session, runtime=runtime, row=row)
+        session.commit()
+    return len(ids)
