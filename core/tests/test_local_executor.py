@@ -34,6 +34,7 @@ from llmops.capabilities.orchestration import (
 from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, NotFound
 from llmops.plugins.discovery import make_plugin_manager
 from llmops.plugins.info import PluginContext
+from llmops.testing.waiting import wait_for
 
 # -------------------------------------------------------------------------------------
 # Helpers
@@ -41,11 +42,7 @@ from llmops.plugins.info import PluginContext
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.005)
+    wait_for(predicate, timeout=timeout, interval=0.005, what=what or repr(predicate))
 
 
 def wait_terminal(executor: LocalExecutor, run_id: str, timeout: float = 10.0) -> PipelineStatus:

@@ -33,6 +33,8 @@ class Orchestra:
 
     def __init__(self) -> None:
         self.mode = "up"
+        #: set when the test ends: a hanging request returns at once instead of at 3 s
+        self.released = threading.Event()
         self.lock = threading.Lock()
         self.requests: dict[str, int] = {}
         self.created: dict[str, int] = {}
@@ -49,10 +51,10 @@ class Orchestra:
                 if mode == "503":
                     self._send(503, {"error": "maintenance"})
                     return
-                if mode == "hang":
-                    time.sleep(3)
-                if mode == "slow":
-                    time.sleep(0.01)
+                if mode == "hang":  # the tool takes far longer than the platform's deadline
+                    orchestra.released.wait(3)
+                if mode == "slow":  # each create costs the tool a little time
+                    orchestra.released.wait(0.01)
                 with orchestra.lock:
                     orchestra.requests[key] = orchestra.requests.get(key, 0) + 1
                     if key not in orchestra.created:
@@ -176,6 +178,7 @@ def orchestra() -> Iterator[Orchestra]:
     try:
         yield tool
     finally:
+        tool.released.set()
         if tool.thread is not None:
             tool.server.shutdown()
         tool.server.server_close()

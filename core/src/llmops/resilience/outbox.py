@@ -148,6 +148,15 @@ def enqueue(
     return operation
 
 
+def requeue(operation: Operation, *, now: datetime, attempts: int) -> None:
+    """Put an operation back in line now, with ``attempts`` more tries than it has had."""
+    operation.status = OperationStatus.PENDING.value
+    operation.next_attempt_at = now
+    operation.max_attempts = operation.attempts + attempts
+    operation.last_error = None
+    operation.updated_at = now
+
+
 def _due(now: datetime) -> Any:
     return or_(
         and_(Operation.status == OperationStatus.PENDING.value, Operation.next_attempt_at <= now),
@@ -332,10 +341,7 @@ class Outbox:
             operation = self._get(session, operation_id)
             if operation.status not in {OperationStatus.DEAD.value, OperationStatus.PENDING.value}:
                 raise Conflict(f"operation {operation_id} is {operation.status}: nothing to retry")
-            operation.status = OperationStatus.PENDING.value
-            operation.next_attempt_at = self._clock()
-            operation.max_attempts = operation.attempts + self.policy.max_attempts
-            operation.updated_at = self._clock()
+            requeue(operation, now=self._clock(), attempts=self.policy.max_attempts)
             return operation
 
     def discard(self, operation_id: str) -> Operation:

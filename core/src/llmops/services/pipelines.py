@@ -27,7 +27,7 @@ from llmops.capabilities.orchestration import (
 from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
 from llmops.integrations import IntegrationRuntime
-from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
+from llmops.resilience.outbox import Delivery, OperationStatus, enqueue, requeue
 from llmops.services.pagination import Page, paginate
 
 log = logging.getLogger(__name__)
@@ -231,17 +231,22 @@ def cancel_pipeline(
             operation.last_error = "the pipeline was cancelled before it was submitted"
         session.flush()
         return PipelineView(row), None
-    operation = enqueue(
+    return PipelineView(row), _enqueue_action(session, row, CANCEL)
+
+
+def _enqueue_action(session: Session, row: WorkflowPipeline, kind: str) -> Operation:
+    """Queue ``kind`` (cancel, retry) for a pipeline its orchestrator already runs; each
+    request is its own action, so the key is fresh."""
+    return enqueue(
         session,
-        kind=CANCEL,
+        kind=kind,
         provider=row.provider,
         capability=Capability.ORCHESTRATION.value,
-        idempotency_key=f"pipeline-{row.id}-cancel-{uuid.uuid4().hex}",
+        idempotency_key=f"pipeline-{row.id}-{kind.rsplit('.', 1)[-1]}-{uuid.uuid4().hex}",
         payload={"pipelineId": row.id},
         resource_type="pipeline",
         resource_id=row.id,
     )
-    return PipelineView(row), operation
 
 
 def deliver_cancel(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
@@ -274,27 +279,14 @@ def retry_pipeline(
             OperationStatus.DISCARDED.value,
         }:
             raise Conflict("the pipeline's submission is still waiting in the retry queue")
-        submission.status = OperationStatus.PENDING.value
-        submission.next_attempt_at = utcnow()
-        submission.max_attempts = submission.attempts + submission.max_attempts
-        submission.last_error = None
+        requeue(submission, now=utcnow(), attempts=submission.max_attempts)
         row.status = PipelineState.PENDING.value
         row.message = "waiting to be submitted again"
         row.finished_at = None
         _propagate_to_job(session=session, row=row)
         session.flush()
         return PipelineView(row), submission
-    operation = enqueue(
-        session,
-        kind=RETRY,
-        provider=row.provider,
-        capability=Capability.ORCHESTRATION.value,
-        idempotency_key=f"pipeline-{row.id}-retry-{uuid.uuid4().hex}",
-        payload={"pipelineId": row.id},
-        resource_type="pipeline",
-        resource_id=row.id,
-    )
-    return PipelineView(row), operation
+    return PipelineView(row), _enqueue_action(session, row, RETRY)
 
 
 def deliver_retry(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:

@@ -10,8 +10,15 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05) -> T:
-    """Poll until ``predicate()`` is truthy and return its value; fail after ``timeout``."""
+def wait_for(
+    predicate: Callable[[], T],
+    *,
+    timeout: float = 20.0,
+    interval: float = 0.05,
+    what: str | None = None,
+) -> T:
+    """Poll until ``predicate()`` is truthy and return its value; fail after ``timeout``,
+    naming ``what`` was awaited when given."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()
     while True:
@@ -19,5 +26,7 @@ def wait_for(predicate: Callable[[], T], *, timeout: float = 20.0, interval: flo
         if value:
             return value
         if time.monotonic() > deadline:
+            if what is not None:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
             raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
         pause.wait(interval)

@@ -5,11 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from sqlalchemy.orm import Session
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
 from llmops.api.routers.views import pipeline_out, written
 from llmops.api.schemas import ListPage, LogsOut, PipelineCreate, PipelineOut, StageLogOut
 from llmops.capabilities.orchestration import PipelineSpec
+from llmops.db.models import Operation
+from llmops.integrations import IntegrationRuntime
+from llmops.platform import Platform
 from llmops.services import pipelines
 from llmops.services.pipelines import PipelineView
 from llmops.services.writes import commit_and_deliver
@@ -84,6 +88,21 @@ def delete_pipeline(pipelineId: str, session: SessionDep, runtime: RuntimeDep) -
     return Response(status_code=204)
 
 
+def _deliver(
+    view: PipelineView,
+    operation: Operation,
+    session: Session,
+    runtime: IntegrationRuntime,
+    platform: Platform,
+    response: Response,
+) -> PipelineOut:
+    """Commit a queued action on a pipeline, try it at once, and answer 200 or 202."""
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
+    return written(pipeline_out(PipelineView(view.row)), result, response)
+
+
 @router.post(
     "/{pipelineId}/cancel",
     response_model=PipelineOut,
@@ -102,10 +121,7 @@ def cancel_pipeline(
     )
     if operation is None:
         return pipeline_out(view)
-    result = commit_and_deliver(
-        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
-    )
-    return written(pipeline_out(PipelineView(view.row)), result, response)
+    return _deliver(view, operation, session, runtime, platform, response)
 
 
 @router.post(
@@ -124,10 +140,7 @@ def retry_pipeline(
     view, operation = pipelines.retry_pipeline(
         session=session, runtime=runtime, pipeline_id=pipelineId
     )
-    result = commit_and_deliver(
-        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
-    )
-    return written(pipeline_out(PipelineView(view.row)), result, response)
+    return _deliver(view, operation, session, runtime, platform, response)
 
 
 @router.get("/{pipelineId}/logs", response_model=LogsOut, summary="Stage logs")

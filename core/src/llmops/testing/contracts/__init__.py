@@ -39,6 +39,7 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from llmops.capabilities.common import Health, Provider
+from llmops.testing.waiting import wait_for
 
 __all__ = [
     "ContractSuite",
@@ -162,14 +163,9 @@ def eventually(
 ) -> T:
     """Call ``probe`` until it returns something truthy and return that; fail with
     ``what`` after ``timeout`` seconds. Exceptions from ``probe`` propagate."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    value = wait_for(probe, timeout=timeout, interval=interval, what=what)
+    assert value is not None  # wait_for returns only a truthy value
+    return value
 
 
 def write_tree(root: Path, files: Mapping[str, bytes]) -> Path:
