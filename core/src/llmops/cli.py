@@ -55,6 +55,28 @@ def up(host: str | None, port: int | None, data_dir: Path | None, log_level: str
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
 
 
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write to this file instead of standard output",
+)
+def openapi(output: Path | None) -> None:
+    """Print the core API's OpenAPI document (no plugin routes): the console's typed
+    client is generated from it."""
+    import json
+
+    from llmops.api.app import create_app
+
+    document = json.dumps(create_app(_settings(), start_worker=False).openapi(), indent=2)
+    if output is None:
+        click.echo(document)
+    else:
+        output.write_text(document + "\n", encoding="utf-8")
+
+
 @contextmanager
 def _migrated_transaction(settings: CoreSettings) -> Iterator[Session]:
     """A transaction on the migrated database, without starting a platform."""

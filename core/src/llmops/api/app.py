@@ -10,10 +10,10 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
-from starlette.staticfiles import StaticFiles
 
 from llmops import __version__
 from llmops.api import errors
+from llmops.api.console import CONSOLE_DIR, ConsoleFiles, console_built
 from llmops.api.errors import PROBLEM_SCHEMA
 from llmops.api.idempotency import IdempotencyMiddleware
 from llmops.api.routers import (
@@ -24,6 +24,7 @@ from llmops.api.routers import (
     governance,
     health,
     integrations,
+    me,
     operations,
     plugin_routes,
     serving,
@@ -161,6 +162,7 @@ def create_app(
         api_keys,
         governance,
         operations,
+        me,
     ):
         app.include_router(
             module.router,
@@ -172,7 +174,7 @@ def create_app(
         )
     app.include_router(health.router, prefix=API_PREFIX)
 
-    console = console_dir or Path(__file__).resolve().parent.parent / "console"
-    if (console / "index.html").exists():
-        app.mount("/", StaticFiles(directory=console, html=True), name="console")
+    console = console_dir or CONSOLE_DIR
+    if console_built(console):
+        app.mount("/", ConsoleFiles(directory=console, html=True), name="console")
     return app

@@ -465,6 +465,12 @@ class ExperimentSearchOut(ApiModel):
     next_page_token: str | None
 
 
+class PrincipalOut(ApiModel):
+    key_id: str | None
+    name: str
+    role: str = Field(description="viewer, editor or admin")
+
+
 class ApiKeyOut(ApiModel):
     id: str
     name: str

@@ -1,0 +1,228 @@
+"""Drive the web console in a real browser: a running ``llmops up`` and a tab on it.
+
+Used by the platform's browser tests (``tests/console``) and usable by plugin authors who
+add console pages. Playwright drives Debian's Chromium (``/usr/bin/chromium``, or
+``LLMOPS_CHROMIUM``); nothing is downloaded. Needs the ``browser`` extra (playwright).
+
+* :func:`running_platform` starts ``llmops up`` on a free port with a temp data dir and
+  yields a :class:`ConsoleServer` (URL, initial admin key, an admin API client, keys for
+  the other roles).
+* :class:`Console` wraps one tab: it records console errors and page errors (a test fails
+  on any it did not announce), signs in, opens pages and times each until it is
+  interactive (the page's ``data-ready`` mark), and saves screenshots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from llmops.api.console import CONSOLE_DIR, console_built
+from llmops.testing.waiting import wait_for
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ConsoleMessage, Page, Route
+
+ARTIFACTS = Path(os.environ.get("LLMOPS_TEST_ARTIFACTS", "test-artifacts")) / "console"
+CHROMIUM = os.environ.get("LLMOPS_CHROMIUM", "/usr/bin/chromium")
+#: Chromium on a machine without a network: no background connections, no first-run UI
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+KEY_LINE = re.compile(r"^(llmops_\S+)$", re.M)
+
+#: time to interactive per page (ms since navigation start), across the whole run
+TIMINGS: dict[str, list[int]] = defaultdict(list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ConsoleServer:
+    url: str
+    admin_key: str
+    data_dir: Path
+    api: httpx.Client
+    keys: dict[str, str] = field(default_factory=dict)
+
+    def key(self, role: str = "admin") -> str:
+        """An API key of ``role`` (viewer, editor, admin), made once per run."""
+        if role == "admin":
+            return self.admin_key
+        if role not in self.keys:
+            created = self.api.post(
+                "/llm-ops/v1/api-keys", json={"name": f"console-{role}", "role": role}
+            )
+            created.raise_for_status()
+            self.keys[role] = created.json()["key"]
+        return self.keys[role]
+
+
+class ConsoleNotBuilt(RuntimeError):
+    pass
+
+
+@contextmanager
+def running_platform(*, env: dict[str, str] | None = None) -> Iterator[ConsoleServer]:
+    """``llmops up`` with the built console, on 127.0.0.1, in a temp data dir."""
+    if not console_built(CONSOLE_DIR):
+        raise ConsoleNotBuilt(
+            f"the console is not built ({CONSOLE_DIR}/index.html is missing): run `make console`"
+        )
+    data_dir = Path(tempfile.mkdtemp(prefix="llmops-console-"))
+    port = _free_port()
+    log_path = data_dir / "server.log"
+    env = {
+        **os.environ,
+        "LLMOPS_DATA_DIR": str(data_dir / "data"),
+        "LLMOPS_HOST": "127.0.0.1",
+        "LLMOPS_PORT": str(port),
+        "LLMOPS_SYNC_INTERVAL_SECONDS": "0.5",
+        **(env or {}),
+    }
+    env.pop("LLMOPS_DATABASE_URL", None)
+    llmops = Path(sys.executable).with_name("llmops")
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [str(llmops), "up", "--log-level", "warning"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            raise RuntimeError(f"llmops up exited:\n{log_path.read_text()}")
+        try:
+            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, what="llmops up to answer /readyz")
+        found = KEY_LINE.search(log_path.read_text())
+        assert found, f"llmops up printed no admin key:\n{log_path.read_text()}"
+        admin_key = found.group(1)
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+        ) as api:
+            yield ConsoleServer(url=url, admin_key=admin_key, data_dir=data_dir, api=api)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class Console:
+    """One browser tab on the console, for one test."""
+
+    def __init__(self, server: ConsoleServer, page: Page) -> None:
+        self.server = server
+        self.page = page
+        self.errors: list[str] = []
+        self.allowed: list[str] = []
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            location = message.location.get("url", "") if message.location else ""
+            self.errors.append(f"{message.text} ({location})")
+
+    # -- navigation ---------------------------------------------------------------------
+
+    def open(self, path: str, ready: str) -> Page:
+        """Load ``path`` from scratch and wait until page ``ready`` is interactive; its
+        time since navigation start is recorded."""
+        self.page.goto(self.server.url + path)
+        self.wait_ready(ready)
+        marks = self.page.evaluate("() => window.__llmopsReady || []")
+        for mark in reversed(marks):
+            if mark["page"] == ready:
+                TIMINGS[ready].append(int(mark["sinceNavigation"]))
+                break
+        return self.page
+
+    def wait_ready(self, ready: str, timeout: float = 15_000) -> Page:
+        """Wait until page ``ready`` shows its data (after a click that navigates)."""
+        self.page.wait_for_selector(
+            f'html[data-ready="{ready}"]', state="attached", timeout=timeout
+        )
+        return self.page
+
+    def sign_in(self, role: str = "admin") -> Page:
+        """Sign in through the sign-in page with a key of ``role``."""
+        self.open("/sign-in", "sign-in")
+        self.page.get_by_label("API key").fill(self.server.key(role))
+        self.page.get_by_role("button", name="Sign in").click()
+        self.page.wait_for_url(lambda url: "/sign-in" not in url)
+        return self.page
+
+    # -- evidence and expectations --------------------------------------------------------
+
+    def screenshot(self, name: str) -> Path:
+        target = ARTIFACTS / "screenshots" / f"{name}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(target), full_page=True)
+        return target
+
+    def expect_console_error(self, substring: str) -> None:
+        """Allow console errors containing ``substring`` (say, a 503 the test provokes)."""
+        self.allowed.append(substring)
+
+    def fail_api(self, url_glob: str, status: int = 503) -> None:
+        """Make API calls matching ``url_glob`` answer ``status`` with a problem body."""
+
+        def fulfil(route: Route) -> None:
+            route.fulfill(
+                status=status,
+                content_type="application/problem+json",
+                headers={"Retry-After": "5"},
+                body=json.dumps(
+                    {
+                        "type": "https://llmops.dev/problems/test-outage",
+                        "title": "Service unavailable",
+                        "status": status,
+                        "detail": "the test made this call fail",
+                    }
+                ),
+            )
+
+        self.page.route(url_glob, fulfil)
+        self.expect_console_error(f"status of {status}")
+
+    def unexpected_errors(self) -> list[str]:
+        return [e for e in self.errors if not any(a in e for a in self.allowed)]
