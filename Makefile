@@ -13,7 +13,7 @@ export UV_LINK_MODE ?= copy
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
-.PHONY: help bootstrap uv sync system-deps run test lint typecheck pytest bench clean
+.PHONY: help bootstrap uv sync system-deps web-deps console console-build console-check run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run    start the platform with embedded defaults on http://127.0.0.1:8000"
@@ -27,19 +27,45 @@ uv:
 sync: uv
 	$(UV) sync --frozen --all-packages
 
-# PostgreSQL's server binaries: the tests start their own server in a temp dir.
+# Debian packages the tests use: PostgreSQL's server binaries (the tests start their own
+# server in a temp dir) and Chromium (the console's browser tests; Playwright drives it,
+# it never downloads a browser of its own).
+DEBIAN_PACKAGES := $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+	$(if $(wildcard /usr/bin/chromium),,chromium)
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
-		echo "installing PostgreSQL server binaries (Debian package postgresql)"; \
+	@if [ -n "$(strip $(DEBIAN_PACKAGES))" ]; then \
+		echo "installing Debian packages: $(strip $(DEBIAN_PACKAGES))"; \
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq \
-			--no-install-recommends postgresql >/dev/null; \
+			--no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 
 bootstrap: sync
 
+# The web console (web/): npm packages from package-lock.json, the typed API client
+# regenerated from the OpenAPI document, a type-check, and a build into the core package
+# (core/src/llmops/console, generated and gitignored; the core's wheel carries it).
+web/node_modules/.package-lock.json: web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "the console needs Node.js >= 20.19 and npm"; exit 1; }
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+web-deps: web/node_modules/.package-lock.json
+
+console: sync web-deps console-build
+
+console-build:
+	$(UV) run --no-sync llmops openapi -o web/openapi.json
+	cd web && npm run --silent build
+
+# make test: the committed client must match the API, and the console's own unit tests
+console-check: sync web-deps
+	$(UV) run --no-sync llmops openapi -o web/openapi.json
+	cd web && npm run --silent api:check && npm run --silent test
+
 # The platform without the dev group (which holds the example plugin from tests/).
-run: uv
+run: uv web-deps
 	$(UV) sync --frozen --all-packages --no-dev
+	$(MAKE) --no-print-directory console-build
 	$(UV) run --no-sync llmops up
 
 lint: sync
@@ -49,10 +75,10 @@ lint: sync
 typecheck: sync
 	$(UV) run mypy
 
-pytest: sync system-deps
+pytest: sync system-deps console
 	$(UV) run pytest
 
-test: lint typecheck pytest
+test: lint typecheck console-check pytest
 
 bench: sync system-deps
 	$(UV) run python bench/run.py

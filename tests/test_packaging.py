@@ -160,6 +160,36 @@ def test_the_example_wheel_declares_its_entry_point_and_ships_py_typed(
     assert "example = llmops_example.plugin" in text
 
 
+#: Runs inside the fresh environment: the installed core serves its console.
+CONSOLE_PROBE = """
+import json
+from fastapi.testclient import TestClient
+from llmops.api.app import create_app
+from llmops.config import CoreSettings
+
+with TestClient(create_app(CoreSettings(), start_worker=False)) as client:
+    index = client.get("/")
+    route = client.get("/models/abc")
+print(json.dumps({"index": [index.status_code, index.text], "route": route.status_code}))
+"""
+
+
+def test_the_core_wheel_carries_the_built_console(fresh_env: FreshEnv, tmp_path: Path) -> None:
+    console = REPO / "core" / "src" / "llmops" / "console"
+    assert (console / "index.html").is_file(), "build the console first: make console"
+    with zipfile.ZipFile(fresh_env.wheels["llmops_core"]) as wheel:
+        names = wheel.namelist()
+    assert "llmops/console/index.html" in names
+    assert any(n.startswith("llmops/console/assets/") and n.endswith(".js") for n in names)
+
+    probe = fresh_env.run([str(fresh_env.python), "-c", CONSOLE_PROBE], tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    served = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert served["index"][0] == 200
+    assert '<div id="app">' in served["index"][1]
+    assert served["route"] == 200
+
+
 def test_plugins_list_finds_the_example_through_its_entry_point(
     fresh_env: FreshEnv, tmp_path: Path
 ) -> None:

@@ -36,7 +36,11 @@ from llmops.api.console import CONSOLE_DIR, console_built
 from llmops.testing.waiting import wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from playwright.sync_api import ConsoleMessage, Page, Route
+
+    URLMatch = str | re.Pattern[str] | Callable[[str], bool]
 
 ARTIFACTS = Path(os.environ.get("LLMOPS_TEST_ARTIFACTS", "test-artifacts")) / "console"
 CHROMIUM = os.environ.get("LLMOPS_CHROMIUM", "/usr/bin/chromium")
@@ -164,11 +168,14 @@ class Console:
 
     # -- navigation ---------------------------------------------------------------------
 
-    def open(self, path: str, ready: str) -> Page:
+    def open(self, path: str, ready: str, *, timed: bool = True) -> Page:
         """Load ``path`` from scratch and wait until page ``ready`` is interactive; its
-        time since navigation start is recorded."""
+        time since navigation start is recorded unless ``timed`` is false (a load whose
+        answers the test faked says nothing about the platform's speed)."""
         self.page.goto(self.server.url + path)
         self.wait_ready(ready)
+        if not timed:
+            return self.page
         marks = self.page.evaluate("() => window.__llmopsReady || []")
         for mark in reversed(marks):
             if mark["page"] == ready:
@@ -203,8 +210,9 @@ class Console:
         """Allow console errors containing ``substring`` (say, a 503 the test provokes)."""
         self.allowed.append(substring)
 
-    def fail_api(self, url_glob: str, status: int = 503) -> None:
-        """Make API calls matching ``url_glob`` answer ``status`` with a problem body."""
+    def fail_api(self, url: URLMatch, status: int = 503) -> None:
+        """Make API calls matching ``url`` (a glob, a regular expression or a predicate,
+        as Playwright takes them) answer ``status`` with a problem body."""
 
         def fulfil(route: Route) -> None:
             route.fulfill(
@@ -221,8 +229,24 @@ class Console:
                 ),
             )
 
-        self.page.route(url_glob, fulfil)
+        self.page.route(url, fulfil)
         self.expect_console_error(f"status of {status}")
+
+    def answer_api(self, url: URLMatch, body: object, status: int = 200) -> None:
+        """Make API calls matching ``url`` answer ``body`` as JSON (an empty page, say)."""
+        self.page.route(
+            url,
+            lambda route: route.fulfill(
+                status=status, content_type="application/json", body=json.dumps(body)
+            ),
+        )
+
+    def hold_api(self, url: URLMatch) -> list[Route]:
+        """Hold API calls matching ``url`` unanswered (to see a loading state); continue
+        them with ``route.continue_()`` on each of the returned list's routes."""
+        held: list[Route] = []
+        self.page.route(url, lambda route: held.append(route))
+        return held
 
     def unexpected_errors(self) -> list[str]:
         return [e for e in self.errors if not any(a in e for a in self.allowed)]
