@@ -8,7 +8,6 @@ back in a ``finally`` block.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import httpx
 from playwright.sync_api import expect
 
 from llmops.testing.console import Console
+from llmops.testing.waiting import wait_for
 
 API = "/llm-ops/v1"
 
@@ -40,14 +40,6 @@ def _example_restored(api: httpx.Client) -> Iterator[None]:
             f"{API}/integrations/example/config",
             json={"settings": {"root": None, "api_token": None}},
         ).raise_for_status()
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_disabling_and_re_enabling_a_plugin_takes_effect_at_once(console: Console) -> None:
@@ -153,12 +145,12 @@ def test_testing_the_connection_shows_each_providers_result(console: Console) ->
     console.screenshot("admin-integration-test")
 
 
-def _dead_run_creations(
+def _waiting_run_creations(
     api: httpx.Client, unique: Callable[[str], str], count: int
 ) -> list[dict[str, Any]]:
-    """``count`` experiment-run writes that could not reach the tracker and were given up:
+    """``count`` experiment-run writes waiting in the retry queue for a disabled plugin:
     the tracker's folder cannot be written (the write waits), then its plugin is disabled
-    (the write dies: it has no provider any more). The plugin is put back by the caller."""
+    (the write waits, unattempted, for the plugin to come back). The caller re-enables it."""
     api.put(
         f"{API}/integrations/example/config",
         json={"settings": {"root": f"/proc/{unique('nowhere')}"}},
@@ -172,55 +164,57 @@ def _dead_run_creations(
         arranged.append({"job": job.json(), "run": run.json()})
     api.patch(f"{API}/integrations/example", json={"enabled": False}).raise_for_status()
 
-    def dead() -> bool:
+    def waiting() -> bool:
+        operations = [
+            api.get(f"{API}/operations/{a['run']['operationId']}").json() for a in arranged
+        ]
         return all(
-            api.get(f"{API}/operations/{a['run']['operationId']}").json()["status"] == "dead"
-            for a in arranged
+            op["status"] == "pending" and "not enabled" in (op["lastError"] or "")
+            for op in operations
         )
 
-    _wait_for(dead, "the queued writes to die")
-    api.patch(f"{API}/integrations/example", json={"enabled": True}).raise_for_status()
-    api.put(
-        f"{API}/integrations/example/config", json={"settings": {"root": None}}
-    ).raise_for_status()
+    wait_for(waiting, timeout=30, what="the queued writes to wait for the disabled plugin")
     return arranged
 
 
-def test_the_retry_queue_lists_dead_writes_and_retries_or_discards_them(
+def test_the_retry_queue_shows_writes_waiting_for_a_disabled_plugin_and_retries_or_discards_them(
     console: Console, unique: Callable[[str], str]
 ) -> None:
     api = console.server.api
     console.sign_in("admin")
     with _example_restored(api):
-        retried, discarded = _dead_run_creations(api, unique, 2)
+        retried, discarded = _waiting_run_creations(api, unique, 2)
 
-    page = console.open("/admin/operations?kind=run.create", "operations")
-    expect(page.get_by_label("Kind")).to_have_value("run.create")
-    first = page.get_by_role("row").filter(has_text=retried["run"]["id"])
-    second = page.get_by_role("row").filter(has_text=discarded["run"]["id"])
-    for row in (first, second):
-        expect(row).to_contain_text("Experiment run")
-        expect(row).to_contain_text("Dead")
-        expect(row).to_contain_text("not enabled")  # the last error
-    console.screenshot("admin-operations")
+        page = console.open("/admin/operations?kind=run.create", "operations")
+        expect(page.get_by_label("Kind")).to_have_value("run.create")
+        first = page.get_by_role("row").filter(has_text=retried["run"]["id"])
+        second = page.get_by_role("row").filter(has_text=discarded["run"]["id"])
+        for row in (first, second):
+            expect(row).to_contain_text("Experiment run")
+            expect(row).to_contain_text("Pending")
+            expect(row).to_contain_text("waiting until it is enabled again")  # the last error
+        console.screenshot("admin-operations")
 
+        second.get_by_role("button", name="Discard").click()
+        second.get_by_role("group", name="Discard this write?").get_by_role(
+            "button", name="Discard"
+        ).click()
+
+        expect(second).to_contain_text("Discarded")
+        expect(second.get_by_role("button", name="Retry")).to_have_count(0)
+        discarded_id = discarded["run"]["operationId"]
+        assert api.get(f"{API}/operations/{discarded_id}").json()["status"] == "discarded"
+
+    # the plugin is back (enabled, its folder writable): a retry delivers at once
     first.get_by_role("button", name="Retry").click()
 
     expect(page.get_by_role("status").filter(has_text="queued again")).to_be_visible()
     retried_id = retried["run"]["operationId"]
-    _wait_for(
+    wait_for(
         lambda: api.get(f"{API}/operations/{retried_id}").json()["status"] == "succeeded",
-        "the retried write to reach the tracker",
+        timeout=15,
+        what="the retried write to reach the tracker",
     )
-
-    second.get_by_role("button", name="Discard").click()
-    second.get_by_role("group", name="Discard this write?").get_by_role(
-        "button", name="Discard"
-    ).click()
-
-    expect(second).to_contain_text("Discarded")
-    expect(second.get_by_role("button", name="Retry")).to_have_count(0)
-    discarded_id = discarded["run"]["operationId"]
     assert api.get(f"{API}/operations/{discarded_id}").json()["status"] == "discarded"
 
     # a write about a resource the console shows links to it

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from llmops.auth import current_principal, current_request_id
 from llmops.db.models import Operation, utcnow
-from llmops.errors import Conflict, LlmopsError, NotFound
+from llmops.errors import Conflict, LlmopsError, NoProviderEnabled, NotFound
 from llmops.resilience.errors import retryable, translate
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class HandlerSpec:
 #: The payload key that says for whom the write is made (who, role, request id): the
 #: audit log records the tool action under that name, whichever process delivers it.
 ON_BEHALF_OF = "_onBehalfOf"
+#: how often an operation whose plugin is disabled checks whether it is enabled again
+DISABLED_RECHECK_SECONDS = 30.0
 
 #: Called in the delivery's transaction once an operation succeeded or was given up on.
 Recorder = Callable[[Session, Operation, str, str | None], None]
@@ -297,6 +299,17 @@ class Outbox:
                 operation.attempts -= 1
                 operation.status = OperationStatus.PENDING.value
                 operation.next_attempt_at = now + timedelta(seconds=max(1.0, float(paused)))
+                return Outcome(OutcomeKind.RETRY_LATER, error)
+            if isinstance(error, NoProviderEnabled) and error.extensions.get("provider"):
+                # the operation's plugin is disabled: an admin's choice, not a failure of
+                # the write; it waits, unattempted, until the plugin is enabled again or
+                # an admin discards it
+                operation.attempts -= 1
+                operation.status = OperationStatus.PENDING.value
+                operation.last_error = (
+                    f"{error.detail}; waiting until it is enabled again (or discard this)"
+                )
+                operation.next_attempt_at = now + timedelta(seconds=DISABLED_RECHECK_SECONDS)
                 return Outcome(OutcomeKind.RETRY_LATER, error)
             if retryable(error) and operation.attempts < operation.max_attempts:
                 delay = self.policy.backoff(operation.attempts, self._rng)
