@@ -111,6 +111,19 @@ def create_dataset(client: TestClient, api: str, name: str = "prompts") -> str:
     return dataset_id
 
 
+def test_dataset_search_looks_in_names_and_descriptions(client: TestClient, api: str) -> None:
+    create_dataset(client, api, "prompts")
+    described = client.post(
+        f"{api}/catalog/datasets", json={"name": "d2", "description": "Support chat PROMPTS"}
+    )
+    assert described.status_code == 201
+    create_dataset(client, api, "images")
+
+    found = client.get(f"{api}/catalog/datasets", params={"q": "prompts"}).json()["items"]
+
+    assert sorted(d["name"] for d in found) == ["d2", "prompts"]
+
+
 def storage_files(client: TestClient) -> list[str]:
     root: Path = client.app.state.platform.settings.storage_dir  # type: ignore[attr-defined]
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())

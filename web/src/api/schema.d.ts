@@ -2512,6 +2512,7 @@ export interface operations {
                 cursor?: string | null;
                 /** @description page size */
                 limit?: number;
+                /** @description in name or description */
                 q?: string | null;
                 sort?: string;
             };

@@ -144,7 +144,13 @@ def list_datasets(
 ) -> Page[Dataset]:
     stmt: Select[tuple[Dataset]] = select(Dataset)
     if q:
-        stmt = stmt.where(Dataset.name.ilike(_like(q), escape="\\"))
+        pattern = _like(q)
+        stmt = stmt.where(
+            or_(
+                Dataset.name.ilike(pattern, escape="\\"),
+                Dataset.description.ilike(pattern, escape="\\"),
+            )
+        )
     return paginate(
         session,
         stmt,

@@ -29,7 +29,7 @@ def create_dataset(body: DatasetCreate, session: SessionDep) -> DatasetOut:
 @router.get("", response_model=ListPage[DatasetOut], summary="List datasets")
 def list_datasets(
     session: SessionDep,
-    q: Annotated[str | None, Query(max_length=200)] = None,
+    q: Annotated[str | None, Query(max_length=200, description="in name or description")] = None,
     sort: Annotated[str, Query(pattern=r"^-?(name|createdAt|updatedAt)$")] = "-createdAt",
     limit: Limit = 50,
     cursor: Cursor = None,
