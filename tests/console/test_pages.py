@@ -166,7 +166,12 @@ def test_every_page_shows_that_it_is_loading(
 
     loading = console.page.get_by_role("status").filter(has_text="Loading")
     expect(loading.first).to_be_visible()
-    wait_for(lambda: held, timeout=10, what="the page's call to be held")
+    # route handlers run only while Playwright has the thread: wait inside it, not in sleep
+    for _ in range(100):
+        if held:
+            break
+        console.page.wait_for_timeout(100)
+    assert held, "the page never made its call"
     for route in held:
         route.continue_()
     console.wait_ready(ready)
