@@ -2,7 +2,7 @@
 // refuses the rest anyway); `meta.title` names the page in the browser's tab.
 import { createRouter, createWebHistory, type RouteRecordRaw } from "vue-router";
 import { markRouteStart } from "@/lib/resource";
-import { can, restore, session, type Role } from "@/lib/session";
+import { can, restore, type Role } from "@/lib/session";
 
 declare module "vue-router" {
   interface RouteMeta {

@@ -20,11 +20,11 @@ export interface Resource<T> {
 }
 
 /**
- * Loads ``loader()`` now and on ``reload()``. ``page`` names the page for the readiness
- * marker: the first settled load (data or error) marks the page interactive.
+ * The loading behind useResource and useList: ``reload()`` runs ``load`` and hands its
+ * value to ``apply``, unless a newer reload started meanwhile (only the latest answer
+ * counts). The first settled load (data or error) marks ``page`` interactive.
  */
-export function useResource<T>(loader: () => Promise<T>, page?: string): Resource<T> {
-  const data = shallowRef<T | null>(null) as ShallowRef<T | null>;
+function latestLoad<T>(load: () => Promise<T>, apply: (value: T) => void, page?: string) {
   const error = ref<unknown>(null);
   const loading = ref(false);
   const mounted = aliveFlag();
@@ -33,9 +33,9 @@ export function useResource<T>(loader: () => Promise<T>, page?: string): Resourc
     const mine = ++generation;
     loading.value = true;
     try {
-      const value = await loader();
+      const value = await load();
       if (mine !== generation) return;
-      data.value = value;
+      apply(value);
       error.value = null;
     } catch (caught) {
       if (mine !== generation) return;
@@ -47,6 +47,16 @@ export function useResource<T>(loader: () => Promise<T>, page?: string): Resourc
       }
     }
   }
+  return { error, loading, reload, generation: () => generation };
+}
+
+/**
+ * Loads ``loader()`` now and on ``reload()``. ``page`` names the page for the readiness
+ * marker: the first settled load (data or error) marks the page interactive.
+ */
+export function useResource<T>(loader: () => Promise<T>, page?: string): Resource<T> {
+  const data = shallowRef<T | null>(null) as ShallowRef<T | null>;
+  const { error, loading, reload } = latestLoad(loader, (value) => (data.value = value), page);
   void reload();
   return { data, error, loading, reload };
 }
@@ -75,39 +85,24 @@ export function useList<T>(
 ): ListResource<T> {
   const items = shallowRef<T[]>([]) as ShallowRef<T[]>;
   const nextCursor = ref<string | null>(null);
-  const error = ref<unknown>(null);
-  const loading = ref(false);
   const loadingMore = ref(false);
   const loaded = ref(false);
-  const mounted = aliveFlag();
-  let generation = 0;
-  async function reload(): Promise<void> {
-    const mine = ++generation;
-    loading.value = true;
-    try {
-      const first = await fetchPage(null);
-      if (mine !== generation) return;
+  const { error, loading, reload, generation } = latestLoad(
+    () => fetchPage(null),
+    (first) => {
       items.value = first.items;
       nextCursor.value = first.nextCursor ?? null;
-      error.value = null;
       loaded.value = true;
-    } catch (caught) {
-      if (mine !== generation) return;
-      error.value = caught;
-    } finally {
-      if (mine === generation) {
-        loading.value = false;
-        if (page && mounted.alive) markReady(page);
-      }
-    }
-  }
+    },
+    page,
+  );
   async function loadMore(): Promise<void> {
     if (!nextCursor.value || loadingMore.value) return;
-    const mine = generation;
+    const mine = generation(); // a reload meanwhile starts the list over
     loadingMore.value = true;
     try {
       const more = await fetchPage(nextCursor.value);
-      if (mine !== generation) return;
+      if (mine !== generation()) return;
       items.value = [...items.value, ...more.items];
       nextCursor.value = more.nextCursor ?? null;
     } catch (caught) {
@@ -147,6 +142,19 @@ export function usePolling(
     stopped = true;
     if (timer !== null) clearTimeout(timer);
   });
+}
+
+/** The current time, ticking every second while ``active()``: running durations count up. */
+export function useNow(active: () => boolean = () => true): Ref<number> {
+  const now = ref(Date.now());
+  usePolling(
+    () => {
+      now.value = Date.now();
+    },
+    active,
+    1000,
+  );
+  return now;
 }
 
 // -- readiness, for the browser tests' time-to-interactive measurement -----------------
