@@ -1,10 +1,10 @@
 """The core and a third-party plugin, installed from their wheels into a fresh virtual
 environment, find each other through the ``llmops.plugins`` entry point alone.
 
-One environment is built per module (about ten seconds with a warm uv cache): the wheels
-of ``core`` and ``tests/example_plugin`` are built with ``uv build`` and installed with
-``uv pip install``, pinned to the workspace's lock so that the cache usually answers
-without the network.
+One environment is built per module (tens of seconds with a warm uv cache): the wheels
+of ``core``, ``tests/example_plugin`` and ``plugins/mlflow`` are built with ``uv build``
+and installed with ``uv pip install``, pinned to the workspace's lock so that the cache
+usually answers without the network.
 """
 
 from __future__ import annotations
@@ -115,10 +115,10 @@ def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
     root = tmp_path_factory.mktemp("packaging")
     dist = root / "dist"
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    for source in ("core", "tests/example_plugin"):
+    for source in ("core", "tests/example_plugin", "plugins/mlflow"):
         _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
     wheels = {w.name.split("-")[0]: w for w in dist.glob("*.whl")}
-    assert set(wheels) == {"llmops_core", "llmops_example"}
+    assert set(wheels) == {"llmops_core", "llmops_example", "llmops_mlflow"}
 
     venv = root / "venv"
     _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
@@ -133,7 +133,7 @@ def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
     )  # fmt: skip
     if exported.returncode == 0:
         install += ["--constraint", str(constraints)]  # the locked versions: in uv's cache
-    install += [str(wheels["llmops_core"]), str(wheels["llmops_example"])]
+    install += [str(wheel) for wheel in wheels.values()]
     offline = subprocess.run(
         [*install, "--offline"], env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -188,6 +188,17 @@ def test_the_core_wheel_carries_the_built_console(fresh_env: FreshEnv, tmp_path:
     assert served["index"][0] == 200
     assert '<div id="app">' in served["index"][1]
     assert served["route"] == 200
+
+
+def test_the_mlflow_wheel_is_found_through_its_entry_point(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    rows = plugin_rows(fresh_env, tmp_path)
+
+    mlflow = rows["mlflow"]
+    assert mlflow["distribution"] == "llmops-mlflow"
+    assert mlflow["loaded"] is True, mlflow["error"]
+    assert mlflow["capabilities"] == ["tracking"]
 
 
 def test_plugins_list_finds_the_example_through_its_entry_point(

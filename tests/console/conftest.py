@@ -53,7 +53,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def console_server() -> Iterator[ConsoleServer]:
     try:
-        with running_platform() as server:
+        # the example tracker only: the tests toggle it and expect no other tracker to
+        # take over (the MLflow plugin, also installed, stays disabled here)
+        with running_platform(env={"LLMOPS_PLUGINS": "example"}) as server:
             yield server
     except ConsoleNotBuilt as exc:
         pytest.fail(str(exc))

@@ -1,0 +1,88 @@
+"""The module the ``mlflow`` entry point names: the plugin's hook implementations.
+
+It stays import-light (``import mlflow`` takes seconds): the core imports this module to
+list and load the plugin, so MLflow is imported inside the hook that builds the tracker.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydantic import Field, SecretStr
+
+import llmops
+from llmops.capabilities.common import Capability
+from llmops.plugins import PluginContext, PluginInfo, PluginSettings
+from llmops_mlflow import __version__
+
+if TYPE_CHECKING:
+    from llmops_mlflow.tracker import MlflowTracker
+
+
+class MlflowSettings(PluginSettings):
+    """Read from ``LLMOPS_MLFLOW__<FIELD>``, overlaid by the stored configuration."""
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="an MLflow tracking server (http://host:5000), or a store URI "
+        "(sqlite:///path/mlflow.db); unset: a local SQLite store in the plugin's data dir",
+    )
+    artifact_location: str | None = Field(
+        default=None,
+        description="where new experiments keep artifacts (a folder, s3://bucket/path); "
+        "unset: the server's default, or the plugin's data dir for the local store",
+    )
+    ui_url: str | None = Field(
+        default=None,
+        description="MLflow's UI, for links to runs; defaults to the tracking URI when it "
+        "is a server",
+    )
+    token: SecretStr | None = Field(
+        default=None, description="bearer token for the tracking server (MLFLOW_TRACKING_TOKEN)"
+    )
+    request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="the longest one request to MLflow may take; MLflow's own retries are "
+        "off, the platform's retry queue retries instead",
+    )
+
+
+@llmops.hookimpl
+def llmops_plugin_info() -> PluginInfo:
+    return PluginInfo(
+        name="mlflow",
+        version=__version__,
+        display_name="MLflow",
+        description="Experiment tracking in MLflow: a run per training job, params, "
+        "metrics, artifacts, search and compare.",
+        capabilities=frozenset({Capability.TRACKING}),
+        settings_model=MlflowSettings,
+        core_version=">=0.1,<1",
+        links={"docs": "https://mlflow.org/docs/latest/tracking.html"},
+    )
+
+
+@llmops.hookimpl
+def llmops_tracking_backend(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
+    import os
+
+    # before MLflow is first imported: its INFO lines (schema migrations) stay out of the
+    # platform's output unless the operator asks for them
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    from llmops_mlflow.tracker import MlflowTracker
+
+    data_dir = context.ensure_data_dir()
+    tracking_uri = settings.tracking_uri or f"sqlite:///{data_dir / 'mlflow.db'}"
+    artifact_location = settings.artifact_location
+    if artifact_location is None and settings.tracking_uri is None:
+        artifact_location = (data_dir / "artifacts").as_uri()
+    if settings.token is not None:
+        os.environ["MLFLOW_TRACKING_TOKEN"] = settings.token.get_secret_value()
+    return MlflowTracker(
+        tracking_uri,
+        artifact_location=artifact_location,
+        ui_url=settings.ui_url,
+        request_timeout=settings.request_timeout_seconds,
+    )

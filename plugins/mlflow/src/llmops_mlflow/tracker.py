@@ -1,0 +1,371 @@
+"""MlflowTracker: the tracking capability over MLflow's own client (``MlflowClient``).
+
+* An experiment per name (created on first use, with the configured artifact location).
+* A run carries its idempotency key as the tag ``llmops.idempotency_key``: creating a run
+  first looks the key up in the experiment, so a redelivered creation (the outbox after
+  a timeout, a retried request) returns the first run and never makes a second one.
+* Metrics go in ``log_batch`` calls within MLflow's limits (1,000 metrics per request).
+* MLflow's errors become the core's: an unknown run or experiment is ``NotFound``, a
+  changed param ``Conflict``, a refused value ``InvalidRequest``, and a server that does
+  not answer ``IntegrationUnavailable`` (the guard and the outbox retry those).
+
+MLflow's client retries a failed request for minutes by default; :func:`configure_client`
+caps its retries and timeout so that no request handler waits on it (the outbox retries).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+from urllib.parse import quote
+
+from llmops.capabilities.common import Health, HealthStatus
+from llmops.capabilities.tracking import (
+    ArtifactInfo,
+    MetricPoint,
+    RunInfo,
+    RunPage,
+    RunQuery,
+    RunSpec,
+    RunStatus,
+)
+from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, LlmopsError, NotFound
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.tracking import MlflowClient
+
+T = TypeVar("T")
+
+#: the tag that holds a run's idempotency key
+IDEMPOTENCY_TAG = "llmops.idempotency_key"
+#: MLflow's limits for one log_batch request
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_PER_BATCH = 100
+
+_TO_MLFLOW = {
+    RunStatus.SCHEDULED: "SCHEDULED",
+    RunStatus.RUNNING: "RUNNING",
+    RunStatus.FINISHED: "FINISHED",
+    RunStatus.FAILED: "FAILED",
+    RunStatus.KILLED: "KILLED",
+}
+_FROM_MLFLOW = {v: k for k, v in _TO_MLFLOW.items()}
+
+
+def configure_client(*, request_timeout: float, max_retries: int = 0) -> None:
+    """Cap MLflow's HTTP retries and timeout for this process (its client reads them from
+    the environment on every request). A value the operator set is kept."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(max_retries))
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(max(1, round(request_timeout))))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _moment(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def translate_mlflow_error(exc: BaseException, where: str) -> LlmopsError | None:
+    """The core error for an MLflow failure, or None when ``exc`` is not one."""
+    from mlflow.exceptions import MlflowException, RestException
+
+    if not isinstance(exc, MlflowException):
+        if isinstance(exc, OSError | TimeoutError):
+            return IntegrationUnavailable(f"{where}: {exc}")
+        return None
+    code = exc.error_code
+    message = exc.message
+    if code == "RESOURCE_DOES_NOT_EXIST":
+        return NotFound(f"{where}: {message}")
+    if code == "INVALID_PARAMETER_VALUE" and "Changing param values is not allowed" in message:
+        return Conflict(f"{where}: {message}")
+    if code in {"INVALID_PARAMETER_VALUE", "BAD_REQUEST", "INVALID_STATE"}:
+        return InvalidRequest(f"{where}: {message}")
+    if code == "RESOURCE_ALREADY_EXISTS":
+        return Conflict(f"{where}: {message}")
+    if isinstance(exc, RestException) and code in {"PERMISSION_DENIED", "UNAUTHENTICATED"}:
+        return IntegrationUnavailable(f"{where}: MLflow refused the credentials: {message}")
+    # the server did not answer, or answered 5xx: MLflow wraps those as INTERNAL_ERROR
+    return IntegrationUnavailable(f"{where}: {message}")
+
+
+class MlflowTracker:
+    """A tracking provider on an MLflow tracking server or local store."""
+
+    max_metrics_per_batch = MAX_METRICS_PER_BATCH
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        *,
+        artifact_location: str | None = None,
+        ui_url: str | None = None,
+        request_timeout: float = 10.0,
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        configure_client(request_timeout=request_timeout)
+        self.tracking_uri = tracking_uri
+        self.artifact_location = artifact_location
+        self.ui_url = (ui_url or self._default_ui_url(tracking_uri) or "").rstrip("/") or None
+        self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
+        self._experiment_ids: dict[str, str] = {}
+
+    @staticmethod
+    def _default_ui_url(tracking_uri: str) -> str | None:
+        return tracking_uri if tracking_uri.startswith(("http://", "https://")) else None
+
+    # -- plumbing --------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, where: str) -> Iterator[None]:
+        try:
+            yield
+        except LlmopsError:
+            raise
+        except Exception as exc:
+            translated = translate_mlflow_error(exc, f"mlflow {where}")
+            if translated is None:
+                raise
+            raise translated from exc
+
+    def _call(self, where: str, fn: Callable[[], T]) -> T:
+        with self._errors(where):
+            return fn()
+
+    def _experiment_id(self, name: str, *, create: bool) -> str | None:
+        cached = self._experiment_ids.get(name)
+        if cached is not None:
+            return cached
+        experiment = self._call("get experiment", lambda: self.client.get_experiment_by_name(name))
+        if experiment is None:
+            if not create:
+                return None
+            experiment_id = self._create_experiment(name)
+        else:
+            experiment_id = experiment.experiment_id
+        self._experiment_ids[name] = experiment_id
+        return experiment_id
+
+    def _create_experiment(self, name: str) -> str:
+        try:
+            with self._errors("create experiment"):
+                return str(
+                    self.client.create_experiment(name, artifact_location=self.artifact_location)
+                )
+        except Conflict:  # created meanwhile by another process: use that one
+            again = self._call("get experiment", lambda: self.client.get_experiment_by_name(name))
+            if again is None:
+                raise
+            return str(again.experiment_id)
+
+    def _experiment_name(self, experiment_id: str) -> str:
+        for name, known in self._experiment_ids.items():
+            if known == experiment_id:
+                return name
+        experiment = self._call("get experiment", lambda: self.client.get_experiment(experiment_id))
+        self._experiment_ids[experiment.name] = experiment_id
+        return str(experiment.name)
+
+    def _info(self, run: Run) -> RunInfo:
+        data, info = run.data, run.info
+        return RunInfo(
+            run_id=info.run_id,
+            experiment_id=info.experiment_id,
+            experiment_name=self._experiment_name(info.experiment_id),
+            name=info.run_name or "",
+            status=_FROM_MLFLOW.get(info.status, RunStatus.RUNNING),
+            start_time=_moment(info.start_time),
+            end_time=_moment(info.end_time),
+            params=dict(data.params),
+            tags={k: v for k, v in data.tags.items() if not k.startswith("mlflow.")},
+            latest_metrics={k: float(v) for k, v in data.metrics.items()},
+            artifact_uri=info.artifact_uri,
+            ui_url=self._url(info.experiment_id, info.run_id),
+        )
+
+    def _url(self, experiment_id: str, run_id: str) -> str | None:
+        if self.ui_url is None:
+            return None
+        return f"{self.ui_url}/#/experiments/{quote(experiment_id)}/runs/{quote(run_id)}"
+
+    # -- runs ------------------------------------------------------------------------
+
+    def create_run(self, spec: RunSpec) -> RunInfo:
+        experiment_id = self._experiment_id(spec.experiment, create=True)
+        assert experiment_id is not None
+        if spec.idempotency_key:
+            existing = self._run_with_key(experiment_id, spec.idempotency_key)
+            if existing is not None:
+                return self._info(existing)
+        tags = dict(spec.tags)
+        if spec.idempotency_key:
+            tags[IDEMPOTENCY_TAG] = spec.idempotency_key
+        run = self._call(
+            "create run",
+            lambda: self.client.create_run(experiment_id, run_name=spec.run_name, tags=tags),
+        )
+        if spec.params:
+            self.log_params(run.info.run_id, spec.params)
+        return self.get_run(run.info.run_id)
+
+    def _run_with_key(self, experiment_id: str, key: str) -> Run | None:
+        escaped = key.replace("\\", "\\\\").replace("'", "\\'")
+        found = self._call(
+            "search runs",
+            lambda: self.client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`{IDEMPOTENCY_TAG}` = '{escaped}'",
+                max_results=2,
+                order_by=["attributes.start_time ASC"],
+            ),
+        )
+        return found[0] if found else None
+
+    def get_run(self, run_id: str) -> RunInfo:
+        return self._info(self._call("get run", lambda: self.client.get_run(run_id)))
+
+    def end_run(self, run_id: str, status: RunStatus) -> RunInfo:
+        self._call(
+            "end run",
+            lambda: self.client.set_terminated(
+                run_id, status=_TO_MLFLOW[status], end_time=int(time.time() * 1000)
+            ),
+        )
+        return self.get_run(run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, str(v)) for k, v in params.items()]
+        current = self.get_run(run_id).params  # an unknown run is NotFound, not a 400
+        changed = [p.key for p in items if p.key in current and current[p.key] != p.value]
+        if changed:
+            raise Conflict(
+                f"mlflow log params: changing logged params is not allowed ({', '.join(changed)})"
+            )
+        fresh = [p for p in items if p.key not in current]
+        for start in range(0, len(fresh), MAX_PARAMS_PER_BATCH):
+            chunk = fresh[start : start + MAX_PARAMS_PER_BATCH]
+            with self._errors("log params"):
+                self.client.log_batch(run_id, params=chunk)
+
+    def log_metrics(self, run_id: str, metrics: Sequence[MetricPoint]) -> None:
+        from mlflow.entities import Metric
+
+        if not metrics:
+            self.get_run(run_id)
+            return
+        entities = [Metric(m.key, float(m.value), _ms(m.timestamp), m.step) for m in metrics]
+        for start in range(0, len(entities), MAX_METRICS_PER_BATCH):
+            chunk = entities[start : start + MAX_METRICS_PER_BATCH]
+            with self._errors("log metrics"):
+                self.client.log_batch(run_id, metrics=chunk)
+
+    def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
+        self.get_run(run_id)
+        history = self._call("metric history", lambda: self.client.get_metric_history(run_id, key))
+        points = [
+            MetricPoint(
+                key=m.key,
+                value=m.value,
+                step=m.step,
+                timestamp=_moment(m.timestamp) or datetime.now(UTC),
+            )
+            for m in history
+        ]
+        return sorted(points, key=lambda p: (p.step, p.timestamp))
+
+    # -- artifacts -------------------------------------------------------------------
+
+    def log_artifact(
+        self, run_id: str, local_path: Path, artifact_path: str | None = None
+    ) -> ArtifactInfo:
+        self.get_run(run_id)
+        path = Path(local_path)
+        if path.is_dir():  # the folder keeps its name, as a file does
+            folder = f"{artifact_path.strip('/')}/{path.name}" if artifact_path else path.name
+            self._call(
+                "log artifacts", lambda: self.client.log_artifacts(run_id, str(path), folder)
+            )
+            return ArtifactInfo(path=folder, is_dir=True)
+        self._call(
+            "log artifact", lambda: self.client.log_artifact(run_id, str(path), artifact_path)
+        )
+        target = f"{artifact_path.strip('/')}/{path.name}" if artifact_path else path.name
+        return ArtifactInfo(path=target, is_dir=False, size_bytes=path.stat().st_size)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
+        self.get_run(run_id)
+        listed = self._call("list artifacts", lambda: self.client.list_artifacts(run_id, path))
+        return [
+            ArtifactInfo(path=item.path, is_dir=item.is_dir, size_bytes=item.file_size)
+            for item in listed
+        ]
+
+    # -- search ----------------------------------------------------------------------
+
+    def search_runs(self, query: RunQuery) -> RunPage:
+        if query.experiments:
+            ids = [
+                i
+                for i in (self._experiment_id(n, create=False) for n in query.experiments)
+                if i is not None
+            ]
+            if not ids:
+                return RunPage(runs=[])
+        else:
+            experiments = self._call(
+                "search experiments", lambda: self.client.search_experiments(max_results=1000)
+            )
+            ids = [e.experiment_id for e in experiments]
+        found = self._call(
+            "search runs",
+            lambda: self.client.search_runs(
+                ids,
+                filter_string=query.filter,
+                order_by=list(query.order_by) or None,
+                max_results=query.page_size,
+                page_token=query.page_token,
+            ),
+        )
+        return RunPage(runs=[self._info(r) for r in found], next_page_token=found.token or None)
+
+    def run_url(self, run_id: str) -> str | None:
+        if self.ui_url is None:
+            return None
+        run = self._call("get run", lambda: self.client.get_run(run_id))
+        return self._url(run.info.experiment_id, run_id)
+
+    # -- health ----------------------------------------------------------------------
+
+    def health(self) -> Health:
+        """A real request to the tracking server (or store): list one experiment."""
+        started = time.perf_counter()
+        try:
+            self.client.search_experiments(max_results=1)
+        except Exception as exc:  # every failure is a DOWN with its reason
+            return Health(
+                status=HealthStatus.DOWN,
+                detail=f"MLflow at {self.tracking_uri} did not answer: {_short(exc)}",
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        return Health(
+            status=HealthStatus.OK,
+            detail=f"MLflow tracking at {self.tracking_uri}",
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
