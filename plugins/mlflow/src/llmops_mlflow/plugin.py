@@ -16,6 +16,8 @@ from llmops.plugins import PluginContext, PluginInfo, PluginSettings
 from llmops_mlflow import __version__
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from llmops_mlflow.tracker import MlflowTracker
 
 
@@ -64,8 +66,8 @@ def llmops_plugin_info() -> PluginInfo:
     )
 
 
-@llmops.hookimpl
-def llmops_tracking_backend(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
+def build_tracker(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
+    """The tracker for these settings: a tracking server, or the local SQLite store."""
     import os
 
     # before MLflow is first imported: its INFO lines (schema migrations) stay out of the
@@ -86,3 +88,15 @@ def llmops_tracking_backend(settings: MlflowSettings, context: PluginContext) ->
         ui_url=settings.ui_url,
         request_timeout=settings.request_timeout_seconds,
     )
+
+
+@llmops.hookimpl
+def llmops_tracking_backend(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
+    return build_tracker(settings, context)
+
+
+@llmops.hookimpl
+def llmops_metrics_collectors(settings: MlflowSettings, context: PluginContext) -> list[Collector]:
+    from llmops_mlflow.metrics import MlflowRunsCollector
+
+    return [MlflowRunsCollector(build_tracker(settings, context))]
