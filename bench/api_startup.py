@@ -13,7 +13,9 @@ from pathlib import Path
 
 import httpx
 from cli_help import parse_importtime
-from harness import Result, alternate, clean_env, describe, free_port
+from harness import Result, alternate, clean_env, describe
+
+from llmops.testing.processes import free_port
 
 NAME = "api-startup"
 DEFAULT_ROUNDS = 5

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import statistics
 import sys
 import time
@@ -143,13 +142,6 @@ def clean_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMOPS_")}
     env.update(overrides)
     return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 
 
@@ -228,12 +228,6 @@ def test_cancelling_a_training_job_kills_its_process(client: TestClient, api: st
         lambda: client.get(f"{api}/training/jobs/{job['id']}").json()["status"] == "cancelled",
         timeout=3,
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(env: dict[str, str], port: int, log: Any) -> subprocess.Popen[bytes]:

@@ -3,24 +3,18 @@ and against a local SQLite store (the embedded default)."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 
 from llmops.testing.contracts.tracking import TrackingContract
+from llmops.testing.processes import free_port
 from llmops_mlflow.testing import MlflowServer
 from llmops_mlflow.tracker import MlflowTracker
 
 SUPPORTS = frozenset(
     {"artifacts", "search_filter", "search_order", "immutable_params", "restart", "unreachable"}
 )
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TestMlflowServerContract(TrackingContract):
@@ -36,7 +30,7 @@ class TestMlflowServerContract(TrackingContract):
 
     @pytest.fixture
     def unreachable_provider(self) -> MlflowTracker:
-        return MlflowTracker(f"http://127.0.0.1:{_closed_port()}", request_timeout=2)
+        return MlflowTracker(f"http://127.0.0.1:{free_port()}", request_timeout=2)
 
 
 @pytest.fixture(scope="module")

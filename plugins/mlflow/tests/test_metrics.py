@@ -3,7 +3,6 @@ background so that a scrape never waits on MLflow."""
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from llmops.api.app import create_app
 from llmops.capabilities.tracking import RunSpec, RunStatus
 from llmops.config import CoreSettings
+from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 from llmops_mlflow.metrics import MlflowRunsCollector
 from llmops_mlflow.testing import MlflowServer
@@ -44,9 +44,7 @@ def test_runs_are_counted_by_experiment_and_status(mlflow_server: MlflowServer) 
 
 
 def test_a_scrape_never_waits_and_mlflow_down_is_reported(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     collector = MlflowRunsCollector(
         MlflowTracker(f"http://127.0.0.1:{port}", request_timeout=1), max_age=0
     )

@@ -18,9 +18,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 from collections import defaultdict
@@ -33,7 +30,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from llmops.api.console import CONSOLE_DIR, console_built
-from llmops.testing.waiting import wait_for
+from llmops.testing.processes import free_port, serving_process
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -59,12 +56,6 @@ KEY_LINE = re.compile(r"^(llmops_\S+)$", re.M)
 
 #: time to interactive per page (ms since navigation start), across the whole run
 TIMINGS: dict[str, list[int]] = defaultdict(list)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -100,7 +91,7 @@ def running_platform(*, env: dict[str, str] | None = None) -> Iterator[ConsoleSe
             f"the console is not built ({CONSOLE_DIR}/index.html is missing): run `make console`"
         )
     data_dir = Path(tempfile.mkdtemp(prefix="llmops-console-"))
-    port = _free_port()
+    port = free_port()
     log_path = data_dir / "server.log"
     env = {
         **os.environ,
@@ -112,41 +103,23 @@ def running_platform(*, env: dict[str, str] | None = None) -> Iterator[ConsoleSe
     }
     env.pop("LLMOPS_DATABASE_URL", None)
     llmops = Path(sys.executable).with_name("llmops")
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(llmops), "up", "--log-level", "warning"],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"llmops up exited:\n{log_path.read_text()}")
-        try:
-            return httpx.get(f"{url}/readyz", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(ready, timeout=60, what="llmops up to answer /readyz")
-        found = KEY_LINE.search(log_path.read_text())
-        assert found, f"llmops up printed no admin key:\n{log_path.read_text()}"
-        admin_key = found.group(1)
-        with httpx.Client(
-            base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
-        ) as api:
-            yield ConsoleServer(url=url, admin_key=admin_key, data_dir=data_dir, api=api)
+        with serving_process(
+            [str(llmops), "up", "--log-level", "warning"],
+            health_url=f"{url}/readyz",
+            log_path=log_path,
+            env=env,
+            what="llmops up",
+        ):
+            found = KEY_LINE.search(log_path.read_text())
+            assert found, f"llmops up printed no admin key:\n{log_path.read_text()}"
+            admin_key = found.group(1)
+            with httpx.Client(
+                base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
+            ) as api:
+                yield ConsoleServer(url=url, admin_key=admin_key, data_dir=data_dir, api=api)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

@@ -19,7 +19,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -30,6 +29,8 @@ from typing import IO, Any, Self
 
 import psycopg
 from psycopg import sql
+
+from llmops.testing.processes import free_port
 
 __all__ = [
     "PostgresNotInstalledError",
@@ -104,13 +105,6 @@ def _has_server_binaries(bindir: Path) -> bool:
 
 def _version_key(bindir: Path) -> tuple[int, ...]:
     return tuple(int(part) for part in bindir.parent.name.split(".") if part.isdigit())
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _unprivileged_account(name: str | None) -> pwd.struct_passwd | None:
@@ -304,7 +298,7 @@ class PostgresServer:
         """Start ``postgres`` on a free port, retrying if another process takes the port."""
         assert self._runtime_dir is not None
         for _attempt in range(_PORT_ATTEMPTS):
-            port = _free_port()
+            port = free_port()
             settings = {
                 **SERVER_SETTINGS,
                 "port": str(port),

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,9 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-from llmops.testing.waiting import wait_for
+from llmops.testing.processes import free_port, serving_process
 
 
 @dataclass(frozen=True)
@@ -28,16 +24,10 @@ class MlflowServer:
     process: subprocess.Popen[bytes]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def running_mlflow_server() -> Iterator[MlflowServer]:
     root = Path(tempfile.mkdtemp(prefix="llmops-mlflow-"))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -45,48 +35,31 @@ def running_mlflow_server() -> Iterator[MlflowServer]:
         "DO_NOT_TRACK": "true",
         "HOME": str(root / "home"),
     }
-    log = (root / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{root / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(root / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=root,
-        start_new_session=True,
-    )
+    args = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise RuntimeError(f"mlflow server exited:\n{(root / 'server.log').read_text()}")
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
-
     try:
-        wait_for(healthy, timeout=120, what="the MLflow tracking server to start")
-        yield MlflowServer(url=url, root=root, process=process)
+        with serving_process(
+            args,
+            health_url=f"{url}/health",
+            log_path=root / "server.log",
+            env=env,
+            cwd=root,
+            timeout=120,
+            what="the MLflow tracking server",
+        ) as process:
+            yield MlflowServer(url=url, root=root, process=process)
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
         shutil.rmtree(root, ignore_errors=True)
