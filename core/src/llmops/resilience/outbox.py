@@ -97,6 +97,20 @@ DISABLED_RECHECK_SECONDS = 30.0
 Recorder = Callable[[Session, Operation, str, str | None], None]
 
 
+def _unattempted_wait(error: LlmopsError) -> tuple[float, str] | None:
+    """For a refusal that kept the write from its tool, how long to wait and what to say:
+    an open circuit (until it half-opens), or the operation's plugin disabled by an admin
+    (a choice, not a failure: it waits until the plugin is enabled again or is discarded).
+    ``None`` for a failure that counts as an attempt."""
+    retry_after = error.extensions.get("retry_after")
+    if retry_after is not None and error.extensions.get("circuit") is not None:
+        return max(1.0, float(retry_after)), error.detail
+    if isinstance(error, NoProviderEnabled) and error.extensions.get("provider"):
+        reason = f"{error.detail}; waiting until it is enabled again (or discard this)"
+        return DISABLED_RECHECK_SECONDS, reason
+    return None
+
+
 class OutcomeKind(StrEnum):
     DELIVERED = "delivered"
     RETRY_LATER = "retry-later"
@@ -293,23 +307,13 @@ class Outbox:
             operation.lease_until = None
             operation.locked_by = None
             operation.updated_at = now
-            paused = error.extensions.get("retry_after")
-            if paused is not None and error.extensions.get("circuit") is not None:
-                # refused by an open circuit without reaching the tool: not an attempt
+            waiting = _unattempted_wait(error)
+            if waiting is not None:  # the write never reached its tool: not an attempt
+                delay, reason = waiting
                 operation.attempts -= 1
                 operation.status = OperationStatus.PENDING.value
-                operation.next_attempt_at = now + timedelta(seconds=max(1.0, float(paused)))
-                return Outcome(OutcomeKind.RETRY_LATER, error)
-            if isinstance(error, NoProviderEnabled) and error.extensions.get("provider"):
-                # the operation's plugin is disabled: an admin's choice, not a failure of
-                # the write; it waits, unattempted, until the plugin is enabled again or
-                # an admin discards it
-                operation.attempts -= 1
-                operation.status = OperationStatus.PENDING.value
-                operation.last_error = (
-                    f"{error.detail}; waiting until it is enabled again (or discard this)"
-                )
-                operation.next_attempt_at = now + timedelta(seconds=DISABLED_RECHECK_SECONDS)
+                operation.last_error = reason
+                operation.next_attempt_at = now + timedelta(seconds=delay)
                 return Outcome(OutcomeKind.RETRY_LATER, error)
             if retryable(error) and operation.attempts < operation.max_attempts:
                 delay = self.policy.backoff(operation.attempts, self._rng)

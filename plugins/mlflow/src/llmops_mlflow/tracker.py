@@ -247,7 +247,14 @@ class MlflowTracker:
         from mlflow.entities import Param
 
         items = [Param(k, str(v)) for k, v in params.items()]
-        current = self.get_run(run_id).params  # an unknown run is NotFound, not a 400
+        if len(items) <= MAX_PARAMS_PER_BATCH:
+            # one request: MLflow itself refuses an unknown run (NotFound) and a changed
+            # value (Conflict), and logs nothing of a refused batch
+            with self._errors("log params"):
+                self.client.log_batch(run_id, params=items)
+            return
+        # several requests: check every value first, so a refusal leaves nothing half-logged
+        current = self.get_run(run_id).params
         changed = [p.key for p in items if p.key in current and current[p.key] != p.value]
         if changed:
             raise Conflict(
@@ -290,7 +297,6 @@ class MlflowTracker:
     def log_artifact(
         self, run_id: str, local_path: Path, artifact_path: str | None = None
     ) -> ArtifactInfo:
-        self.get_run(run_id)
         path = Path(local_path)
         if path.is_dir():  # the folder keeps its name, as a file does
             folder = f"{artifact_path.strip('/')}/{path.name}" if artifact_path else path.name
@@ -305,7 +311,6 @@ class MlflowTracker:
         return ArtifactInfo(path=target, is_dir=False, size_bytes=path.stat().st_size)
 
     def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
-        self.get_run(run_id)
         listed = self._call("list artifacts", lambda: self.client.list_artifacts(run_id, path))
         return [
             ArtifactInfo(path=item.path, is_dir=item.is_dir, size_bytes=item.file_size)
