@@ -164,10 +164,12 @@ def enqueue(
     return operation
 
 
-def requeue(operation: Operation, *, now: datetime, attempts: int) -> None:
-    """Put an operation back in line now, with ``attempts`` more tries than it has had."""
+def requeue(operation: Operation, *, now: datetime, attempts: int, grace: float = 0.0) -> None:
+    """Put an operation back in line, with ``attempts`` more tries than it has had. A
+    request that delivers it at once passes the first-delivery ``grace``, so the background
+    worker leaves it to that request."""
     operation.status = OperationStatus.PENDING.value
-    operation.next_attempt_at = now
+    operation.next_attempt_at = now + timedelta(seconds=grace)
     operation.max_attempts = operation.attempts + attempts
     operation.last_error = None
     operation.updated_at = now

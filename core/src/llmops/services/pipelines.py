@@ -27,7 +27,7 @@ from llmops.capabilities.orchestration import (
 from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
 from llmops.integrations import IntegrationRuntime
-from llmops.resilience.outbox import Delivery, OperationStatus, enqueue, requeue
+from llmops.resilience.outbox import Delivery, OperationStatus, OutboxPolicy, enqueue, requeue
 from llmops.services.pagination import Page, paginate
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,12 @@ def retry_pipeline(
             OperationStatus.DISCARDED.value,
         }:
             raise Conflict("the pipeline's submission is still waiting in the retry queue")
-        requeue(submission, now=utcnow(), attempts=submission.max_attempts)
+        requeue(
+            submission,
+            now=utcnow(),
+            attempts=submission.max_attempts,
+            grace=OutboxPolicy().first_delivery_grace,  # the retry request delivers it
+        )
         row.status = PipelineState.PENDING.value
         row.message = "waiting to be submitted again"
         row.finished_at = None
