@@ -150,6 +150,23 @@ export type paths = {
         patch: operations["update_model"];
         trace?: never;
     };
+    "/llm-ops/v1/experiments/compare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Compare runs: metric histories and params side by side */
+        post: operations["compare_experiments"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/llm-ops/v1/experiments/search": {
         parameters: {
             query?: never;
@@ -874,6 +891,71 @@ export type components = {
          * @enum {string}
          */
         Capability: "tracking" | "serving" | "orchestration" | "registry" | "versioning";
+        /** ComparedRunOut */
+        ComparedRunOut: {
+            /** Endtime */
+            endTime: string | null;
+            /** Experimentid */
+            experimentId: string;
+            /** Experimentname */
+            experimentName: string;
+            /** Latestmetrics */
+            latestMetrics: {
+                [key: string]: number;
+            };
+            /**
+             * Metrics
+             * @description each metric's history, ordered by step
+             */
+            metrics: {
+                [key: string]: components["schemas"]["MetricPointOut"][];
+            };
+            /** Name */
+            name: string;
+            /** Params */
+            params: {
+                [key: string]: string;
+            };
+            /** Runid */
+            runId: string;
+            /** Starttime */
+            startTime: string | null;
+            /** Status */
+            status: string;
+            /** Tags */
+            tags: {
+                [key: string]: string;
+            };
+            /** Uiurl */
+            uiUrl: string | null;
+        };
+        /** CompareIn */
+        CompareIn: {
+            /**
+             * Metrics
+             * @description metric keys to fetch the history of; every key the runs have if null
+             */
+            metrics?: string[] | null;
+            /** Provider */
+            provider?: string | null;
+            /**
+             * Runids
+             * @description the tracker's run ids, in display order
+             */
+            runIds: string[];
+        };
+        /** CompareOut */
+        CompareOut: {
+            /** Metrickeys */
+            metricKeys: string[];
+            /**
+             * Params
+             * @description every param key, those that differ first
+             */
+            params: components["schemas"]["ParamRowOut"][];
+            /** Runs */
+            runs: components["schemas"]["ComparedRunOut"][];
+        };
         /** ConnectionTestOut */
         ConnectionTestOut: {
             /** Name */
@@ -1425,6 +1507,18 @@ export type components = {
             /** Value */
             value: number;
         };
+        /** MetricPointOut */
+        MetricPointOut: {
+            /** Step */
+            step: number;
+            /**
+             * Timestamp
+             * Format: date-time
+             */
+            timestamp: string;
+            /** Value */
+            value: number;
+        };
         /** MetricsAccepted */
         MetricsAccepted: {
             /**
@@ -1590,6 +1684,20 @@ export type components = {
          * @enum {string}
          */
         Outcome: "success" | "denied" | "failed";
+        /** ParamRowOut */
+        ParamRowOut: {
+            /** Differs */
+            differs: boolean;
+            /** Key */
+            key: string;
+            /**
+             * Values
+             * @description by run id; null where a run lacks it
+             */
+            values: {
+                [key: string]: string | null;
+            };
+        };
         /** PipelineCreate */
         PipelineCreate: {
             /** Labels */
@@ -3989,6 +4097,166 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    compare_experiments: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompareIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompareOut"];
                 };
             };
             /** @description The body could not be read (not JSON, broken multipart) */

@@ -465,6 +465,42 @@ class ExperimentSearchOut(ApiModel):
     next_page_token: str | None
 
 
+class CompareIn(Input):
+    run_ids: list[str] = Field(
+        min_length=1, max_length=10, description="the tracker's run ids, in display order"
+    )
+    metrics: list[str] | None = Field(
+        default=None,
+        max_length=50,
+        description="metric keys to fetch the history of; every key the runs have if null",
+    )
+    provider: str | None = None
+
+
+class MetricPointOut(ApiModel):
+    step: int
+    value: float
+    timestamp: datetime
+
+
+class ComparedRunOut(RunSummaryOut):
+    metrics: dict[str, list[MetricPointOut]] = Field(
+        description="each metric's history, ordered by step"
+    )
+
+
+class ParamRowOut(ApiModel):
+    key: str
+    values: dict[str, str | None] = Field(description="by run id; null where a run lacks it")
+    differs: bool
+
+
+class CompareOut(ApiModel):
+    runs: list[ComparedRunOut]
+    metric_keys: list[str]
+    params: list[ParamRowOut] = Field(description="every param key, those that differ first")
+
+
 class PrincipalOut(ApiModel):
     key_id: str | None
     name: str

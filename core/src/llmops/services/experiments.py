@@ -178,6 +178,46 @@ def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict
     return {"batches": batches}
 
 
+@dataclass(frozen=True)
+class Comparison:
+    runs: list[RunInfo]
+    histories: dict[str, dict[str, list[MetricPoint]]]  # run id -> key -> points
+    metric_keys: list[str]
+    params: list[tuple[str, dict[str, str | None], bool]]  # key, values by run, differs
+
+
+def compare_runs(
+    *,
+    runtime: IntegrationRuntime,
+    run_ids: Sequence[str],
+    metrics: Sequence[str] | None = None,
+    provider: str | None = None,
+) -> Comparison:
+    """Several runs side by side: each metric's full history and every param, with the
+    params that differ between runs listed first."""
+    _, tracker = runtime.provider(Capability.TRACKING, provider)
+    ids = list(dict.fromkeys(run_ids))  # a run asked twice is shown once
+    runs = [tracker.get_run(run_id) for run_id in ids]
+    keys = (
+        list(dict.fromkeys(metrics))
+        if metrics is not None
+        else sorted({k for run in runs for k in run.latest_metrics})
+    )
+    histories = {
+        run.run_id: {
+            key: tracker.metric_history(run.run_id, key) if key in run.latest_metrics else []
+            for key in keys
+        }
+        for run in runs
+    }
+    rows: list[tuple[str, dict[str, str | None], bool]] = []
+    for key in sorted({k for run in runs for k in run.params}):
+        values = {run.run_id: run.params.get(key) for run in runs}
+        rows.append((key, values, len(set(values.values())) > 1))
+    rows.sort(key=lambda row: (not row[2], row[0]))
+    return Comparison(runs=runs, histories=histories, metric_keys=keys, params=rows)
+
+
 def search_runs(
     *, runtime: IntegrationRuntime, query: RunQuery, provider: str | None = None
 ) -> RunPage:

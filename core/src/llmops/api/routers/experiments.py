@@ -7,12 +7,17 @@ from fastapi import APIRouter, Response
 from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
 from llmops.api.routers.views import written
 from llmops.api.schemas import (
+    ComparedRunOut,
+    CompareIn,
+    CompareOut,
     ExperimentRunCreate,
     ExperimentRunOut,
     ExperimentSearchIn,
     ExperimentSearchOut,
+    MetricPointOut,
     MetricsAccepted,
     MetricsIn,
+    ParamRowOut,
     RunSummaryOut,
 )
 from llmops.capabilities.common import utcnow
@@ -129,4 +134,37 @@ def search_experiments(body: ExperimentSearchIn, runtime: RuntimeDep) -> Experim
     return ExperimentSearchOut(
         runs=[RunSummaryOut.model_validate(r.model_dump()) for r in page.runs],
         next_page_token=page.next_page_token,
+    )
+
+
+@router.post(
+    "/experiments/compare",
+    response_model=CompareOut,
+    summary="Compare runs: metric histories and params side by side",
+)
+def compare_experiments(body: CompareIn, runtime: RuntimeDep) -> CompareOut:
+    result = experiments.compare_runs(
+        runtime=runtime, run_ids=body.run_ids, metrics=body.metrics, provider=body.provider
+    )
+    return CompareOut(
+        runs=[
+            ComparedRunOut.model_validate(
+                {
+                    **run.model_dump(),
+                    "metrics": {
+                        key: [
+                            MetricPointOut(step=p.step, value=p.value, timestamp=p.timestamp)
+                            for p in points
+                        ]
+                        for key, points in result.histories[run.run_id].items()
+                    },
+                }
+            )
+            for run in result.runs
+        ],
+        metric_keys=result.metric_keys,
+        params=[
+            ParamRowOut(key=key, values=values, differs=differs)
+            for key, values, differs in result.params
+        ],
     )
