@@ -231,8 +231,10 @@ def set_enabled(client: TestClient, api: str, name: str, enabled: bool) -> dict[
     return body
 
 
-def submit_job(client: TestClient, api: str, name: str = "job-one") -> str:
-    response = client.post(f"{api}/training/jobs", json={"name": name, "command": ["true"]})
+def submit_job(client: TestClient, api: str, name: str = "job-one", track: bool = False) -> str:
+    """A job; without ``track`` its run is left to the experiment-run route."""
+    body = {"name": name, "command": ["true"], "track": track}
+    response = client.post(f"{api}/training/jobs", json=body)
     assert response.status_code == 201, response.text
     job_id: str = response.json()["id"]
     return job_id

@@ -521,6 +521,11 @@ class IntegrationRuntime:
             state, raw = available[name]
             return name, self._guard(state, capability, name, raw)
 
+    def has_provider(self, capability: Capability) -> bool:
+        """Whether an enabled plugin offers ``capability`` (so a default exists)."""
+        with self._lock:
+            return self._default_name(capability) is not None
+
     def providers(self, capability: Capability) -> dict[str, Any]:
         with self._lock:
             return {

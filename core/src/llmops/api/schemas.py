@@ -211,6 +211,15 @@ class TrainingJobCreate(Input):
     retries: int = Field(default=0, ge=0, le=20)
     timeout_seconds: float | None = Field(default=None, gt=0)
     provider: str | None = None
+    track: bool = Field(
+        default=True,
+        description="give the job an experiment run in the default tracker, when one is "
+        "enabled; its process gets the tracker's variables (MLFLOW_TRACKING_URI, "
+        "MLFLOW_RUN_ID)",
+    )
+    experiment: str | None = Field(
+        default=None, description="the run's experiment; the job's model name if null"
+    )
 
 
 class TrainingJobOut(Degradable):

@@ -78,7 +78,13 @@ class RunPage(Value):
 
 @runtime_checkable
 class TrackingBackend(Protocol):
-    """An experiment tracker (MLflow, ...)."""
+    """An experiment tracker (MLflow, ...).
+
+    Optional: ``job_environment(run_id) -> Mapping[str, str | SecretStr]``, the variables
+    a training job's process needs to log into its run with the tool's own client (for
+    MLflow, MLFLOW_TRACKING_URI and MLFLOW_RUN_ID); SecretStr values reach the job as
+    secrets and are never stored.
+    """
 
     #: Largest number of metric points the tool accepts in one call.
     max_metrics_per_batch: int

@@ -97,14 +97,21 @@ DISABLED_RECHECK_SECONDS = 30.0
 Recorder = Callable[[Session, Operation, str, str | None], None]
 
 
+#: How often an operation that waits on another write (``waits_on``) looks again.
+WAITS_ON_RECHECK_SECONDS = 10.0
+
+
 def _unattempted_wait(error: LlmopsError) -> tuple[float, str] | None:
     """For a refusal that kept the write from its tool, how long to wait and what to say:
-    an open circuit (until it half-opens), or the operation's plugin disabled by an admin
-    (a choice, not a failure: it waits until the plugin is enabled again or is discarded).
+    an open circuit (until it half-opens), the operation's plugin disabled by an admin
+    (a choice, not a failure: it waits until the plugin is enabled again or is discarded),
+    or a write it depends on that has not reached its own tool yet (``waits_on``).
     ``None`` for a failure that counts as an attempt."""
     retry_after = error.extensions.get("retry_after")
     if retry_after is not None and error.extensions.get("circuit") is not None:
         return max(1.0, float(retry_after)), error.detail
+    if error.extensions.get("waits_on"):  # another write must reach its tool first
+        return max(1.0, float(retry_after or WAITS_ON_RECHECK_SECONDS)), error.detail
     if isinstance(error, NoProviderEnabled) and error.extensions.get("provider"):
         reason = f"{error.detail}; waiting until it is enabled again (or discard this)"
         return DISABLED_RECHECK_SECONDS, reason

@@ -5,16 +5,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from sqlalchemy import select
+from pydantic import SecretStr
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from llmops.capabilities.common import Capability
-from llmops.capabilities.tracking import MetricPoint, RunInfo, RunPage, RunQuery, RunSpec
-from llmops.db.models import ExperimentRun, Operation, utcnow
-from llmops.errors import IntegrationUnavailable, LlmopsError, NotFound
+from llmops.capabilities.tracking import (
+    MetricPoint,
+    RunInfo,
+    RunPage,
+    RunQuery,
+    RunSpec,
+    RunStatus,
+)
+from llmops.db.models import ExperimentRun, Operation, TrainingJob, utcnow
+from llmops.errors import IntegrationUnavailable, LlmopsError, NoProviderEnabled, NotFound
 from llmops.integrations import IntegrationRuntime
-from llmops.resilience.outbox import Delivery, enqueue
+from llmops.resilience.errors import retryable
+from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
 from llmops.services import catalog, training
 
 
@@ -59,6 +69,10 @@ def get_job_run(*, session: Session, runtime: IntegrationRuntime, job_id: str) -
 
 RUN_CREATE = "run.create"
 RUN_METRICS = "run.metrics"
+RUN_FINISH = "run.finish"
+
+#: How many queued metric operations of one run a delivery takes along at most.
+MAX_COALESCED_OPERATIONS = 200
 
 
 def create_job_run(
@@ -159,23 +173,156 @@ def log_job_metrics(
 
 
 def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object]:
-    """The outbox handler of :data:`RUN_METRICS`: batches within the tool's limit. A
-    repeated delivery sends identical points (key, value, step, time), which trackers
-    such as MLflow store once."""
-    row = delivery.session.get(ExperimentRun, delivery.payload["runId"])
+    """The outbox handler of :data:`RUN_METRICS`. It takes along the run's other queued
+    metric operations, so that points piled up during an outage leave in as few calls as
+    the tool's batch limit allows. A repeated delivery sends identical points (key, value,
+    step, time), which trackers such as MLflow store once."""
+    session = delivery.session
+    row = session.get(ExperimentRun, delivery.payload["runId"])
     if row is None:
         return {"skipped": "the run was deleted", "batches": 0}
     if row.external_id is None:
-        raise IntegrationUnavailable("the run is not created in its tracker yet")
+        raise IntegrationUnavailable(
+            "the run is not created in its tracker yet", waits_on=RUN_CREATE
+        )
     _, tracker = runtime.provider(Capability.TRACKING, row.provider)
-    points = [MetricPoint.model_validate(p) for p in delivery.payload["points"]]
+    siblings = list(
+        session.scalars(
+            select(Operation)
+            .where(
+                Operation.kind == RUN_METRICS,
+                Operation.resource_id == row.id,
+                Operation.status == OperationStatus.PENDING.value,
+                Operation.id != delivery.operation.id,
+            )
+            .order_by(Operation.created_at, Operation.id)
+            .limit(MAX_COALESCED_OPERATIONS)
+        )
+    )
+    payloads = [delivery.payload, *(op.payload for op in siblings)]
+    points = [MetricPoint.model_validate(p) for payload in payloads for p in payload["points"]]
+    points.sort(key=lambda p: (p.timestamp, p.step))
     size = max(1, int(getattr(tracker, "max_metrics_per_batch", 1000)))
     batches = 0
     for start in range(0, len(points), size):
         tracker.log_metrics(row.external_id, points[start : start + size])
         batches += 1
-    row.synced_at = utcnow()
-    return {"batches": batches}
+    now = utcnow()
+    taken = 0
+    for op in siblings:  # a worker that claimed one meanwhile sends identical points
+        result = session.execute(
+            update(Operation)
+            .where(Operation.id == op.id, Operation.status == OperationStatus.PENDING.value)
+            .values(
+                status=OperationStatus.SUCCEEDED.value,
+                result={"coalescedInto": delivery.operation.id},
+                last_error=None,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        taken += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    row.synced_at = now
+    return {"batches": batches, "points": len(points), "coalesced": taken}
+
+
+def job_run_environment(
+    *, session: Session, runtime: IntegrationRuntime, job_id: str
+) -> tuple[dict[str, str], dict[str, SecretStr]]:
+    """What a job's process needs to log into its own run directly (for MLflow:
+    MLFLOW_TRACKING_URI and MLFLOW_RUN_ID), asked for when the job is handed to its
+    orchestrator. A run not yet created in its tracker is created now, under the key its
+    queued creation uses, so never twice. While the tracker is away the job waits, and the
+    wait is not counted as an attempt: a job that started without its run would log into
+    a second one."""
+    row = _row_for_job(session, job_id)
+    if row is None or row.provider is None:
+        return {}, {}
+    try:
+        _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    except NoProviderEnabled:
+        return {}, {}  # tracking was switched off: the job runs, its run waits
+    if row.external_id is None:
+        creation = session.scalars(
+            select(Operation).where(Operation.resource_id == row.id, Operation.kind == RUN_CREATE)
+        ).first()
+        if creation is None:
+            return {}, {}
+        try:
+            info = tracker.create_run(RunSpec.model_validate(creation.payload["spec"]))
+        except LlmopsError as exc:
+            if not retryable(exc):
+                raise
+            raise IntegrationUnavailable(
+                f"waiting for its experiment run in {row.provider}: {exc.detail}",
+                waits_on=RUN_CREATE,
+                retry_after=exc.extensions.get("retry_after"),
+            ) from exc
+        _apply(row, info)
+    environment = getattr(tracker, "job_environment", None)
+    if environment is None or row.external_id is None:
+        return {}, {}
+    plain: dict[str, str] = {}
+    secret: dict[str, SecretStr] = {}
+    for name, value in dict(environment(row.external_id)).items():
+        if isinstance(value, SecretStr):
+            secret[name] = value
+        else:
+            plain[name] = str(value)
+    return plain, secret
+
+
+_RUN_STATUS_OF_JOB = {
+    "succeeded": RunStatus.FINISHED,
+    "failed": RunStatus.FAILED,
+    "cancelled": RunStatus.KILLED,
+}
+
+
+def finish_job_run(*, session: Session, job: TrainingJob) -> Operation | None:
+    """When a job ends: queue the end of its run, with the job's outputs as artifacts."""
+    status = _RUN_STATUS_OF_JOB.get(job.status)
+    row = _row_for_job(session, job.id)
+    if status is None or row is None or row.provider is None:
+        return None
+    row.status = status.value
+    payload: dict[str, object] = {"runId": row.id, "status": status.value}
+    output_dir = (job.spec or {}).get("outputDir")
+    if output_dir:
+        payload["outputDir"] = output_dir
+    return enqueue(
+        session,
+        kind=RUN_FINISH,
+        provider=row.provider,
+        capability=Capability.TRACKING.value,
+        idempotency_key=f"run-{row.id}-finish-{uuid.uuid4().hex}",
+        payload=payload,
+        resource_type="experiment-run",
+        resource_id=row.id,
+    )
+
+
+def deliver_run_finish(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object]:
+    """The outbox handler of :data:`RUN_FINISH`: log what the job left in its output
+    folder (each entry keeps its name; a saved model folder becomes the run's ``model``
+    artifact) and end the run with the job's outcome. Repeating it logs the same files
+    again and ends the run with the same status."""
+    row = delivery.session.get(ExperimentRun, delivery.payload["runId"])
+    if row is None:
+        return {"skipped": "the run was deleted"}
+    if row.external_id is None:
+        raise IntegrationUnavailable(
+            "the run is not created in its tracker yet", waits_on=RUN_CREATE
+        )
+    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    artifacts: list[str] = []
+    output = delivery.payload.get("outputDir")
+    if output and Path(output).is_dir():
+        for entry in sorted(Path(output).iterdir()):
+            artifacts.append(tracker.log_artifact(row.external_id, entry).path)
+    info = tracker.end_run(row.external_id, RunStatus(delivery.payload["status"]))
+    _apply(row, info)
+    return {"artifacts": artifacts}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ def outbox_handlers(runtime: IntegrationRuntime) -> dict[str, HandlerSpec]:
         experiments.RUN_METRICS: HandlerSpec(
             partial(experiments.deliver_run_metrics, runtime), audited=False
         ),
+        experiments.RUN_FINISH: HandlerSpec(partial(experiments.deliver_run_finish, runtime)),
     }
 
 

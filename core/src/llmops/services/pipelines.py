@@ -94,10 +94,22 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
         {**row.spec, "idempotency_key": delivery.operation.idempotency_key}
     )
     if row.training_job_id is not None:
+        from llmops.services.experiments import job_run_environment
         from llmops.services.training import job_secret_env
 
+        tracking_env, tracking_secrets = job_run_environment(
+            session=session, runtime=runtime, job_id=row.training_job_id
+        )
         spec = spec.model_copy(
-            update={"secret_env": job_secret_env(session=session, job_id=row.training_job_id)}
+            update={
+                "stages": [
+                    s.model_copy(update={"env": {**tracking_env, **s.env}}) for s in spec.stages
+                ],
+                "secret_env": {
+                    **tracking_secrets,
+                    **job_secret_env(session=session, job_id=row.training_job_id),
+                },
+            }
         )
     _, orchestrator = runtime.provider(Capability.ORCHESTRATION, row.provider)
     status = orchestrator.submit(spec)
@@ -163,6 +175,7 @@ def _propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
     job = session.get(TrainingJob, row.training_job_id)
     if job is None:
         return
+    ended = row.status in TERMINAL and job.status != row.status
     job.status = row.status
     job.message = row.message
     job.started_at = row.started_at
@@ -171,6 +184,10 @@ def _propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
         from llmops.services.api_keys import revoke_job_tokens
 
         revoke_job_tokens(session=session, training_job_id=job.id)
+    if ended:
+        from llmops.services.experiments import finish_job_run
+
+        finish_job_run(session=session, job=job)
 
 
 def get_pipeline(

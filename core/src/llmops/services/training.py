@@ -1,6 +1,9 @@
 """Training jobs. A job runs as a pipeline through the orchestration capability; its
-process learns where it is through the environment (LLMOPS_API_URL, LLMOPS_JOB_ID and a
-token scoped to the job, LLMOPS_JOB_TOKEN, which is never stored in clear)."""
+process learns where it is through the environment (LLMOPS_API_URL, LLMOPS_JOB_ID, a token
+scoped to the job, LLMOPS_JOB_TOKEN, which is never stored in clear, and LLMOPS_OUTPUT_DIR,
+whose contents become the run's artifacts). With a tracker enabled, each job gets an
+experiment run, created through the outbox, and the tracker's own variables (for MLflow:
+MLFLOW_TRACKING_URI and MLFLOW_RUN_ID)."""
 
 from __future__ import annotations
 
@@ -10,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Select, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import PipelineSpec, StageLog, StageSpec
 from llmops.config import CoreSettings
-from llmops.db.models import Operation, TrainingJob, WorkflowPipeline
+from llmops.db.models import DatasetVersion, Operation, TrainingJob, WorkflowPipeline
 from llmops.errors import Conflict, NotFound
 from llmops.integrations import IntegrationRuntime
 from llmops.services import catalog, pipelines
@@ -36,8 +40,11 @@ def submit_job(
     dataset_id: str | None = None,
     hyperparameters: dict[str, Any] | None = None,
     provider: str | None = None,
-) -> tuple[TrainingJob, Operation]:
-    """Record the job and its pipeline's submission (the caller commits, then delivers)."""
+    track: bool = True,
+    experiment: str | None = None,
+) -> tuple[TrainingJob, Operation, Operation | None]:
+    """Record the job, its pipeline's submission and, when ``track`` and a tracker is
+    enabled, its run's creation (the caller commits, then delivers the run first)."""
     if model_id is not None:
         catalog.get_model(session=session, model_id=model_id)
     if dataset_id is not None:
@@ -52,10 +59,14 @@ def submit_job(
     )
     session.add(job)
     session.flush()
+    output_dir = job_output_dir(settings, job.id)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    job.spec = {**job.spec, "outputDir": str(output_dir)}
     job_env = {
         "LLMOPS_API_URL": settings.api_url,
         "LLMOPS_JOB_ID": job.id,
         "LLMOPS_HYPERPARAMETERS": json.dumps(hyperparameters, sort_keys=True),
+        "LLMOPS_OUTPUT_DIR": str(output_dir),
     }
     if model_id is not None:
         job_env["LLMOPS_MODEL_ID"] = model_id
@@ -76,7 +87,38 @@ def submit_job(
     job.status = row.status
     job.message = row.message
     session.flush()
-    return job, operation
+    run_operation = None
+    if track and runtime.has_provider(Capability.TRACKING):
+        from llmops.services import experiments
+
+        tags = {"llmops.job_url": f"{settings.api_url}/training/{job.id}"}
+        if model_id is not None:
+            tags["llmops.model_id"] = model_id
+        if dataset_id is not None:
+            tags["llmops.dataset_id"] = dataset_id
+            dataset = catalog.get_dataset(session=session, dataset_id=dataset_id)
+            tags["llmops.dataset"] = dataset.name
+            version = session.scalar(
+                select(func.max(DatasetVersion.number)).where(
+                    DatasetVersion.dataset_id == dataset_id
+                )
+            )
+            if version is not None:
+                tags["llmops.dataset_version"] = str(version)
+        _view, run_operation = experiments.create_job_run(
+            session=session,
+            runtime=runtime,
+            job_id=job.id,
+            experiment=experiment,
+            params={},
+            tags={k: v for k, v in tags.items() if v},
+        )
+    return job, operation, run_operation
+
+
+def job_output_dir(settings: CoreSettings, job_id: str) -> Path:
+    """Where a job writes what it produces; logged as its run's artifacts at the end."""
+    return (settings.storage_dir / "training-jobs" / job_id / "output").resolve()
 
 
 def job_secret_env(*, session: Session, job_id: str) -> dict[str, SecretStr]:

@@ -42,6 +42,11 @@ class MlflowSettings(PluginSettings):
     token: SecretStr | None = Field(
         default=None, description="bearer token for the tracking server (MLFLOW_TRACKING_TOKEN)"
     )
+    job_tracking_uri: str | None = Field(
+        default=None,
+        description="the tracking URI training jobs log to, when they reach MLflow by "
+        "another address than the platform (e.g. the in-cluster Service); unset: the same",
+    )
     request_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
@@ -87,6 +92,8 @@ def build_tracker(settings: MlflowSettings, context: PluginContext) -> MlflowTra
         artifact_location=artifact_location,
         ui_url=settings.ui_url,
         request_timeout=settings.request_timeout_seconds,
+        job_tracking_uri=settings.job_tracking_uri,
+        token=settings.token,
     )
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import quote
 
+from pydantic import SecretStr
+
 from llmops.capabilities.common import Health, HealthStatus
 from llmops.capabilities.tracking import (
     ArtifactInfo,
@@ -110,11 +112,15 @@ class MlflowTracker:
         artifact_location: str | None = None,
         ui_url: str | None = None,
         request_timeout: float = 10.0,
+        job_tracking_uri: str | None = None,
+        token: SecretStr | None = None,
     ) -> None:
         from mlflow.tracking import MlflowClient
 
         configure_client(request_timeout=request_timeout)
         self.tracking_uri = tracking_uri
+        self.job_tracking_uri = job_tracking_uri or tracking_uri
+        self._token = token
         self.artifact_location = artifact_location
         self.ui_url = (ui_url or self._default_ui_url(tracking_uri) or "").rstrip("/") or None
         self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
@@ -344,6 +350,17 @@ class MlflowTracker:
             ),
         )
         return RunPage(runs=[self._info(r) for r in found], next_page_token=found.token or None)
+
+    def job_environment(self, run_id: str) -> dict[str, str | SecretStr]:
+        """What a training job needs so that ``mlflow`` in its process logs into its run:
+        ``mlflow.start_run()`` resumes MLFLOW_RUN_ID. The token stays secret."""
+        environment: dict[str, str | SecretStr] = {
+            "MLFLOW_TRACKING_URI": self.job_tracking_uri,
+            "MLFLOW_RUN_ID": run_id,
+        }
+        if self._token is not None:
+            environment["MLFLOW_TRACKING_TOKEN"] = self._token
+        return environment
 
     def run_url(self, run_id: str) -> str | None:
         if self.ui_url is None:

@@ -11,8 +11,9 @@ from llmops.api.routers.views import job_out, written
 from llmops.api.schemas import ListPage, LogsOut, StageLogOut, TrainingJobCreate, TrainingJobOut
 from llmops.capabilities.orchestration import StageSpec
 from llmops.errors import InvalidRequest
+from llmops.resilience.outbox import OutcomeKind
 from llmops.services import training
-from llmops.services.writes import commit_and_deliver
+from llmops.services.writes import WriteResult, commit_and_deliver
 
 router = APIRouter(prefix="/training/jobs", tags=["training"])
 
@@ -49,7 +50,7 @@ def submit_training_job(
         stages = [
             s.to_spec().model_copy(update={"env": {**body.env, **s.env}}) for s in body.stages
         ]
-    job, operation = training.submit_job(
+    job, operation, run_operation = training.submit_job(
         session=session,
         runtime=runtime,
         settings=platform.settings,
@@ -59,8 +60,22 @@ def submit_training_job(
         dataset_id=body.dataset_id,
         hyperparameters=body.hyperparameters,
         provider=body.provider,
+        track=body.track,
+        experiment=body.experiment,
     )
     job_id = job.id
+    if run_operation is not None:  # the run first: the job's environment names it
+        session.commit()
+        outcome = platform.outbox.deliver_now(run_operation.id)
+        session.expire_all()
+        if outcome.kind in {OutcomeKind.RETRY_LATER, OutcomeKind.NOT_CLAIMED}:
+            # the job would only wait for its run: both stay queued, nothing is lost
+            why = outcome.error.detail if outcome.error is not None else "being created"
+            result = WriteResult(
+                operation.id, False, f"queued: waiting for its experiment run ({why})"
+            )
+            job, view = training.refresh_job(session=session, runtime=runtime, job_id=job_id)
+            return written(job_out(job, view), result, response)
     result = commit_and_deliver(
         session=session, outbox=platform.outbox, runtime=runtime, operation=operation
     )
