@@ -10,6 +10,9 @@ ifneq ($(wildcard /opt/wheels),)
 export UV_FIND_LINKS ?= /opt/wheels
 endif
 export UV_LINK_MODE ?= copy
+# compile bytecode at install: where PYTHONDONTWRITEBYTECODE is set, every process would
+# otherwise compile torch, transformers and mlflow again on import (seconds each time)
+export UV_COMPILE_BYTECODE ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
@@ -62,9 +65,10 @@ console-check: sync web-deps
 	$(UV) run --no-sync llmops openapi -o web/openapi.json
 	cd web && npm run --silent api:check && npm run --silent test
 
-# The platform without the dev group (which holds the example plugin from tests/).
+# The platform without the dev group (which holds the example plugin from tests/), with
+# the train extra so that `llmops example train` has torch and transformers to run.
 run: uv web-deps
-	$(UV) sync --frozen --all-packages --no-dev
+	$(UV) sync --frozen --all-packages --no-dev --extra train
 	$(MAKE) --no-print-directory console-build
 	$(UV) run --no-sync llmops up
 

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from llmops.cli_examples import example  # click and httpx only
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
@@ -496,6 +498,9 @@ def pipelines_run(file: Path, max_parallel: int, state_dir: Path | None) -> None
         executor.close()
     click.echo(f"pipeline {status.state.value}; logs in {root / 'runs' / status.external_id}")
     sys.exit(0 if status.state.value == "succeeded" else 1)
+
+
+main.add_command(example)
 
 
 if __name__ == "__main__":

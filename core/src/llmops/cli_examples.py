@@ -1,0 +1,223 @@
+"""``llmops example``: run the shipped examples against a running platform, through its
+REST API, as any client would."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+API = "/llm-ops/v1"
+TERMINAL = {"succeeded", "failed", "cancelled"}
+SAMPLE_DATASET = "tiny-gpt2-sample"
+
+
+class PlatformClient:
+    """The few calls the examples make, with the platform's problem details as errors."""
+
+    def __init__(self, url: str, api_key: str | None, *, timeout: float = 60.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url + API, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise click.ClickException(
+                f"cannot reach the platform at {self.url} ({exc}); is `llmops up` running?"
+            ) from exc
+        if response.status_code >= 400:
+            raise click.ClickException(f"{method} {API}{path}: {_problem(response)}")
+        return response.json() if response.content else None
+
+    def find_dataset(self, name: str) -> dict[str, Any] | None:
+        cursor: str | None = None
+        while True:
+            params = {"q": name, "limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = self.call("GET", "/catalog/datasets", params=params)
+            for item in page["items"]:
+                if item["name"] == name:
+                    return dict(item)
+            cursor = page.get("nextCursor")
+            if not cursor:
+                return None
+
+    def ensure_dataset(self, name: str, sample: Path) -> tuple[dict[str, Any], bool]:
+        """The dataset named ``name`` holding ``sample``: made (or completed) if need be.
+        Returns it and whether anything was created or uploaded."""
+        dataset = self.find_dataset(name)
+        changed = False
+        if dataset is None:
+            dataset = self.call(
+                "POST",
+                "/catalog/datasets",
+                json={
+                    "name": name,
+                    "description": "Plain English prose about a small town, its weather and "
+                    "its cooking: the sample the tiny GPT-2 example trains on.",
+                    "format": "text",
+                    "tags": ["example"],
+                },
+            )
+            changed = True
+        files = self.call("GET", f"/catalog/datasets/{dataset['id']}")["files"]
+        if sample.name not in {f["path"] for f in files}:
+            with sample.open("rb") as content:
+                uploaded = self.call(
+                    "POST",
+                    f"/catalog/datasets/{dataset['id']}/files",
+                    files={"file": (sample.name, content, "text/plain")},
+                )
+            dataset = uploaded["dataset"]
+            changed = True
+        return dict(dataset), changed
+
+
+def _problem(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:300]}"
+    if isinstance(body, dict):
+        return f"HTTP {response.status_code}: {body.get('detail') or body.get('title')}"
+    return f"HTTP {response.status_code}: {body}"
+
+
+def _hyperparameter(value: str) -> tuple[str, Any]:
+    key, sep, raw = value.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"{value!r} is not KEY=VALUE")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
+@click.group("example")
+def example() -> None:
+    """Run the shipped examples on a running platform (`llmops up`)."""
+
+
+@example.command("train")
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="the platform")
+@click.option("--api-key", envvar="LLMOPS_API_KEY", help="an editor's key [env: LLMOPS_API_KEY]")
+@click.option("--name", default="tiny-gpt2", show_default=True, help="the training job's name")
+@click.option(
+    "--dataset",
+    "dataset_name",
+    default=SAMPLE_DATASET,
+    show_default=True,
+    help="the catalog dataset to train on; made from the shipped sample when missing",
+)
+@click.option(
+    "--experiment", default=None, help="the run's experiment (the platform's default if unset)"
+)
+@click.option("--steps", type=int, default=None, help="training steps (the script's default)")
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="a hyperparameter (batch_size, lr, block_size, seed, vocab_size, n_layer, n_embd, "
+    "n_head, log_every, eval_fraction); repeatable",
+)
+@click.option(
+    "--python",
+    "python",
+    default=sys.executable,
+    show_default=True,
+    help="the interpreter that runs the job, on the platform's machine",
+)
+@click.option("--wait", is_flag=True, help="follow the job to its end; exit 1 unless it succeeds")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="with --wait")
+def train(
+    url: str,
+    api_key: str | None,
+    name: str,
+    dataset_name: str,
+    experiment: str | None,
+    steps: int | None,
+    params: tuple[str, ...],
+    python: str,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Train the example tiny GPT-2 as a training job of the platform at --url.
+
+    The dataset is made from the shipped sample unless it exists; the job runs
+    `python -m llmops.examples.tiny_gpt2`, which logs its loss to the job's experiment
+    run and saves the model into the job's output folder. Needs the core's `train` extra
+    where the job runs.
+    """
+    from llmops.examples import sample_dataset
+
+    hyperparameters = dict(_hyperparameter(p) for p in params)
+    if steps is not None:
+        hyperparameters["steps"] = steps
+    client = PlatformClient(url, api_key)
+    try:
+        sample = sample_dataset()
+        dataset, changed = client.ensure_dataset(dataset_name, sample)
+        verb = "created" if changed else "reusing"
+        click.echo(f"{verb} dataset {dataset['name']} ({dataset['id']})")
+        job = client.call(
+            "POST",
+            "/training/jobs",
+            json={
+                "name": name,
+                "datasetId": dataset["id"],
+                "command": [python, "-m", "llmops.examples.tiny_gpt2"],
+                "hyperparameters": hyperparameters,
+                **({"experiment": experiment} if experiment else {}),
+            },
+        )
+        click.echo(f"submitted training job {job['id']} ({job['status']})")
+        click.echo(f"console: {client.url}/training/jobs/{job['id']}")
+        if wait:
+            job = _follow(client, job, timeout=timeout)
+            click.echo(f"training job {job['id']} {job['status']}")
+            _show_outcome(client, job)
+            if job["status"] != "succeeded":
+                sys.exit(1)
+    finally:
+        client.close()
+
+
+def _follow(client: PlatformClient, job: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen = job["status"]
+    while job["status"] not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise click.ClickException(
+                f"training job {job['id']} is still {job['status']} after {timeout:.0f}s"
+            )
+        time.sleep(1.0)
+        job = client.call("GET", f"/training/jobs/{job['id']}")
+        if job["status"] != seen:
+            seen = job["status"]
+            click.echo(f"  {seen}")
+    return job
+
+
+def _show_outcome(client: PlatformClient, job: dict[str, Any]) -> None:
+    """The run's latest metrics when it has a run; the log's tail when the job failed."""
+    response = client.http.get(f"/training/jobs/{job['id']}/experiment-run")
+    if response.status_code == 200:
+        metrics = response.json().get("latestMetrics") or {}
+        if metrics:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+            click.echo(f"latest metrics: {shown}")
+    if job["status"] != "succeeded":
+        logs = client.call("GET", f"/training/jobs/{job['id']}/logs", params={"tailBytes": 4000})
+        for entry in logs["items"]:
+            click.echo(f"--- {entry['stage']} (last lines)\n{entry['text']}", err=True)
