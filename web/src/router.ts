@@ -79,6 +79,18 @@ const routes: RouteRecordRaw[] = [
     props: true,
     meta: { title: "Training job" },
   },
+  {
+    path: "/experiments",
+    name: "experiments",
+    component: () => import("@/pages/training/ExperimentSearchPage.vue"),
+    meta: { title: "Experiments" },
+  },
+  {
+    path: "/experiments/compare",
+    name: "experiments-compare",
+    component: () => import("@/pages/training/ExperimentComparePage.vue"),
+    meta: { title: "Compare runs" },
+  },
   // workflows
   {
     path: "/pipelines",

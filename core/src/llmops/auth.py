@@ -100,6 +100,7 @@ POLICY: tuple[Rule, ...] = (
     Rule(WRITES, f"{API}/integrations/*", Role.ADMIN),
     # a read that travels as a POST because its query is a body
     Rule(frozenset({"POST"}), f"{API}/experiments/search", Role.VIEWER, audited=False),
+    Rule(frozenset({"POST"}), f"{API}/experiments/compare", Role.VIEWER, audited=False),
     # telemetry: a job logs metrics many times a minute; creating its run is audited
     Rule(
         frozenset({"POST"}),

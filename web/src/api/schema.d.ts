@@ -1504,7 +1504,10 @@ export type components = {
             step: number;
             /** Timestamp */
             timestamp?: string | null;
-            /** Value */
+            /**
+             * Value
+             * @description a finite number
+             */
             value: number;
         };
         /** MetricPointOut */
@@ -1671,6 +1674,13 @@ export type components = {
             resourceId: string | null;
             /** Resourcetype */
             resourceType: string | null;
+            /**
+             * Result
+             * @description what delivering it returned (e.g. the tool's id, or the operation it was coalesced into)
+             */
+            result?: {
+                [key: string]: unknown;
+            } | null;
             /** Status */
             status: string;
             /**
@@ -1962,6 +1972,11 @@ export type components = {
             env?: {
                 [key: string]: string;
             };
+            /**
+             * Experiment
+             * @description the run's experiment; the job's model name if null
+             */
+            experiment?: string | null;
             /** Hyperparameters */
             hyperparameters?: {
                 [key: string]: unknown;
@@ -1981,6 +1996,12 @@ export type components = {
             stages?: components["schemas"]["StageIn"][] | null;
             /** Timeoutseconds */
             timeoutSeconds?: number | null;
+            /**
+             * Track
+             * @description give the job an experiment run in the default tracker, when one is enabled; its process gets the tracker's variables (MLFLOW_TRACKING_URI, MLFLOW_RUN_ID)
+             * @default true
+             */
+            track: boolean;
         };
         /** TrainingJobOut */
         TrainingJobOut: {
