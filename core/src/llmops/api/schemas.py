@@ -432,7 +432,7 @@ class ExperimentRunOut(Degradable):
 
 class MetricIn(Input):
     key: str = Field(min_length=1, max_length=250)
-    value: float
+    value: float = Field(allow_inf_nan=False, description="a finite number")
     step: int = 0
     timestamp: datetime | None = None
 
@@ -541,6 +541,11 @@ class OperationOut(ApiModel):
     lease_until: datetime | None
     locked_by: str | None
     last_error: str | None
+    result: dict[str, Any] | None = Field(
+        default=None,
+        description="what delivering it returned (e.g. the tool's id, or the operation "
+        "it was coalesced into)",
+    )
     resource_type: str | None
     resource_id: str | None
     created_at: datetime

@@ -25,9 +25,15 @@ class MlflowServer:
 
 
 @contextmanager
-def running_mlflow_server() -> Iterator[MlflowServer]:
-    root = Path(tempfile.mkdtemp(prefix="llmops-mlflow-"))
-    port = free_port()
+def running_mlflow_server(
+    root: Path | None = None, port: int | None = None
+) -> Iterator[MlflowServer]:
+    """A fresh server in a temp dir, removed at the end; or, given ``root`` and ``port``,
+    the server of an earlier call started again on the same store and address (an outage
+    test stops one and brings it back), and ``root`` is left to its owner."""
+    owned = root is None
+    root = root or Path(tempfile.mkdtemp(prefix="llmops-mlflow-"))
+    port = port or free_port()
     env = {
         **os.environ,
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
@@ -62,4 +68,5 @@ def running_mlflow_server() -> Iterator[MlflowServer]:
         ) as process:
             yield MlflowServer(url=url, root=root, process=process)
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        if owned:
+            shutil.rmtree(root, ignore_errors=True)

@@ -357,6 +357,9 @@ class MlflowTracker:
         environment: dict[str, str | SecretStr] = {
             "MLFLOW_TRACKING_URI": self.job_tracking_uri,
             "MLFLOW_RUN_ID": run_id,
+            # a job keeps MLflow's own retries, which the platform's process turns off
+            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
+            "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
         }
         if self._token is not None:
             environment["MLFLOW_TRACKING_TOKEN"] = self._token
