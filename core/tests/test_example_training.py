@@ -152,7 +152,7 @@ def test_llmops_example_train_runs_the_sample_as_a_job_whose_logged_loss_falls()
         assert result.exit_code == 0, result.output
         job_id = re.search(r"submitted training job (\w+)", result.output)[1]  # type: ignore[index]
         assert f"created dataset {SAMPLE_DATASET} " in result.output
-        assert f"console: {server.url}/training/jobs/{job_id}\n" in result.output
+        assert f"console: {server.url}/training/{job_id}\n" in result.output
         assert f"training job {job_id} succeeded\n" in result.output
 
         assert_falls(run_metrics(server.api, job_id, "loss"), [10, 20, 30])

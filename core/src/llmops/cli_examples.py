@@ -182,7 +182,7 @@ def train(
             },
         )
         click.echo(f"submitted training job {job['id']} ({job['status']})")
-        click.echo(f"console: {client.url}/training/jobs/{job['id']}")
+        click.echo(f"console: {client.url}/training/{job['id']}")
         if wait:
             job = _follow(client, job, timeout=timeout)
             click.echo(f"training job {job['id']} {job['status']}")
