@@ -5,6 +5,7 @@ that no request waits on MLflow's own retries."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -108,7 +109,12 @@ def test_the_platform_finds_the_plugin_and_reports_mlflows_health(
             _, key = create_api_key(session=session, name="t", role=Role.ADMIN)
         client.headers["Authorization"] = f"Bearer {key}"
         plugin = client.get("/llm-ops/v1/integrations/mlflow").json()
-        tested = client.post("/llm-ops/v1/integrations/mlflow/test").json()
+        deadline = time.monotonic() + 30
+        while True:  # "starting" until MLflow's client has loaded in the background
+            tested = client.post("/llm-ops/v1/integrations/mlflow/test").json()
+            if "starting" not in tested["results"][0]["detail"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
 
     assert llmops_plugin_info().name == "mlflow"
     assert plugin["loaded"] is True, plugin["error"]
@@ -120,3 +126,40 @@ def test_the_platform_finds_the_plugin_and_reports_mlflows_health(
     [result] = tested["results"]
     assert result["status"] == "ok"
     assert mlflow_server.url in result["detail"]
+
+
+def test_mlflows_client_starts_in_the_background_and_health_says_starting_until_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from llmops_mlflow import tracker as module
+
+    release = threading.Event()
+    original = module.MlflowTracker._start_client
+
+    def slow_start(self: module.MlflowTracker) -> None:
+        release.wait(30)  # as if `import mlflow` took this long
+        original(self)
+
+    monkeypatch.setattr(module.MlflowTracker, "_start_client", slow_start)
+    monkeypatch.setattr(module, "HEALTH_STARTUP_WAIT", 0.05)
+    tracker = module.MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    starting = tracker.health()
+    created: list[str] = []
+    call = threading.Thread(
+        target=lambda: created.append(
+            tracker.create_run(RunSpec(experiment="e", run_name="r")).run_id
+        )
+    )
+    call.start()
+    call.join(0.3)
+    assert call.is_alive()  # the call waits for the client, it does not fail
+    release.set()
+    call.join(30)
+
+    assert starting.status is HealthStatus.DEGRADED
+    assert "starting" in (starting.detail or "")
+    assert len(created) == 1
+    assert tracker.health().status is HealthStatus.OK

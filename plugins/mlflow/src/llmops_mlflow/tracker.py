@@ -16,6 +16,7 @@ caps its retries and timeout so that no request handler waits on it (the outbox 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,6 +47,10 @@ T = TypeVar("T")
 
 #: the tag that holds a run's idempotency key
 IDEMPOTENCY_TAG = "llmops.idempotency_key"
+#: How long a call waits for MLflow's client to start, and how long health waits before
+#: it says "starting"
+STARTUP_WAIT = 60.0
+HEALTH_STARTUP_WAIT = 2.0
 #: MLflow's limits for one log_batch request
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
@@ -115,7 +120,6 @@ class MlflowTracker:
         job_tracking_uri: str | None = None,
         token: SecretStr | None = None,
     ) -> None:
-        from mlflow.tracking import MlflowClient
 
         configure_client(request_timeout=request_timeout)
         self.tracking_uri = tracking_uri
@@ -123,8 +127,33 @@ class MlflowTracker:
         self._token = token
         self.artifact_location = artifact_location
         self.ui_url = (ui_url or self._default_ui_url(tracking_uri) or "").rstrip("/") or None
-        self.client: MlflowClient = MlflowClient(tracking_uri=tracking_uri)
         self._experiment_ids: dict[str, str] = {}
+        # `import mlflow` takes seconds: the client starts in the background, so the
+        # platform is up at once; calls wait for it, health says "starting" meanwhile
+        self._client: MlflowClient | None = None
+        self._startup_error: BaseException | None = None
+        self._started = threading.Event()
+        threading.Thread(target=self._start_client, name="mlflow-client", daemon=True).start()
+
+    def _start_client(self) -> None:
+        try:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        except BaseException as exc:  # reported by every call and by health
+            self._startup_error = exc
+        finally:
+            self._started.set()
+
+    @property
+    def client(self) -> MlflowClient:
+        """MLflow's client, once it has started (waiting up to :data:`STARTUP_WAIT`)."""
+        if not self._started.wait(STARTUP_WAIT):
+            raise IntegrationUnavailable("MLflow's client is still starting (importing mlflow)")
+        if self._client is None:
+            error = self._startup_error or RuntimeError("unknown error")
+            raise IntegrationUnavailable(f"MLflow's client could not start: {_short(error)}")
+        return self._client
 
     @staticmethod
     def _default_ui_url(tracking_uri: str) -> str | None:
@@ -376,6 +405,12 @@ class MlflowTracker:
     def health(self) -> Health:
         """A real request to the tracking server (or store): list one experiment."""
         started = time.perf_counter()
+        if not self._started.wait(HEALTH_STARTUP_WAIT):
+            return Health(
+                status=HealthStatus.DEGRADED,
+                detail="starting: MLflow's client is still loading",
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
         try:
             self.client.search_experiments(max_results=1)
         except Exception as exc:  # every failure is a DOWN with its reason
