@@ -13,7 +13,15 @@ from llmops_mlflow.testing import MlflowServer
 from llmops_mlflow.tracker import MlflowTracker
 
 SUPPORTS = frozenset(
-    {"artifacts", "search_filter", "search_order", "immutable_params", "restart", "unreachable"}
+    {
+        "artifacts",
+        "search_filter",
+        "search_order",
+        "immutable_params",
+        "restart",
+        "unreachable",
+        "job_environment",
+    }
 )
 
 

@@ -128,9 +128,17 @@ class JsonFileTracker:
         with self._lock:
             run = self.get_run(run_id)
             history = self._run_dir(run_id) / "metrics.jsonl"
+            logged = {
+                (p.key, p.value, p.step, p.timestamp)
+                for key in {point.key for point in metrics}
+                for p in self.metric_history(run_id, key)
+            }
             with history.open("a", encoding="utf-8") as out:
-                for point in metrics:
-                    out.write(point.model_dump_json() + "\n")
+                for point in metrics:  # an identical point is stored once, as MLflow does
+                    identity = (point.key, point.value, point.step, point.timestamp)
+                    if identity not in logged:
+                        logged.add(identity)
+                        out.write(point.model_dump_json() + "\n")
             latest = dict(run.latest_metrics)
             for key in {point.key for point in metrics}:
                 latest[key] = _latest(self.metric_history(run_id, key)).value

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from pydantic import SecretStr
 
 from llmops.capabilities.common import HealthStatus, Provider
 from llmops.capabilities.tracking import (
@@ -53,6 +54,8 @@ class TrackingContract(ContractSuite):
         "honours the first one's idempotency keys",
         "unreachable": "the subclass can build a provider whose tool cannot be reached "
         "(fixture unreachable_provider)",
+        "job_environment": "job_environment(run_id) gives the variables with which the "
+        "tool's own client in a job's process logs into that run (secrets as SecretStr)",
     }
 
     #: Seconds health() may take.
@@ -333,6 +336,42 @@ class TrackingContract(ContractSuite):
             ("loss", 3, 0.25),
         ]
         assert provider.metric_history(run.run_id, "never-logged") == []
+
+    def test_a_point_logged_again_identically_is_stored_once(
+        self, provider: TrackingBackend, experiment: str
+    ) -> None:
+        """The platform re-sends a batch whose answer it lost (and a job re-sends a request
+        whose answer it lost): identical points (key, value, step, time) must count once."""
+        run = provider.create_run(self.run_spec(experiment))
+        batch = [
+            MetricPoint(key="loss", value=0.5, step=1, timestamp=_at(1)),
+            MetricPoint(key="loss", value=0.25, step=2, timestamp=_at(2)),
+        ]
+        provider.log_metrics(run.run_id, batch)
+        provider.log_metrics(run.run_id, batch)
+        provider.log_metrics(
+            run.run_id, [MetricPoint(key="loss", value=0.75, step=2, timestamp=_at(3))]
+        )
+
+        history = provider.metric_history(run.run_id, "loss")
+
+        assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.25), (2, 0.75)]
+
+    @requires("job_environment")
+    def test_job_environment_names_the_run_and_keeps_secrets_secret(
+        self, provider: TrackingBackend, experiment: str
+    ) -> None:
+        run = provider.create_run(self.run_spec(experiment))
+
+        environment = dict(provider.job_environment(run.run_id))  # type: ignore[attr-defined]
+
+        assert environment, "a job needs at least the variable that names its run"
+        assert run.run_id in {v for v in environment.values() if isinstance(v, str)}
+        for name, value in environment.items():
+            assert isinstance(name, str)
+            assert isinstance(value, str | SecretStr)
+            if "TOKEN" in name or "PASSWORD" in name or "SECRET" in name:
+                assert isinstance(value, SecretStr), f"{name} must be a SecretStr"
 
     def test_latest_metrics_hold_the_value_of_the_highest_step(
         self, provider: TrackingBackend, experiment: str
