@@ -107,3 +107,13 @@ def install(tmp_path: Path) -> Iterator[PluginInstaller]:
         yield installer
     finally:
         installer.close()
+
+
+@pytest.fixture
+def platform(
+    make_settings: Callable[..., CoreSettings], authenticate: Callable[..., str]
+) -> Iterator[TestClient]:
+    """A started platform whose tracker is the example plugin's, called with an admin key."""
+    with TestClient(create_app(make_settings(plugins="example"))) as client:
+        authenticate(client)
+        yield client

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from llmops.api.app import create_app
 from llmops.cli import main as llmops_cli
 from llmops.cli_examples import SAMPLE_DATASET, PlatformClient
-from llmops.config import CoreSettings
 from llmops.examples import sample_dataset
 from llmops.examples.tiny_gpt2 import (
     CHAT_TEMPLATE,
@@ -34,8 +30,9 @@ from llmops.examples.tiny_gpt2 import (
     train,
 )
 from llmops.jobclient import JobClient
-from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.console import running_platform
+from llmops.testing.jobs import JobHandle as Job
+from llmops.testing.jobs import cancel_job, start_job
 
 API = "/llm-ops/v1"
 QUICK = TrainingConfig(steps=30, batch_size=8, vocab_size=500, log_every=10)
@@ -59,37 +56,12 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def platform(
-    make_settings: Callable[..., CoreSettings], authenticate: Callable[..., str]
-) -> Iterator[TestClient]:
-    """A started platform with the example tracker, called with an admin key."""
-    with TestClient(create_app(make_settings(plugins="example"))) as client:
-        authenticate(client)
-        yield client
-
-
-@dataclass
-class Job:
-    id: str
-    token: str
-
-
-@pytest.fixture
 def job(platform: TestClient) -> Iterator[Job]:
     """A running training job (its own process sleeps) and a token scoped to it: this
     test's process plays the job's part."""
-    response = platform.post(
-        f"{API}/training/jobs",
-        json={"name": "tiny", "command": [sys.executable, "-c", "import time; time.sleep(120)"]},
-    )
-    assert response.status_code == 201, response.text
-    job_id = response.json()["id"]
-    with platform.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
-        _, token = create_api_key(
-            session=session, name=f"job {job_id}", role=Role.JOB, training_job_id=job_id
-        )
-    yield Job(job_id, token)
-    platform.post(f"{API}/training/jobs/{job_id}/cancel")
+    started = start_job(platform, name="tiny")
+    yield started
+    cancel_job(platform, started)
 
 
 def run_metrics(api: Any, job_id: str, key: str) -> list[tuple[int, float]]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from llmops.api.app import create_app
-from llmops.config import CoreSettings
 from llmops.jobclient import (
     MAX_POINTS_PER_REQUEST,
     JobClient,
@@ -28,7 +24,8 @@ from llmops.jobclient import (
     hyperparameters,
     output_dir,
 )
-from llmops.services.api_keys import Role, create_api_key
+from llmops.testing.jobs import JobHandle as Job
+from llmops.testing.jobs import cancel_job, start_job
 
 API = "/llm-ops/v1"
 URL = "http://testserver"  # the TestClient's own base URL
@@ -41,45 +38,10 @@ def database_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def platform(
-    make_settings: Callable[..., CoreSettings], authenticate: Callable[..., str]
-) -> Iterator[TestClient]:
-    """A started platform with the example tracker, called with an admin key."""
-    with TestClient(create_app(make_settings(plugins="example"))) as client:
-        authenticate(client)
-        yield client
-
-
-@dataclass
-class Job:
-    id: str
-    token: str
-
-
-def start_job(platform: TestClient, *, track: bool = True) -> Job:
-    """A running job (its process sleeps) and a token scoped to it, as its process gets."""
-    response = platform.post(
-        f"{API}/training/jobs",
-        json={
-            "name": "logger",
-            "command": [sys.executable, "-c", "import time; time.sleep(120)"],
-            "track": track,
-        },
-    )
-    assert response.status_code == 201, response.text
-    job_id = response.json()["id"]
-    with platform.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
-        _, token = create_api_key(
-            session=session, name=f"job {job_id}", role=Role.JOB, training_job_id=job_id
-        )
-    return Job(job_id, token)
-
-
-@pytest.fixture
 def job(platform: TestClient) -> Iterator[Job]:
-    started = start_job(platform)
+    started = start_job(platform, name="logger")
     yield started
-    platform.post(f"{API}/training/jobs/{started.id}/cancel")
+    cancel_job(platform, started)
 
 
 def history(platform: TestClient, job_id: str, key: str) -> list[dict[str, Any]]:
@@ -194,14 +156,13 @@ def test_a_lost_answer_and_a_503_are_retried_with_backoff_and_the_resent_points_
     assert pauses == [0.5, 2.0]  # backoff, then the 503's Retry-After
     first, resent = network.bodies
     assert first == resent  # the same points, timestamps included
-    # this tracker keeps both deliveries (MLflow stores identical points once): they are
-    # the same six points, so a tracker that de-duplicates holds each once
+    # both deliveries reached the tracker; identical points are stored once
     sent = {(m["step"], m["value"], instant(m["timestamp"])) for m in first["metrics"]}
     stored = [
         (p["step"], p["value"], instant(p["timestamp"])) for p in history(platform, job.id, "loss")
     ]
     assert len(sent) == 6
-    assert len(stored) == 12
+    assert len(stored) == 6
     assert set(stored) == sent
 
 
@@ -261,7 +222,7 @@ def test_an_explicit_flush_raises_when_the_platform_stays_away_and_keeps_the_poi
 def test_points_the_platform_refuses_are_dropped_with_its_reason(
     platform: TestClient, job: Job
 ) -> None:
-    other = start_job(platform)
+    other = start_job(platform, name="logger")
     stderr = io.StringIO()
     # the token of one job, used to log to another job's run
     client = JobClient(URL, other.id, job.token, http=platform, stderr=stderr)
@@ -280,7 +241,7 @@ def test_points_the_platform_refuses_are_dropped_with_its_reason(
 def test_a_job_without_an_experiment_run_gets_one_on_its_first_flush(
     platform: TestClient,
 ) -> None:
-    job = start_job(platform, track=False)
+    job = start_job(platform, name="logger", track=False)
     assert platform.get(f"{API}/training/jobs/{job.id}/experiment-run").status_code == 404
 
     with JobClient(URL, job.id, job.token, http=platform) as client:

@@ -154,6 +154,15 @@ def job_status(platform: ConsoleServer, job_id: str) -> dict[str, Any]:
     return body
 
 
+def job_command(tmp_path: Path, *options: str) -> tuple[list[str], Path]:
+    """The job's command line, and the folder where it leaves word and waits for "go"."""
+    script = tmp_path / "job.py"
+    script.write_text(JOB)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    return [sys.executable, str(script), str(gate), *options], gate
+
+
 def submit(platform: ConsoleServer, name: str, command: list[str]) -> httpx.Response:
     return platform.api.post(
         f"{API}/training/jobs",
@@ -183,11 +192,8 @@ def test_mlflow_down_mid_job_loses_no_point_and_makes_no_second_run(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    script = tmp_path / "job.py"
-    script.write_text(JOB)
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    submitted = submit(platform, "outage", [sys.executable, str(script), str(gate), "--direct"])
+    command, gate = job_command(tmp_path, "--direct")
+    submitted = submit(platform, "outage", command)
     assert submitted.status_code == 201, submitted.text
     job_id = submitted.json()["id"]
     run = platform.api.get(f"{API}/training/jobs/{job_id}/experiment-run").json()
@@ -250,14 +256,11 @@ def test_mlflow_down_mid_job_loses_no_point_and_makes_no_second_run(
 def test_a_job_submitted_while_mlflow_is_down_waits_for_its_run_then_runs_with_it(
     mlflow: MlflowOutage, platform: ConsoleServer, tmp_path: Path
 ) -> None:
-    script = tmp_path / "job.py"
-    script.write_text(JOB)
-    gate = tmp_path / "gate"
-    gate.mkdir()
+    command, gate = job_command(tmp_path)
     (gate / "go").touch()
     mlflow.stop()
     try:
-        submitted = submit(platform, "waiting", [sys.executable, str(script), str(gate)])
+        submitted = submit(platform, "waiting", command)
         assert submitted.status_code == 202, submitted.text
         body = submitted.json()
         assert body["degraded"] is True
