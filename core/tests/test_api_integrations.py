@@ -637,6 +637,7 @@ def test_experiment_run_of_a_training_job_through_the_tracker(
     assert created.status_code == 201, created.text
     run = created.json()
     assert run["trainingJobId"] == job_id
+    assert client.get(f"{api}/training/jobs/{job_id}").json()["experimentRunId"] == run["id"]
     assert run["provider"] == "memtrack"
     assert run["experimentName"] == "default"
     assert run["status"] == "running"
@@ -672,7 +673,8 @@ def test_experiment_run_of_a_training_job_through_the_tracker(
 def test_experiment_routes_without_a_tracking_plugin_answer_409(
     client: TestClient, api: str
 ) -> None:
-    job_id = submit_job(client, api)
+    job_id = submit_job(client, api, track=True)  # no tracker: no run, nothing refused
+    assert client.get(f"{api}/training/jobs/{job_id}").json()["experimentRunId"] is None
     run_url = f"{api}/training/jobs/{job_id}/experiment-run"
 
     body = assert_problem(client.post(run_url, json={}), 409, "no-provider-enabled")

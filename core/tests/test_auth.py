@@ -69,7 +69,7 @@ def llmops_api_routes(settings, context):
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 ADMIN_PREFIXES = (f"{API}/api-keys", f"{API}/operations", f"{API}/governance")
-VIEWER_POSTS = {("POST", f"{API}/experiments/search")}
+VIEWER_POSTS = {("POST", f"{API}/experiments/search"), ("POST", f"{API}/experiments/compare")}
 JOB_ROUTES = {
     ("GET", f"{API}/training/jobs/{{jobId}}"),
     ("GET", f"{API}/training/jobs/{{jobId}}/experiment-run"),

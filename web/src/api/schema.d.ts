@@ -2020,6 +2020,11 @@ export type components = {
             degraded: boolean;
             /** Degradedreason */
             degradedReason?: string | null;
+            /**
+             * Experimentrunid
+             * @description the job's experiment run (GET .../experiment-run), if it has one
+             */
+            experimentRunId?: string | null;
             /** Finishedat */
             finishedAt: string | null;
             /** Hyperparameters */

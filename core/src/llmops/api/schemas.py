@@ -231,6 +231,10 @@ class TrainingJobOut(Degradable):
     message: str
     hyperparameters: dict[str, Any]
     pipeline_id: str | None
+    experiment_run_id: str | None = Field(
+        default=None,
+        description="the job's experiment run (GET .../experiment-run), if it has one",
+    )
     stages: list[StageOut] = Field(default_factory=list)
     created_at: datetime
     started_at: datetime | None

@@ -24,7 +24,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -161,6 +161,10 @@ class TrainingJob(Timestamped, Base):
     message: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
+    # read-only: loaded with the job (one query for a whole page of jobs)
+    experiment_run: Mapped[ExperimentRun | None] = relationship(
+        "ExperimentRun", lazy="selectin", viewonly=True, uselist=False
+    )
 
 
 class ExperimentRun(Timestamped, Base):

@@ -50,6 +50,7 @@ def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
         message=job.message,
         hyperparameters=job.hyperparameters,
         pipeline_id=job.pipeline_id,
+        experiment_run_id=job.experiment_run.id if job.experiment_run is not None else None,
         stages=stages,
         created_at=job.created_at,
         started_at=job.started_at,
