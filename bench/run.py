@@ -27,6 +27,7 @@ BENCHMARKS = (
     "api-startup",
     "list-100k-sqlite",
     "list-100k-postgresql",
+    "mlflow-metrics",
 )
 
 
@@ -43,8 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds",
         type=int,
         default=None,
-        help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30; "
-        "the list walks always walk 200/100 pages)",
+        help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30, "
+        "mlflow-metrics 10 batched and 3 per-point; the list walks always walk 200/100 pages)",
     )
     parser.add_argument(
         "--rows", type=int, default=100_000, help="models in the list benchmarks' table"
@@ -79,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         import catalog_list
         import cli_help
         import guard_overhead
+        import mlflow_metrics
 
         runners: dict[str, Callable[[], list[Result]]] = {
             "cli-help": lambda: cli_help.run(args.rounds),
@@ -88,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
             "list-100k-postgresql": lambda: catalog_list.run_postgresql(
                 workdir, args.rows, args.rounds
             ),
+            "mlflow-metrics": lambda: mlflow_metrics.run(workdir, args.rounds),
         }
         for name in BENCHMARKS:
             if name not in selected:
