@@ -23,6 +23,7 @@ from llmops.capabilities.common import Capability
 from llmops.config import CoreSettings
 from llmops.integrations import IntegrationRuntime
 from llmops.testing.plugins import PluginInstaller as InstallPlugin
+from llmops.testing.waiting import wait_for
 
 PROBLEM = "application/problem+json"
 CANARY = "canary-secret-5b0f9e2d71c4"
@@ -668,6 +669,28 @@ def test_experiment_run_of_a_training_job_through_the_tracker(
     assert found["runId"] == run["externalId"]
     assert found["latestMetrics"] == {"loss": 0.2}
     assert found["tags"]["llmops.training_job_id"] == job_id
+
+
+def test_a_run_made_for_a_job_that_has_already_ended_is_ended_too(
+    start: StartApp, memtrack: str, api: str
+) -> None:
+    client = start(plugins="memtrack")
+    job_id = submit_job(client, api)  # untracked; `true` ends at once
+    wait_for(
+        lambda: client.get(f"{api}/training/jobs/{job_id}").json()["status"] == "succeeded",
+        timeout=30,
+        what="the job to end",
+    )
+    run_url = f"{api}/training/jobs/{job_id}/experiment-run"
+
+    created = client.post(run_url, json={})
+
+    assert created.status_code == 201, created.text
+    wait_for(
+        lambda: client.get(run_url).json()["status"] == "finished",
+        timeout=30,
+        what="the run to be ended",
+    )
 
 
 def test_experiment_routes_without_a_tracking_plugin_answer_409(

@@ -124,6 +124,7 @@ def create_job_run(
         resource_type="experiment-run",
         resource_id=row.id,
     )
+    finish_job_run(session=session, job=job)  # a job that has already ended: its run too
     return RunView(row), operation
 
 
