@@ -69,7 +69,15 @@ def llmops_api_routes(settings, context):
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 ADMIN_PREFIXES = (f"{API}/api-keys", f"{API}/operations", f"{API}/governance")
-VIEWER_POSTS = {("POST", f"{API}/experiments/search"), ("POST", f"{API}/experiments/compare")}
+VIEWER_POSTS = {
+    ("POST", f"{API}/experiments/search"),
+    ("POST", f"{API}/experiments/compare"),
+    # inference: reads a model, changes nothing
+    ("POST", f"{API}/openai/v1/chat/completions"),
+    ("POST", f"{API}/openai/v1/completions"),
+    ("POST", f"{API}/openai/v1/embeddings"),
+    ("POST", f"{API}/serving/endpoints/{{endpointId}}/chat/completions"),
+}
 JOB_ROUTES = {
     ("GET", f"{API}/training/jobs/{{jobId}}"),
     ("GET", f"{API}/training/jobs/{{jobId}}/experiment-run"),

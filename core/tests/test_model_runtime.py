@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,18 @@ import httpx
 import openai
 import pytest
 import torch
-import uvicorn
 from openai import OpenAI
 
-from llmops.examples import tiny_gpt2
 from llmops.model_runtime import __main__ as runtime_cli
 from llmops.model_runtime.app import create_app
 from llmops.model_runtime.engine import Engine, SamplingParams
 from llmops.model_runtime.loader import ModelFolderError, check_model_folder, load_model
+from llmops.testing.models import serving_in_thread, tiny_causal_lm
 from llmops.testing.processes import free_port, serving_process
 from llmops.testing.waiting import wait_for
 
 SERVED = "tiny-gpt2"
 HIDDEN = 32
-SENTENCES = [
-    "The town sleeps by the river.",
-    "A cat walks on the old wall.",
-    "Rain falls on the quiet market.",
-    "Children sing songs in the square.",
-]
 HI = [{"role": "user", "content": "Hi"}]
 # greedy or seeded, and past the end-of-text token: answers of a known length
 GREEDY: dict[str, Any] = {"temperature": 0, "extra_body": {"ignore_eos": True}}
@@ -50,15 +42,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         patch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # a tiny model decodes many times faster on one thread
-        torch.manual_seed(0)
-        tokenizer = tiny_gpt2.train_tokenizer(SENTENCES * 3, vocab_size=300)
-        config = tiny_gpt2.TrainingConfig(n_layer=2, n_head=2, n_embd=HIDDEN, block_size=1024)
-        model = tiny_gpt2.build_model(tokenizer, config)
-        folder = tmp_path_factory.mktemp("model")
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
         try:
-            yield folder
+            yield tiny_causal_lm(tmp_path_factory.mktemp("model"), hidden=HIDDEN)
         finally:
             torch.set_num_threads(threads)
 
@@ -71,22 +56,8 @@ def engine(model_dir: Path) -> Engine:
 @pytest.fixture(scope="module")
 def server(engine: Engine) -> Iterator[str]:
     """The app on uvicorn on 127.0.0.1, in a thread of the test process."""
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(engine, served_model_name=SERVED),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-    )
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for(lambda: uvicorn_server.started, what="uvicorn to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        uvicorn_server.should_exit = True
-        thread.join(timeout=10)
+    with serving_in_thread(create_app(engine, served_model_name=SERVED)) as url:
+        yield url
 
 
 @pytest.fixture

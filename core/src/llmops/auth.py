@@ -101,6 +101,15 @@ POLICY: tuple[Rule, ...] = (
     # a read that travels as a POST because its query is a body
     Rule(frozenset({"POST"}), f"{API}/experiments/search", Role.VIEWER, audited=False),
     Rule(frozenset({"POST"}), f"{API}/experiments/compare", Role.VIEWER, audited=False),
+    # inference is not a change: an app that only calls models needs no more than a viewer
+    # key (and its many calls are counted in Prometheus, not written to the audit log)
+    Rule(frozenset({"POST"}), f"{API}/openai/v1/*", Role.VIEWER, audited=False),
+    Rule(
+        frozenset({"POST"}),
+        f"{API}/serving/endpoints/{{endpointId}}/chat/completions",
+        Role.VIEWER,
+        audited=False,
+    ),
     # telemetry: a job logs metrics many times a minute; creating its run is audited
     Rule(
         frozenset({"POST"}),

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from llmops.config import CoreSettings
 from llmops.db import migrate
 from llmops.db.session import make_engine, make_session_factory, transaction
+from llmops.gateway import Gateway, GatewayMetrics
 from llmops.integrations import IntegrationRuntime
 from llmops.observability.health import HealthChecker
 from llmops.observability.metrics import PlatformMetrics
@@ -30,6 +31,7 @@ class Platform:
         self.metrics = PlatformMetrics()
         self.runtime = IntegrationRuntime(settings, metrics=self.metrics.registry)
         self.health = HealthChecker(self.runtime, ttl=settings.health_cache_seconds)
+        self.gateway = Gateway(self.runtime, GatewayMetrics(self.metrics.registry))
         self.outbox = Outbox(
             self.sessions,
             outbox_handlers(self.runtime),

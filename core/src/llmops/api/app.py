@@ -25,6 +25,7 @@ from llmops.api.routers import (
     health,
     integrations,
     me,
+    openai,
     operations,
     plugin_routes,
     serving,
@@ -84,6 +85,7 @@ def create_app(
             yield
         finally:
             worker.stop()
+            await platform.gateway.close()
             platform.stop()
 
     problem = {"content": {errors.PROBLEM: {"schema": PROBLEM_SCHEMA}}}
@@ -163,6 +165,7 @@ def create_app(
         governance,
         operations,
         me,
+        openai,
     ):
         app.include_router(
             module.router,

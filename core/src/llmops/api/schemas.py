@@ -371,6 +371,22 @@ class EndpointCreate(Input):
     resources: ResourcesIn = ResourcesIn()
     canary: CanaryIn | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    fallback_endpoint: str | None = Field(
+        default=None,
+        description="another endpoint (name or id) the gateway tries when this one fails "
+        "before its first byte",
+    )
+    request_timeout_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="the longest one inference request may take"
+    )
+
+
+class EndpointPatch(Input):
+    description: str | None = None
+    fallback_endpoint: str | None = Field(
+        default=None, description="name or id; an empty string removes the fallback"
+    )
+    request_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
 
 
 class QueuedOut(Degradable):
@@ -394,6 +410,8 @@ class EndpointOut(Degradable):
     framework: str | None
     status: str
     description: str
+    fallback_endpoint_id: str | None = None
+    request_timeout_seconds: float = 60.0
     created_at: datetime
     updated_at: datetime
 

@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -195,6 +196,7 @@ class ServingEndpoint(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(32), default="pending")
     description: Mapped[str] = mapped_column(Text, default="")
     fallback_endpoint_id: Mapped[str | None] = mapped_column(String(32))
+    request_timeout_seconds: Mapped[float] = mapped_column(Float, default=60.0, server_default="60")
 
 
 class ServingDeployment(Timestamped, Base):

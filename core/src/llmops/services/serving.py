@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,8 @@ def create_endpoint(
     resources: ResourceSpec,
     canary: CanarySpec | None,
     options: dict[str, object],
+    fallback_endpoint: str | None = None,
+    request_timeout_seconds: float = 60.0,
 ) -> tuple[ServingEndpoint, Operation]:
     """Record the endpoint and its deployment in the outbox (the caller commits, then
     delivers)."""
@@ -80,8 +82,14 @@ def create_endpoint(
     if autoscaling.min_replicas > autoscaling.max_replicas:
         raise InvalidRequest("autoscaling.minReplicas is larger than maxReplicas")
     framework_name, _ = runtime.provider(Capability.SERVING, framework)
+    fallback = _fallback_id(session, fallback_endpoint) if fallback_endpoint else None
     endpoint = ServingEndpoint(
-        name=name, model_id=model.id, framework=framework_name, description=description
+        name=name,
+        model_id=model.id,
+        framework=framework_name,
+        description=description,
+        fallback_endpoint_id=fallback,
+        request_timeout_seconds=request_timeout_seconds,
     )
     session.add(endpoint)
     try:
@@ -116,6 +124,44 @@ def create_endpoint(
         resource_id=endpoint.id,
     )
     return endpoint, operation
+
+
+def _fallback_id(session: Session, name_or_id: str, *, of: str | None = None) -> str:
+    other = session.scalars(
+        select(ServingEndpoint).where(
+            or_(ServingEndpoint.name == name_or_id, ServingEndpoint.id == name_or_id)
+        )
+    ).first()
+    if other is None:
+        raise InvalidRequest(
+            f"no endpoint {name_or_id!r} to fall back to", parameter="fallbackEndpoint"
+        )
+    if of is not None and other.id == of:
+        raise InvalidRequest("an endpoint cannot fall back to itself", parameter="fallbackEndpoint")
+    return other.id
+
+
+def patch_endpoint(
+    *,
+    session: Session,
+    endpoint_id: str,
+    description: str | None,
+    fallback_endpoint: str | None,
+    request_timeout_seconds: float | None,
+) -> ServingEndpoint:
+    """The endpoint's own settings (the gateway's fallback and timeout, its description);
+    its deployment changes through PATCH .../deployment."""
+    endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    if description is not None:
+        endpoint.description = description
+    if fallback_endpoint is not None:
+        endpoint.fallback_endpoint_id = (
+            _fallback_id(session, fallback_endpoint, of=endpoint.id) if fallback_endpoint else None
+        )
+    if request_timeout_seconds is not None:
+        endpoint.request_timeout_seconds = request_timeout_seconds
+    session.flush()
+    return endpoint
 
 
 def deliver_deploy(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:

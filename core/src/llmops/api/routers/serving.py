@@ -14,6 +14,7 @@ from llmops.api.schemas import (
     DeploymentPatch,
     EndpointCreate,
     EndpointOut,
+    EndpointPatch,
     FrameworkOut,
     ListPage,
     QueuedOut,
@@ -98,6 +99,8 @@ def create_serving_endpoint(
         resources=ResourceSpec(**body.resources.model_dump()),
         canary=CanarySpec(**body.canary.model_dump()) if body.canary else None,
         options=body.options,
+        fallback_endpoint=body.fallback_endpoint,
+        request_timeout_seconds=body.request_timeout_seconds,
     )
     endpoint_id = endpoint.id
     result = commit_and_deliver(
@@ -123,6 +126,24 @@ def list_serving_endpoints(
 @router.get("/endpoints/{endpointId}", response_model=EndpointOut, summary="Get an endpoint")
 def get_serving_endpoint(endpointId: str, session: SessionDep) -> EndpointOut:
     return EndpointOut.model_validate(serving.get_endpoint(session=session, endpoint_id=endpointId))
+
+
+@router.patch(
+    "/endpoints/{endpointId}",
+    response_model=EndpointOut,
+    summary="Change an endpoint's gateway settings (fallback, timeout) or description",
+)
+def patch_serving_endpoint(
+    endpointId: str, body: EndpointPatch, session: SessionDep
+) -> EndpointOut:
+    endpoint = serving.patch_endpoint(
+        session=session,
+        endpoint_id=endpointId,
+        description=body.description,
+        fallback_endpoint=body.fallback_endpoint,
+        request_timeout_seconds=body.request_timeout_seconds,
+    )
+    return EndpointOut.model_validate(endpoint)
 
 
 @router.delete(
