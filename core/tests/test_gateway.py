@@ -342,3 +342,26 @@ def test_the_endpoints_own_chat_route_needs_no_model(
 
     assert answer.status_code == 200, answer.text
     assert answer.json()["choices"][0]["message"]["content"]
+
+
+def test_an_endpoint_is_healthy_only_when_a_real_inference_succeeds(
+    platform: Platform, backends: Backends
+) -> None:
+    tiny = endpoint(platform, "tiny", backends.model)
+    broken = endpoint(platform, "broken", backends.failing, fallbackEndpoint="tiny")
+    gone = endpoint(platform, "gone", backends.unreachable)
+
+    with platform.api("viewer") as api:
+        healths = {
+            e["name"]: api.get(f"{API}/serving/endpoints/{e['id']}/health").json()
+            for e in (tiny, broken, gone)
+        }
+
+    assert healths["tiny"]["healthy"] is True
+    assert healths["tiny"]["latencyMs"] > 0
+    # the deployment says ready, but the backend cannot answer: not healthy, whatever the
+    # fallback could do
+    assert healths["broken"]["healthy"] is False
+    assert "answered 500" in healths["broken"]["detail"]
+    assert healths["broken"]["endpoint"] == "broken"
+    assert healths["gone"]["healthy"] is False

@@ -100,6 +100,13 @@ class Route:
         return [self.primary] + ([self.fallback] if self.fallback else [])
 
 
+@dataclass(frozen=True)
+class Probe:
+    healthy: bool
+    detail: str
+    latency_ms: float | None
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Counter(
@@ -323,6 +330,39 @@ class Gateway:
             code="endpoint_unavailable",
             retry_after=RETRY_AFTER_SECONDS,
         )
+
+    async def probe(self, upstream: Upstream) -> Probe:
+        """A real one-token chat through the data path: the only proof an endpoint serves."""
+        started = time.perf_counter()
+
+        def took() -> float:
+            return (time.perf_counter() - started) * 1000
+
+        if upstream.target is None:
+            return Probe(False, upstream.unavailable or "not deployed", None)
+        body = {
+            "messages": [{"role": "user", "content": "ping"}],
+            "max_tokens": 1,
+            "temperature": 0,
+        }
+        try:
+            response = await self._send(upstream, "/chat/completions", body, stream=False)
+            try:
+                content = await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            return Probe(False, f"the backend did not answer: {exc or type(exc).__name__}", took())
+        if response.status_code != 200:
+            text = content[:200].decode("utf-8", "replace")
+            return Probe(False, f"the backend answered {response.status_code}: {text}", took())
+        try:
+            choices = json.loads(content).get("choices")
+        except (ValueError, AttributeError):
+            choices = None
+        if not choices:
+            return Probe(False, "the backend answered without a completion", took())
+        return Probe(True, "a one-token chat completion succeeded", took())
 
     async def _send(
         self, upstream: Upstream, path: str, body: dict[str, Any], *, stream: bool

@@ -381,6 +381,14 @@ class EndpointCreate(Input):
     )
 
 
+class EndpointHealthOut(ApiModel):
+    healthy: bool = Field(description="a real one-token inference through the data path succeeded")
+    detail: str
+    latency_ms: float | None
+    endpoint: str = Field(description="the endpoint that was asked (never its fallback)")
+    checked_at: datetime
+
+
 class EndpointPatch(Input):
     description: str | None = None
     fallback_endpoint: str | None = Field(

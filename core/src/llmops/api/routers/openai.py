@@ -12,8 +12,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from llmops.api.schemas import EndpointHealthOut
+from llmops.capabilities.common import utcnow
 from llmops.gateway import MAX_BODY_BYTES, Gateway, GatewayError, Route
 from llmops.platform import Platform
+from llmops.services import serving
 
 router = APIRouter(tags=["inference"])
 
@@ -156,3 +159,27 @@ async def openai_embeddings(request: Request) -> Response:
 )
 async def endpoint_chat_completions(endpointId: str, request: Request) -> Response:
     return await _forward(request, "/chat/completions", "chat", model=endpointId)
+
+
+@router.get(
+    "/serving/endpoints/{endpointId}/health",
+    response_model=EndpointHealthOut,
+    summary="Whether the endpoint really serves: a one-token inference through the gateway",
+)
+async def endpoint_health(endpointId: str, request: Request) -> EndpointHealthOut:
+    platform: Platform = request.app.state.platform
+
+    def resolve() -> Route:
+        with platform.sessions() as session:
+            endpoint = serving.get_endpoint(session=session, endpoint_id=endpointId)
+            return platform.gateway.route(session, endpoint.id)
+
+    route = await run_in_threadpool(resolve)
+    probe = await platform.gateway.probe(route.primary)
+    return EndpointHealthOut(
+        healthy=probe.healthy,
+        detail=probe.detail,
+        latency_ms=probe.latency_ms,
+        endpoint=route.primary.endpoint_name,
+        checked_at=utcnow(),
+    )
