@@ -28,6 +28,7 @@ BENCHMARKS = (
     "list-100k-sqlite",
     "list-100k-postgresql",
     "mlflow-metrics",
+    "gateway-overhead",
 )
 
 
@@ -45,7 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30, "
-        "mlflow-metrics 10 batched and 3 per-point; the list walks always walk 200/100 pages)",
+        "mlflow-metrics 10 batched and 3 per-point, gateway-overhead 300 one-token chats and "
+        "30 streams; the list walks always walk 200/100 pages)",
     )
     parser.add_argument(
         "--rows", type=int, default=100_000, help="models in the list benchmarks' table"
@@ -79,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         import api_startup
         import catalog_list
         import cli_help
+        import gateway_overhead
         import guard_overhead
         import mlflow_metrics
 
@@ -91,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir, args.rows, args.rounds
             ),
             "mlflow-metrics": lambda: mlflow_metrics.run(workdir, args.rounds),
+            "gateway-overhead": lambda: gateway_overhead.run(workdir, args.rounds),
         }
         for name in BENCHMARKS:
             if name not in selected:
