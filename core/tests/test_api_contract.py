@@ -41,12 +41,20 @@ def test_the_specs_routes_exist() -> None:
     assert present >= SPEC_ROUTES
 
 
+#: Inference routes follow OpenAI's wire format, errors included ({"error": {...}}).
+OPENAI_SHAPED = ("/llm-ops/v1/openai/", "/llm-ops/v1/serving/endpoints/{endpointId}/chat/")
+
+
 def test_errors_are_documented_as_problem_json() -> None:
-    for _method, path, operation in operations():
+    for method, path, operation in operations():
         if not path.startswith("/llm-ops/v1"):
             continue
         responses = operation["responses"]
         assert isinstance(responses, dict)
+        if path.startswith(OPENAI_SHAPED) and method == "post":
+            error = responses["400"]["content"]["application/json"]["schema"]
+            assert error["required"] == ["error"], path
+            continue
         assert "application/problem+json" in responses["422"]["content"], path
 
 

@@ -154,11 +154,34 @@ def _find_endpoint(session: Session, name_or_id: str) -> ServingEndpoint | None:
     ).first()
 
 
+#: How long a resolved route is reused: a change made through this process is seen at
+#: once (its writes call :meth:`Gateway.forget`), one made elsewhere within this time.
+ROUTE_TTL_SECONDS = 2.0
+
+
 @dataclass
 class Gateway:
     runtime: IntegrationRuntime
     metrics: GatewayMetrics
     _client: httpx.AsyncClient | None = field(default=None, init=False)
+    _routes: dict[str, tuple[float, Route]] = field(default_factory=dict, init=False)
+
+    # -- the route cache: no database round trip per request --------------------------
+
+    def cached(self, model: str) -> Route | None:
+        entry = self._routes.get(model)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def remember(self, model: str, route: Route) -> None:
+        if len(self._routes) > 10_000:  # names are the caller's: keep the cache bounded
+            self._routes.clear()
+        self._routes[model] = (time.monotonic() + ROUTE_TTL_SECONDS, route)
+
+    def forget(self) -> None:
+        """Drop every cached route (an endpoint or deployment changed)."""
+        self._routes.clear()
 
     # -- resolving ---------------------------------------------------------------------
 

@@ -4,12 +4,13 @@ plugins, worker) is built and started in the app's lifespan."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops import __version__
 from llmops.api import errors
@@ -54,6 +55,61 @@ def route_template(request: Request) -> str:
     if url.startswith(API_PREFIX) and not path.startswith(API_PREFIX):
         return f"{API_PREFIX}{path}"
     return str(path)
+
+
+class BodyLimitMiddleware:
+    """Refuse a body announced larger than the upload limit before reading it (the limit
+    leaves room for multipart framing)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                    allowed = self.limit - 1024 * 1024
+                    response = errors.problem(
+                        413,
+                        "payload-too-large",
+                        "Payload too large",
+                        f"the request body is larger than the limit of {allowed} bytes",
+                        scope["path"],
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+class MetricsMiddleware:
+    """Requests by route template, method and status, and the time until the answer's
+    headers (a stream's first byte, not its end)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                platform: Platform | None = getattr(scope["app"].state, "platform", None)
+                if platform is not None:
+                    request = Request(scope)
+                    template = route_template(request)
+                    platform.metrics.requests.labels(
+                        request.method, template, str(message["status"])
+                    ).inc()
+                    platform.metrics.latency.labels(request.method, template).observe(
+                        time.perf_counter() - started
+                    )
+            await send(message)
+
+        await self.app(scope, receive, counted)
 
 
 def operation_id(route: APIRoute) -> str:
@@ -115,40 +171,10 @@ def create_app(
     errors.install(app)
     document_access(app)
 
-    @app.middleware("http")
-    async def _body_limit(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        """Refuse a body announced larger than the upload limit before reading it."""
-        declared = request.headers.get("content-length")
-        limit = settings.max_upload_bytes + 1024 * 1024  # room for multipart framing
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            return errors.problem(
-                413,
-                "payload-too-large",
-                "Payload too large",
-                f"the request body is larger than the limit of {settings.max_upload_bytes} bytes",
-                request.url.path,
-            )
-        return await call_next(request)
-
-    @app.middleware("http")
-    async def _metrics(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        platform: Platform | None = getattr(request.app.state, "platform", None)
-        template = route_template(request)
-        if platform is not None:
-            platform.metrics.requests.labels(
-                request.method, template, str(response.status_code)
-            ).inc()
-            platform.metrics.latency.labels(request.method, template).observe(
-                time.perf_counter() - started
-            )
-        return response
-
+    # plain ASGI middleware (no BaseHTTPMiddleware: it costs a task and a stream copy per
+    # request, and per chunk of a streamed answer)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + 1024 * 1024)
+    app.add_middleware(MetricsMiddleware)
     app.add_middleware(IdempotencyMiddleware)  # replays see the same audit and request id
     app.add_middleware(AuditMiddleware)  # outermost: request ids on every answer
 

@@ -93,12 +93,17 @@ async def _route(request: Request, model: Any) -> Route:
             code="missing_model",
         )
     platform: Platform = request.app.state.platform
+    cached = platform.gateway.cached(model)
+    if cached is not None:
+        return cached
 
     def resolve() -> Route:
         with platform.sessions() as session:
             return platform.gateway.route(session, model)
 
-    return await run_in_threadpool(resolve)
+    route = await run_in_threadpool(resolve)
+    platform.gateway.remember(model, route)
+    return route
 
 
 async def _forward(request: Request, path: str, label: str, model: Any = None) -> Response:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
@@ -31,7 +32,15 @@ from llmops.services import serving
 from llmops.services.serving import DeploymentView
 from llmops.services.writes import commit_and_deliver
 
-router = APIRouter(prefix="/serving", tags=["serving"])
+
+async def _forget_routes(request: Request) -> AsyncIterator[None]:
+    """After a change to an endpoint or its deployment, the gateway resolves afresh."""
+    yield
+    if request.method != "GET":
+        request.app.state.platform.gateway.forget()
+
+
+router = APIRouter(prefix="/serving", tags=["serving"], dependencies=[Depends(_forget_routes)])
 
 
 def deployment_out(view: DeploymentView) -> DeploymentOut:
