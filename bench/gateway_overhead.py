@@ -52,66 +52,6 @@ TARGET_ADDED_MS = 2.0
 #: a stream whose first event comes after this share of its whole time looks buffered
 BUFFERED_SHARE = 0.5
 
-#: A serving framework whose "deployment" is the backend URL given as the model URI (the
-#: source core/tests/test_gateway.py installs): the gateway is measured, not a backend.
-DIRECT_PLUGIN = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
-from llmops.capabilities.serving import (
-    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
-)
-from llmops.plugins.info import PluginInfo
-
-
-class Direct:
-    honours_deadline = True
-
-    def framework(self):
-        return FrameworkInfo(
-            name="direct", display_name="Direct", protocols=[InferenceProtocol.OPENAI]
-        )
-
-    def _status(self, name, uri):
-        target = InferenceTarget(
-            base_url=uri, protocol=InferenceProtocol.OPENAI, model_name="tiny-gpt2",
-            headers={"Authorization": "Bearer backend-secret"},
-        )
-        return DeploymentStatus(
-            external_id=name + "|" + uri, state=DeploymentState.READY, ready=True,
-            target=target,
-        )
-
-    def deploy(self, spec):
-        return self._status(spec.name, spec.model_uri)
-
-    def status(self, external_id):
-        return self._status(*external_id.split("|", 1))
-
-    def update(self, external_id, update):
-        return self.status(external_id)
-
-    def delete(self, external_id):
-        return None
-
-    def inference_target(self, external_id):
-        return self.status(external_id).target
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="direct", version="1.0", display_name="Direct",
-        capabilities=frozenset({Capability.SERVING}),
-    )
-
-
-@hookimpl
-def llmops_serving_backends(settings, context):
-    return [Direct()]
-"""
 
 #: With this prompt the tiny model's tokens decode to text one by one, so a stream sends
 #: about one event a token (a token that decodes to half a character sends none)
@@ -308,6 +248,7 @@ class Paths:
 def run(workdir: Path, rounds: int | None = None) -> list[Result]:
     from llmops.config import CoreSettings
     from llmops.testing.console import running_platform
+    from llmops.testing.models import DIRECT_SERVING_PLUGIN
     from llmops.testing.plugins import temporary_plugin
 
     sync_interval = CoreSettings.model_fields["sync_interval_seconds"].default
@@ -336,7 +277,7 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
         print(f"  model runtime (tiny GPT-2, 1 torch thread) up in {seconds:.1f} s")
         # The plugin's module and dist-info in a folder of their own, on the platform's
         # PYTHONPATH: importlib.metadata finds its entry point like an installed one's.
-        stack.enter_context(temporary_plugin(root, "direct", DIRECT_PLUGIN))
+        stack.enter_context(temporary_plugin(root, "direct", DIRECT_SERVING_PLUGIN))
         started = time.perf_counter()
         platform = stack.enter_context(
             running_platform(

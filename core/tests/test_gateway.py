@@ -23,72 +23,11 @@ from llmops.model_runtime.app import create_app as runtime_app
 from llmops.model_runtime.engine import Engine
 from llmops.model_runtime.loader import load_model
 from llmops.services.api_keys import Role, create_api_key
-from llmops.testing.models import serving_in_thread, tiny_causal_lm
+from llmops.testing.models import DIRECT_SERVING_PLUGIN, serving_in_thread, tiny_causal_lm
 from llmops.testing.plugins import PluginInstaller
 from llmops.testing.processes import free_port
 
 API = "/llm-ops/v1"
-
-#: A serving framework whose "deployment" is the backend URL given as the model URI: the
-#: gateway is under test here, the backends are real HTTP servers.
-DIRECT = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
-from llmops.capabilities.serving import (
-    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
-)
-from llmops.plugins.info import PluginInfo
-
-
-class Direct:
-    honours_deadline = True
-
-    def framework(self):
-        return FrameworkInfo(
-            name="direct", display_name="Direct", protocols=[InferenceProtocol.OPENAI]
-        )
-
-    def _status(self, name, uri):
-        target = InferenceTarget(
-            base_url=uri, protocol=InferenceProtocol.OPENAI, model_name="tiny-gpt2",
-            headers={"Authorization": "Bearer backend-secret"},
-        )
-        return DeploymentStatus(
-            external_id=name + "|" + uri, state=DeploymentState.READY, ready=True,
-            target=target,
-        )
-
-    def deploy(self, spec):
-        return self._status(spec.name, spec.model_uri)
-
-    def status(self, external_id):
-        return self._status(*external_id.split("|", 1))
-
-    def update(self, external_id, update):
-        return self.status(external_id)
-
-    def delete(self, external_id):
-        return None
-
-    def inference_target(self, external_id):
-        return self.status(external_id).target
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="direct", version="1.0", display_name="Direct",
-        capabilities=frozenset({Capability.SERVING}),
-    )
-
-
-@hookimpl
-def llmops_serving_backends(settings, context):
-    return [Direct()]
-"""
 
 
 @dataclass
@@ -165,7 +104,7 @@ class Platform:
 def platform(
     install: PluginInstaller, make_settings: Callable[..., CoreSettings], database_url: str
 ) -> Iterator[Platform]:
-    install("direct", DIRECT)
+    install("direct", DIRECT_SERVING_PLUGIN)
     app = create_app(make_settings(plugins="direct"))
     with serving_in_thread(app) as url:
         keys = {}

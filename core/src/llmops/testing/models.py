@@ -15,6 +15,70 @@ from typing import Any
 from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 
+#: The source of a serving plugin "direct" (install it with ``llmops.testing.plugins``)
+#: whose "deployment" is the backend URL given as the model URI: for testing and
+#: measuring the inference gateway against real backends. Its target sends the backend
+#: ``Authorization: Bearer backend-secret`` and names the served model ``tiny-gpt2``.
+DIRECT_SERVING_PLUGIN = """
+from llmops import hookimpl
+from llmops.capabilities.common import Capability, Health, HealthStatus
+from llmops.capabilities.serving import (
+    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
+)
+from llmops.plugins.info import PluginInfo
+
+
+class Direct:
+    honours_deadline = True
+
+    def framework(self):
+        return FrameworkInfo(
+            name="direct", display_name="Direct", protocols=[InferenceProtocol.OPENAI]
+        )
+
+    def _status(self, name, uri):
+        target = InferenceTarget(
+            base_url=uri, protocol=InferenceProtocol.OPENAI, model_name="tiny-gpt2",
+            headers={"Authorization": "Bearer backend-secret"},
+        )
+        return DeploymentStatus(
+            external_id=name + "|" + uri, state=DeploymentState.READY, ready=True,
+            target=target,
+        )
+
+    def deploy(self, spec):
+        return self._status(spec.name, spec.model_uri)
+
+    def status(self, external_id):
+        return self._status(*external_id.split("|", 1))
+
+    def update(self, external_id, update):
+        return self.status(external_id)
+
+    def delete(self, external_id):
+        return None
+
+    def inference_target(self, external_id):
+        return self.status(external_id).target
+
+    def health(self):
+        return Health(status=HealthStatus.OK)
+
+
+@hookimpl
+def llmops_plugin_info():
+    return PluginInfo(
+        name="direct", version="1.0", display_name="Direct",
+        capabilities=frozenset({Capability.SERVING}),
+    )
+
+
+@hookimpl
+def llmops_serving_backends(settings, context):
+    return [Direct()]
+"""
+
+
 SENTENCES = (
     "The town sleeps by the river.",
     "A cat walks on the old wall.",
