@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,12 @@ from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+#: Alembic keeps its running context in module globals, so two migrations at once in one
+#: process break each other (``KeyError: 'script'``). Every migration in the platform's
+#: process holds this lock: the platform's own, and a plugin's tool that runs Alembic in
+#: the platform's process (MLflow's SQL store, when its client starts).
+MIGRATIONS_LOCK = threading.RLock()
+
 
 def alembic_config(engine: Engine) -> Config:
     cfg = Config()
@@ -21,11 +28,13 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    command.upgrade(alembic_config(engine), revision)
+    with MIGRATIONS_LOCK:
+        command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
-    command.downgrade(alembic_config(engine), revision)
+    with MIGRATIONS_LOCK:
+        command.downgrade(alembic_config(engine), revision)
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -47,6 +47,8 @@ T = TypeVar("T")
 
 #: the tag that holds a run's idempotency key
 IDEMPOTENCY_TAG = "llmops.idempotency_key"
+#: Tracking URIs that are databases MLflow opens itself (and migrates with Alembic)
+SQL_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})
 #: How long a call waits for MLflow's client to start, and how long health waits before
 #: it says "starting"
 STARTUP_WAIT = 60.0
@@ -139,7 +141,17 @@ class MlflowTracker:
         try:
             from mlflow.tracking import MlflowClient
 
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            from llmops.db.migrate import MIGRATIONS_LOCK
+
+            if self.tracking_uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES:
+                # MLflow's SQL store runs Alembic when it opens the database: not at the
+                # same time as another migration in this process
+                with MIGRATIONS_LOCK:
+                    client = MlflowClient(tracking_uri=self.tracking_uri)
+                    client.search_experiments(max_results=1)
+            else:
+                client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client = client
         except BaseException as exc:  # reported by every call and by health
             self._startup_error = exc
         finally:
