@@ -5,12 +5,12 @@ run, and the trained model is the run's ``model`` artifact when the job ends."""
 from __future__ import annotations
 
 import re
-import time
 
 from click.testing import CliRunner
 
 from llmops.cli import main as llmops_cli
 from llmops.testing.console import running_platform
+from llmops.testing.waiting import wait_for
 
 API = "/llm-ops/v1"
 
@@ -30,10 +30,12 @@ def test_the_example_job_trains_into_an_mlflow_run_with_the_model_as_artifact() 
         assert result.exit_code == 0, result.output
         job_id = re.search(r"submitted training job (\w+)", result.output)[1]  # type: ignore[index]
         url = f"{API}/training/jobs/{job_id}/experiment-run"
-        deadline = time.monotonic() + 60
-        while (run := server.api.get(url).json())["status"] != "finished":
-            assert time.monotonic() < deadline, run
-            time.sleep(0.5)
+        run = wait_for(
+            lambda: (found := server.api.get(url).json())["status"] == "finished" and found,
+            timeout=60,
+            interval=0.5,
+            what="the run to be finished",
+        )
 
         assert run["provider"] == "mlflow"
         store = server.data_dir / "data" / "plugins" / "mlflow" / "mlflow.db"

@@ -5,7 +5,6 @@ that no request waits on MLflow's own retries."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from llmops.capabilities.tracking import RunSpec
 from llmops.config import CoreSettings
 from llmops.plugins import PluginContext
 from llmops.services.api_keys import Role, create_api_key
+from llmops.testing.waiting import wait_for
 from llmops_mlflow.plugin import MlflowSettings, llmops_plugin_info, llmops_tracking_backend
 from llmops_mlflow.testing import MlflowServer
 
@@ -109,12 +109,17 @@ def test_the_platform_finds_the_plugin_and_reports_mlflows_health(
             _, key = create_api_key(session=session, name="t", role=Role.ADMIN)
         client.headers["Authorization"] = f"Bearer {key}"
         plugin = client.get("/llm-ops/v1/integrations/mlflow").json()
-        deadline = time.monotonic() + 30
-        while True:  # "starting" until MLflow's client has loaded in the background
-            tested = client.post("/llm-ops/v1/integrations/mlflow/test").json()
-            if "starting" not in tested["results"][0]["detail"] or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        # "starting" until MLflow's client has loaded in the background
+        tested = wait_for(
+            lambda: (
+                (answer := client.post("/llm-ops/v1/integrations/mlflow/test").json())
+                and "starting" not in answer["results"][0]["detail"]
+                and answer
+            ),
+            timeout=30,
+            interval=0.2,
+            what="MLflow's client to start",
+        )
 
     assert llmops_plugin_info().name == "mlflow"
     assert plugin["loaded"] is True, plugin["error"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from llmops.testing import waiting
 from llmops.testing.console import ConsoleServer, running_platform
 from llmops.testing.processes import free_port
 from llmops_mlflow.testing import MlflowServer, running_mlflow_server
@@ -126,14 +126,10 @@ def wait_for(
     timeout: float = 90.0,
     story: Callable[[], str] = lambda: "",
 ) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{story()}")
-        time.sleep(0.25)
+    try:
+        return waiting.wait_for(check, timeout=timeout, interval=0.25, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{story()}") from exc
 
 
 def job_story(platform: ConsoleServer, job_id: str) -> Callable[[], str]:
@@ -266,7 +262,16 @@ def test_a_job_submitted_while_mlflow_is_down_waits_for_its_run_then_runs_with_i
         assert body["degraded"] is True
         assert "waiting for its experiment run" in body["degradedReason"]
         job_id = body["id"]
-        time.sleep(3)  # the worker tries again meanwhile; the job must not start
+        pipeline_id = job_status(platform, job_id)["pipelineId"]
+
+        def tried_and_waiting() -> bool:
+            [submission] = operations_of(platform, pipeline_id)
+            return submission["status"] == "pending" and "waiting for its experiment run" in (
+                submission["lastError"] or ""
+            )
+
+        # the worker tries the submission again, and it keeps waiting: the job must not start
+        wait_for("the worker to try the submission", tried_and_waiting, timeout=30)
         assert job_status(platform, job_id)["status"] == "pending"
         assert not (gate / "env.json").exists()
     finally:
