@@ -25,15 +25,16 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from llmops.capabilities.common import Capability
 from llmops.capabilities.serving import DeploymentState, InferenceProtocol, InferenceTarget
-from llmops.db.models import ServingDeployment, ServingEndpoint
+from llmops.db.models import ServingEndpoint
 from llmops.errors import LlmopsError
 from llmops.integrations import IntegrationRuntime
+from llmops.services import serving
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +147,6 @@ class GatewayMetrics:
                 self.tokens.labels(endpoint, kind).inc(value)
 
 
-def _find_endpoint(session: Session, name_or_id: str) -> ServingEndpoint | None:
-    return session.scalars(
-        select(ServingEndpoint).where(
-            or_(ServingEndpoint.name == name_or_id, ServingEndpoint.id == name_or_id)
-        )
-    ).first()
-
-
 #: How long a resolved route is reused: a change made through this process is seen at
 #: once (its writes call :meth:`Gateway.forget`), one made elsewhere within this time.
 ROUTE_TTL_SECONDS = 2.0
@@ -187,7 +180,7 @@ class Gateway:
 
     def route(self, session: Session, model: str) -> Route:
         """The endpoint ``model`` names (by name or id), and its fallback."""
-        endpoint = _find_endpoint(session, model)
+        endpoint = serving.find_endpoint(session, model)
         if endpoint is None:
             raise GatewayError(
                 404,
@@ -207,11 +200,7 @@ class Gateway:
 
     def _upstream(self, session: Session, endpoint: ServingEndpoint) -> Upstream:
         timeout = float(endpoint.request_timeout_seconds or 60.0)
-        deployment = session.scalars(
-            select(ServingDeployment)
-            .where(ServingDeployment.endpoint_id == endpoint.id)
-            .order_by(ServingDeployment.created_at.desc())
-        ).first()
+        deployment = serving.latest_deployment(session, endpoint.id)
 
         def unavailable(why: str) -> Upstream:
             return Upstream(endpoint.id, endpoint.name, None, timeout, why)

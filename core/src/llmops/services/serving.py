@@ -126,12 +126,25 @@ def create_endpoint(
     return endpoint, operation
 
 
-def _fallback_id(session: Session, name_or_id: str, *, of: str | None = None) -> str:
-    other = session.scalars(
+def find_endpoint(session: Session, name_or_id: str) -> ServingEndpoint | None:
+    """The endpoint with this name or id (names are what OpenAI callers pass as model)."""
+    return session.scalars(
         select(ServingEndpoint).where(
             or_(ServingEndpoint.name == name_or_id, ServingEndpoint.id == name_or_id)
         )
     ).first()
+
+
+def latest_deployment(session: Session, endpoint_id: str) -> ServingDeployment | None:
+    return session.scalars(
+        select(ServingDeployment)
+        .where(ServingDeployment.endpoint_id == endpoint_id)
+        .order_by(ServingDeployment.created_at.desc())
+    ).first()
+
+
+def _fallback_id(session: Session, name_or_id: str, *, of: str | None = None) -> str:
+    other = find_endpoint(session, name_or_id)
     if other is None:
         raise InvalidRequest(
             f"no endpoint {name_or_id!r} to fall back to", parameter="fallbackEndpoint"
@@ -211,11 +224,7 @@ def list_endpoints(
 
 
 def _deployment(session: Session, endpoint: ServingEndpoint) -> ServingDeployment:
-    row = session.scalars(
-        select(ServingDeployment)
-        .where(ServingDeployment.endpoint_id == endpoint.id)
-        .order_by(ServingDeployment.created_at.desc())
-    ).first()
+    row = latest_deployment(session, endpoint.id)
     if row is None:
         raise NotFound(f"endpoint {endpoint.id!r} has no deployment")
     return row
