@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from llmops.jobclient import JobClient
 from llmops.testing.console import running_platform
 from llmops.testing.jobs import JobHandle as Job
 from llmops.testing.jobs import cancel_job, start_job
+from llmops.testing.waiting import wait_for
 
 API = "/llm-ops/v1"
 QUICK = TrainingConfig(steps=30, batch_size=8, vocab_size=500, log_every=10)
@@ -137,6 +139,21 @@ def test_llmops_example_train_runs_the_sample_as_a_job_whose_logged_loss_falls()
         saved = re.search(r"saved the model and tokenizer to (\S+) in", logs[0]["text"])
         assert saved, logs[0]["text"]
         assert_reloads_and_generates(Path(saved[1]))
+
+        # the model it produced becomes a catalog model, once
+        registered = server.api.post(f"{API}/training/jobs/{job_id}/model", json={})
+        assert registered.status_code == 201, registered.text
+        model = registered.json()
+        assert model["uri"] == Path(saved[1]).resolve().as_uri()
+        assert (model["name"], model["source"], model["framework"]) == (
+            "tiny-gpt2",
+            "training-job",
+            "transformers",
+        )
+        assert model["labels"]["llmops.training_job_id"] == job_id
+        again = server.api.post(f"{API}/training/jobs/{job_id}/model", json={"name": "other"})
+        assert again.status_code == 200
+        assert again.json()["id"] == model["id"]
 
         # run again, the dataset is found by name, not made twice
         client = PlatformClient(server.url, server.admin_key)
@@ -305,3 +322,27 @@ def test_a_dataset_without_usable_text_is_refused_with_the_reason(
     environ = {"LLMOPS_DATASET_PATH": str(tmp_path / "missing")}
     assert main([], environ=environ) == 1
     assert "no dataset at" in capsys.readouterr().err
+
+
+def test_only_a_succeeded_job_that_saved_a_model_has_one_to_register(
+    platform: TestClient, job: Job
+) -> None:
+    running = platform.post(f"{API}/training/jobs/{job.id}/model")
+    assert running.status_code == 409, running.text
+    assert "only a succeeded job" in running.json()["detail"]
+
+    done = platform.post(
+        f"{API}/training/jobs",
+        json={"name": "no-model", "command": [sys.executable, "-c", "pass"], "track": False},
+    ).json()
+
+    def finished() -> bool:
+        status = platform.get(f"{API}/training/jobs/{done['id']}").json()["status"]
+        assert status not in {"failed", "cancelled"}, status
+        return bool(status == "succeeded")
+
+    wait_for(finished, timeout=60, what="the job to succeed")
+    refused = platform.post(f"{API}/training/jobs/{done['id']}/model")
+    assert refused.status_code == 422, refused.text
+    assert "saved no servable model" in refused.json()["detail"]
+    assert platform.get(f"{API}/catalog/models", params={"q": "no-model"}).json()["items"] == []

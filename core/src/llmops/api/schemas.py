@@ -222,6 +222,14 @@ class TrainingJobCreate(Input):
     )
 
 
+class JobModelRegister(Input):
+    """Register the model a succeeded training job saved into its output's ``model/``."""
+
+    name: str | None = Field(default=None, pattern=NAME, description="default: the job's name")
+    version: str = Field(default="1", max_length=64)
+    description: str = Field(default="", max_length=10_000)
+
+
 class TrainingJobOut(Degradable):
     id: str
     name: str

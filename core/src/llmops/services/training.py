@@ -19,8 +19,14 @@ from sqlalchemy.orm import Session
 from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import PipelineSpec, StageLog, StageSpec
 from llmops.config import CoreSettings
-from llmops.db.models import DatasetVersion, Operation, TrainingJob, WorkflowPipeline
-from llmops.errors import Conflict, NotFound
+from llmops.db.models import (
+    CatalogModel,
+    DatasetVersion,
+    Operation,
+    TrainingJob,
+    WorkflowPipeline,
+)
+from llmops.errors import Conflict, InvalidRequest, NotFound
 from llmops.integrations import IntegrationRuntime
 from llmops.services import catalog, pipelines
 from llmops.services.api_keys import Role, create_api_key
@@ -209,3 +215,65 @@ def job_logs(
         stage=stage,
         tail_bytes=tail_bytes,
     )
+
+
+#: The label that ties a catalog model to the training job that produced it.
+JOB_LABEL = "llmops.training_job_id"
+
+
+def register_job_model(
+    *,
+    session: Session,
+    settings: CoreSettings,
+    job_id: str,
+    name: str | None,
+    version: str,
+    description: str,
+) -> tuple[CatalogModel, bool]:
+    """Register the model a succeeded job saved with ``save_pretrained`` into
+    ``LLMOPS_OUTPUT_DIR/model`` as a catalog model (its uri the folder's ``file://`` URI).
+
+    Idempotent per job: a second call returns the model registered first (and False).
+
+    :raises Conflict: the job has not succeeded.
+    :raises InvalidRequest: the job saved no servable model (the loader's reason).
+    """
+    from llmops.model_runtime.loader import ModelFolderError, check_model_folder
+
+    job = get_job(session=session, job_id=job_id)
+    existing = session.scalars(
+        select(CatalogModel).where(CatalogModel.labels[JOB_LABEL].as_string() == job.id)
+    ).first()
+    if existing is not None:
+        return existing, False
+    if job.status != "succeeded":
+        raise Conflict(
+            f"training job {job.id} is {job.status}: only a succeeded job's model can be "
+            "registered",
+            id=job.id,
+        )
+    folder = job_output_dir(settings, job.id) / "model"
+    try:
+        checked = check_model_folder(folder)
+    except ModelFolderError as exc:
+        raise InvalidRequest(
+            f"training job {job.id} saved no servable model in its output's model/ folder "
+            f"(save_pretrained into $LLMOPS_OUTPUT_DIR/model): {exc}",
+            id=job.id,
+        ) from exc
+    labels = {JOB_LABEL: job.id}
+    if job.dataset_id:
+        labels["llmops.dataset_id"] = job.dataset_id
+    model = catalog.create_model(
+        session=session,
+        name=name or job.name,
+        version=version,
+        description=description or f"Trained by training job {job.name} ({job.id}).",
+        task="text-generation",
+        framework="transformers",
+        source="training-job",
+        uri=checked.path.as_uri(),
+        tags=["trained"],
+        labels=labels,
+    )
+    return model, True

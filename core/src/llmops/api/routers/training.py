@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query, Response
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
 from llmops.api.routers.views import job_out, written
-from llmops.api.schemas import ListPage, LogsOut, StageLogOut, TrainingJobCreate, TrainingJobOut
+from llmops.api.schemas import (
+    JobModelRegister,
+    ListPage,
+    LogsOut,
+    ModelOut,
+    StageLogOut,
+    TrainingJobCreate,
+    TrainingJobOut,
+)
 from llmops.capabilities.orchestration import StageSpec
 from llmops.errors import InvalidRequest
 from llmops.resilience.outbox import OutcomeKind
@@ -130,6 +138,37 @@ def cancel_training_job(
         return written(job_out(job, view), result, response)
     job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
     return job_out(job, view)
+
+
+@router.post(
+    "/{jobId}/model",
+    status_code=201,
+    response_model=ModelOut,
+    summary="Register the model a training job produced",
+    responses={200: {"model": ModelOut, "description": "Already registered: that model"}},
+)
+def register_training_job_model(
+    jobId: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    response: Response,
+    body: JobModelRegister | None = None,
+) -> ModelOut:
+    """The model a succeeded job saved with ``save_pretrained`` into
+    ``$LLMOPS_OUTPUT_DIR/model`` becomes a catalog model (safetensors only, no custom
+    code), ready to deploy. Once per job: again, it answers 200 with that model."""
+    body = body or JobModelRegister()
+    model, created = training.register_job_model(
+        session=session,
+        settings=platform.settings,
+        job_id=jobId,
+        name=body.name,
+        version=body.version,
+        description=body.description,
+    )
+    if not created:
+        response.status_code = 200
+    return ModelOut.model_validate(model)
 
 
 @router.get("/{jobId}/logs", response_model=LogsOut, summary="A training job's logs")
