@@ -74,6 +74,8 @@ class MemoryBackend:
             spec["canary"] = None
         if update.autoscaling is not None:
             spec["autoscaling"] = update.autoscaling.model_dump()
+        if update.model_uri is not None:
+            spec["model_uri"] = update.model_uri
         return self._status(external_id)
 
     def delete(self, external_id):
@@ -175,6 +177,36 @@ def test_endpoint_is_deployed_updated_with_a_canary_promoted_and_deleted(
     assert client.delete(f"{api}/serving/endpoints/{endpoint['id']}").status_code == 204
     assert plugin.CALLS[-1] == ("delete", "mem-chat")
     assert client.get(f"{api}/serving/endpoints/{endpoint['id']}").status_code == 404
+
+
+def test_a_new_model_version_is_rolled_out_by_its_catalog_id(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, plugin = serving_client
+    first = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
+    second = client.post(
+        f"{api}/catalog/models", json={"name": "m2", "version": "2", "uri": "file:///v2"}
+    ).json()
+    endpoint = client.post(
+        f"{api}/serving/endpoints", json={"name": "chat", "modelId": first["id"]}
+    ).json()
+
+    missing = client.patch(
+        f"{api}/serving/endpoints/{endpoint['id']}/deployment", json={"modelId": "nope"}
+    )
+    assert missing.status_code == 404
+    assert plugin.CALLS == [("deploy", f"endpoint-{endpoint['id']}")]
+
+    rolled = client.patch(
+        f"{api}/serving/endpoints/{endpoint['id']}/deployment", json={"modelId": second["id"]}
+    )
+
+    assert rolled.status_code == 200, rolled.text
+    assert rolled.json()["spec"]["modelUri"] == "file:///v2"
+    assert rolled.json()["status"]["traffic"] == [
+        {"tag": "stable", "modelUri": "file:///v2", "percent": 100}
+    ]
+    assert client.get(f"{api}/serving/endpoints/{endpoint['id']}").json()["modelId"] == second["id"]
 
 
 def test_bad_endpoint_requests_change_nothing(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from llmops.cli_demo import demo  # click and httpx only
 from llmops.cli_examples import example  # click and httpx only
 
 if TYPE_CHECKING:
@@ -501,6 +502,7 @@ def pipelines_run(file: Path, max_parallel: int, state_dir: Path | None) -> None
 
 
 main.add_command(example)
+main.add_command(demo)
 
 
 if __name__ == "__main__":

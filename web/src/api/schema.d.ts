@@ -1217,6 +1217,11 @@ export type components = {
         DeploymentPatch: {
             autoscaling?: components["schemas"]["AutoscalingIn"] | null;
             canary?: components["schemas"]["CanaryIn"] | null;
+            /**
+             * Modelid
+             * @description serve another catalog model (a new version): its uri, unless modelUri is given too; the endpoint's model becomes this one
+             */
+            modelId?: string | null;
             /** Modeluri */
             modelUri?: string | null;
             /**

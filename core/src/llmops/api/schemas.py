@@ -433,6 +433,11 @@ class EndpointOut(Degradable):
 
 
 class DeploymentPatch(Input):
+    model_id: str | None = Field(
+        default=None,
+        description="serve another catalog model (a new version): its uri, unless modelUri "
+        "is given too; the endpoint's model becomes this one",
+    )
     model_uri: str | None = None
     autoscaling: AutoscalingIn | None = None
     resources: ResourcesIn | None = None

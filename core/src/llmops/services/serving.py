@@ -251,13 +251,27 @@ def get_deployment(
 
 
 def update_deployment(
-    *, session: Session, runtime: IntegrationRuntime, endpoint_id: str, update: DeploymentUpdate
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    endpoint_id: str,
+    update: DeploymentUpdate,
+    model_id: str | None = None,
 ) -> tuple[DeploymentView, Operation]:
+    """Change the deployment in place; ``model_id`` moves the endpoint to another catalog
+    model (served from its uri unless ``update`` names one)."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
     row = _deployment(session, endpoint)
     if update.promote_canary and update.rollback_canary:
         raise InvalidRequest("promoteCanary and rollbackCanary exclude each other")
     runtime.provider(Capability.SERVING, row.provider)  # 409 when its plugin is off
+    if model_id is not None:
+        model = catalog.get_model(session=session, model_id=model_id)
+        if update.model_uri is None:
+            if not model.uri:
+                raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
+            update = update.model_copy(update={"model_uri": model.uri})
+        endpoint.model_id = model.id
     spec = dict(row.spec)
     for key, value in update.model_dump(mode="json", exclude_none=True).items():
         if key not in {"promote_canary", "rollback_canary"}:

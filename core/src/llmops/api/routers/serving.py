@@ -213,9 +213,13 @@ def update_serving_deployment(
     platform: PlatformDep,
     response: Response,
 ) -> DeploymentOut:
-    update = DeploymentUpdate.model_validate(body.model_dump())
+    update = DeploymentUpdate.model_validate(body.model_dump(exclude={"model_id"}))
     _, operation = serving.update_deployment(
-        session=session, runtime=runtime, endpoint_id=endpointId, update=update
+        session=session,
+        runtime=runtime,
+        endpoint_id=endpointId,
+        update=update,
+        model_id=body.model_id,
     )
     result = commit_and_deliver(
         session=session, outbox=platform.outbox, runtime=runtime, operation=operation
