@@ -267,6 +267,8 @@ class RaySession:
         thread.join(timeout=timeout)
         self._ready.clear()
         self._thread = None
+        if self.temp_dir is not None and self.temp_dir.is_symlink():
+            self.temp_dir.unlink()  # the short alias under /tmp; the files stay
 
 
 AUTH_VARIABLES = ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_TOKEN")
