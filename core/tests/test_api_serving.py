@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
 from llmops.testing.plugins import temporary_plugin
+from llmops.testing.waiting import wait_for
 
 PLUGIN = """
 from llmops import hookimpl
@@ -207,6 +208,34 @@ def test_a_new_model_version_is_rolled_out_by_its_catalog_id(
         {"tag": "stable", "modelUri": "file:///v2", "percent": 100}
     ]
     assert client.get(f"{api}/serving/endpoints/{endpoint['id']}").json()["modelId"] == second["id"]
+
+
+def test_an_endpoint_its_framework_lost_is_deployed_again_by_the_worker(
+    tmp_path: Path,
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
+    api: str,
+) -> None:
+    settings = make_settings(plugins="memserve", serving_sync_interval_seconds=0.2)
+    with (
+        temporary_plugin(tmp_path, "memserve", PLUGIN) as module,
+        TestClient(create_app(settings)) as client,
+    ):
+        authenticate(client)
+        plugin = sys.modules[module]
+        model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"})
+        endpoint = client.post(
+            f"{api}/serving/endpoints", json={"name": "chat", "modelId": model.json()["id"]}
+        ).json()
+        assert plugin.CALLS == [("deploy", f"endpoint-{endpoint['id']}")]
+
+        plugin.OBJECTS.clear()  # the framework lost it (the local Ray stopped, say)
+
+        wait_for(lambda: len(plugin.CALLS) == 2, timeout=10, what="a second deploy")
+        assert plugin.CALLS[1] == ("deploy", f"endpoint-{endpoint['id']}")
+        deployment = client.get(f"{api}/serving/endpoints/{endpoint['id']}/deployment").json()
+        assert deployment["state"] == "ready"
+        assert deployment["spec"]["modelUri"] == "file:///v1"
 
 
 def test_bad_endpoint_requests_change_nothing(

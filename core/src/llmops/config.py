@@ -48,6 +48,12 @@ class CoreSettings(BaseSettings):
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
     executor_max_parallel: int = 4
     sync_interval_seconds: float = 1.0
+    serving_sync_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="how often the background worker checks every endpoint's deployment "
+        "with its framework, and deploys again one the framework lost",
+    )
     strict_plugins: bool = False
     secret_key: SecretStr | None = Field(
         default=None,

@@ -1,13 +1,14 @@
-"""The background worker of ``llmops up``: keeps pipeline state in step with the tools
-and picks up configuration changes made by other processes."""
+"""The background worker of ``llmops up``: keeps pipeline and serving state in step with
+the tools and picks up configuration changes made by other processes."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING
 
-from llmops.services import pipelines
+from llmops.services import pipelines, serving
 
 if TYPE_CHECKING:
     from llmops.platform import Platform
@@ -21,6 +22,7 @@ class BackgroundWorker:
         self.interval = interval
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._serving_synced = 0.0  # monotonic time of the last serving reconcile
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="llmops-worker", daemon=True)
@@ -34,6 +36,13 @@ class BackgroundWorker:
                 return
         with self.platform.sessions() as session:
             pipelines.sync_active(session=session, runtime=runtime)
+        every = self.platform.settings.serving_sync_interval_seconds
+        if time.monotonic() - self._serving_synced >= every:
+            self._serving_synced = time.monotonic()
+            with self.platform.sessions() as session:
+                redeployed = serving.reconcile(session=session, runtime=runtime)
+            if redeployed:
+                log.warning("deploying again the endpoints their framework lost: %s", redeployed)
 
     def tick(self) -> None:
         """One round; an error is logged and the next round goes on."""

@@ -30,7 +30,7 @@ from llmops.errors import (
     NotFound,
 )
 from llmops.integrations import IntegrationRuntime
-from llmops.resilience.outbox import Delivery, enqueue
+from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
 from llmops.services import catalog
 from llmops.services.pagination import Page, paginate
 
@@ -342,3 +342,84 @@ def deliver_delete(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
         except NotFound:
             continue  # already gone: deleting is idempotent
     return None
+
+
+REDEPLOY_STATES = frozenset(
+    {
+        DeploymentState.READY.value,
+        DeploymentState.DEPLOYING.value,
+        DeploymentState.UPDATING.value,
+        DeploymentState.PENDING.value,
+        DeploymentState.UNKNOWN.value,
+    }
+)
+
+
+def reconcile(*, session: Session, runtime: IntegrationRuntime) -> list[str]:
+    """Bring every deployed endpoint's record in step with its framework (the background
+    worker calls this every ``serving_sync_interval_seconds``), one transaction each.
+
+    An endpoint whose framework no longer has its deployment (the local Ray stopped with
+    the platform, an object deleted behind the platform's back) is deployed again from its
+    stored spec, through the outbox: the platform holds the desired state. Returns the ids
+    of the endpoints it redeployed."""
+    ids = list(session.scalars(select(ServingEndpoint.id)))
+    session.commit()
+    redeployed: list[str] = []
+    for endpoint_id in ids:
+        endpoint = session.get(ServingEndpoint, endpoint_id)
+        row = None if endpoint is None else latest_deployment(session, endpoint_id)
+        if endpoint is None or row is None or row.external_id is None:
+            continue
+        if _has_pending_write(session, endpoint_id):
+            continue  # a deploy, update or delete is on its way: its outcome will tell
+        try:
+            backend = _backend(runtime, row)
+            status = backend.status(row.external_id)
+        except NotFound:
+            if row.state in REDEPLOY_STATES:
+                _redeploy(session, endpoint, row)
+                redeployed.append(endpoint_id)
+        except LlmopsError:
+            pass  # the plugin is off or its tool away: the record stays as it was (stale)
+        else:
+            _apply(endpoint, row, status)
+        session.commit()
+    return redeployed
+
+
+def _has_pending_write(session: Session, endpoint_id: str) -> bool:
+    return (
+        session.scalar(
+            select(Operation.id).where(
+                Operation.resource_type == "serving-endpoint",
+                Operation.resource_id == endpoint_id,
+                Operation.status.in_(
+                    [OperationStatus.PENDING.value, OperationStatus.RUNNING.value]
+                ),
+            )
+        )
+        is not None
+    )
+
+
+def _redeploy(session: Session, endpoint: ServingEndpoint, row: ServingDeployment) -> Operation:
+    row.state = DeploymentState.DEPLOYING.value
+    row.status = {
+        **row.status,
+        "ready": False,
+        "state": DeploymentState.DEPLOYING.value,
+        "message": "its framework lost the deployment: deploying it again from the platform's "
+        "record",
+    }
+    endpoint.status = DeploymentState.DEPLOYING.value
+    return enqueue(
+        session,
+        kind=DEPLOY,
+        provider=row.provider,
+        capability=Capability.SERVING.value,
+        idempotency_key=f"endpoint-{endpoint.id}-redeploy-{uuid.uuid4().hex}",
+        payload={"deploymentId": row.id},
+        resource_type="serving-endpoint",
+        resource_id=endpoint.id,
+    )

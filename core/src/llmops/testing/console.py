@@ -85,15 +85,17 @@ class ConsoleNotBuilt(RuntimeError):
 
 @contextmanager
 def running_platform(
-    *, env: dict[str, str] | None = None, console: bool = True
+    *, env: dict[str, str] | None = None, console: bool = True, data_dir: Path | None = None
 ) -> Iterator[ConsoleServer]:
     """``llmops up`` on 127.0.0.1, in a temp data dir; with ``console``, the built console
-    must be there (API-only tests pass False)."""
+    must be there (API-only tests pass False). Given ``data_dir`` (the platform's data in
+    ``data_dir/data``), it is kept afterwards, so a second platform can start on it."""
     if console and not console_built(CONSOLE_DIR):
         raise ConsoleNotBuilt(
             f"the console is not built ({CONSOLE_DIR}/index.html is missing): run `make console`"
         )
-    data_dir = Path(tempfile.mkdtemp(prefix="llmops-console-"))
+    keep = data_dir is not None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="llmops-console-"))
     port = free_port()
     log_path = data_dir / "server.log"
     env = {
@@ -116,14 +118,18 @@ def running_platform(
             what="llmops up",
         ):
             found = KEY_LINE.search(log_path.read_text())
-            assert found, f"llmops up printed no admin key:\n{log_path.read_text()}"
-            admin_key = found.group(1)
+            key_file = data_dir / "admin-key"  # the key is printed on the first start only
+            if found:
+                key_file.write_text(found.group(1))
+            assert key_file.exists(), f"llmops up printed no admin key:\n{log_path.read_text()}"
+            admin_key = key_file.read_text()
             with httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30
             ) as api:
                 yield ConsoleServer(url=url, admin_key=admin_key, data_dir=data_dir, api=api)
     finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class Console:
