@@ -50,7 +50,7 @@ class MemoryBackend:
             desired_replicas=spec["autoscaling"]["min_replicas"], traffic=traffic,
             target=InferenceTarget(
                 base_url="http://127.0.0.1:9/v1", protocol=InferenceProtocol.OPENAI,
-                model_name=spec["name"],
+                model_name=spec["name"], headers={"Authorization": "Bearer tool-secret"},
             ),
         )
 
@@ -147,6 +147,7 @@ def test_endpoint_is_deployed_updated_with_a_canary_promoted_and_deleted(
             "name": "chat",
             "modelId": model["id"],
             "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "targetOngoingRequests": 4},
+            "options": {"num_cpus": 1, "served_model_name": "x"},
         },
     )
     assert created.status_code == 201, created.text
@@ -158,6 +159,10 @@ def test_endpoint_is_deployed_updated_with_a_canary_promoted_and_deleted(
     deployment = client.get(f"{api}/serving/endpoints/{endpoint['id']}/deployment").json()
     assert deployment["state"] == "ready"
     assert deployment["spec"]["autoscaling"]["maxReplicas"] == 3
+    # the user's option names come back as given; the backend's credentials never do
+    assert deployment["spec"]["options"] == {"num_cpus": 1, "served_model_name": "x"}
+    assert deployment["status"]["target"]["headers"] == {"Authorization": "<redacted>"}
+    assert "tool-secret" not in client.get(f"{api}/serving/endpoints/{endpoint['id']}").text
     assert deployment["status"]["traffic"] == [
         {"tag": "stable", "modelUri": "file:///v1", "percent": 100}
     ]

@@ -91,6 +91,33 @@ const routes: RouteRecordRaw[] = [
     component: () => import("@/pages/training/ExperimentComparePage.vue"),
     meta: { title: "Compare runs" },
   },
+  // serving
+  {
+    path: "/serving",
+    name: "endpoints",
+    component: () => import("@/pages/serving/EndpointListPage.vue"),
+    meta: { title: "Serving endpoints" },
+  },
+  {
+    path: "/serving/new",
+    name: "endpoint-deploy",
+    component: () => import("@/pages/serving/EndpointDeployPage.vue"),
+    meta: { title: "Deploy a model", role: "editor" },
+  },
+  {
+    path: "/serving/:id",
+    name: "endpoint",
+    component: () => import("@/pages/serving/EndpointDetailPage.vue"),
+    props: true,
+    meta: { title: "Serving endpoint" },
+  },
+  {
+    path: "/serving/:id/chat",
+    name: "endpoint-chat",
+    component: () => import("@/pages/serving/EndpointChatPage.vue"),
+    props: true,
+    meta: { title: "Chat" },
+  },
   // workflows
   {
     path: "/pipelines",

@@ -13,10 +13,19 @@ from llmops.capabilities.orchestration import STAGE_NAME_PATTERN, StageSpec
 T = TypeVar("T")
 
 
+#: Keys whose values are maps keyed by the user or a tool (option names, environment
+#: variables, HTTP headers, labels): their keys are data, kept as they are.
+VERBATIM_KEYS = frozenset({"options", "env", "headers", "labels", "params", "tags"})
+
+
 def camelize(value: Any) -> Any:
-    """Keys of stored free-form JSON (deployment specs, tool status) in camelCase."""
+    """Keys of stored free-form JSON (deployment specs, tool status) in camelCase; the
+    maps under :data:`VERBATIM_KEYS` keep their own keys."""
     if isinstance(value, dict):
-        return {to_camel(k) if isinstance(k, str) else k: camelize(v) for k, v in value.items()}
+        return {
+            to_camel(k) if isinstance(k, str) else k: v if k in VERBATIM_KEYS else camelize(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [camelize(v) for v in value]
     return value

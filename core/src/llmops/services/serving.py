@@ -80,7 +80,10 @@ def create_endpoint(
     if not uri:
         raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
     if autoscaling.min_replicas > autoscaling.max_replicas:
-        raise InvalidRequest("autoscaling.minReplicas is larger than maxReplicas")
+        raise InvalidRequest(
+            "autoscaling.minReplicas is larger than maxReplicas",
+            parameter="autoscaling.maxReplicas",
+        )
     framework_name, _ = runtime.provider(Capability.SERVING, framework)
     fallback = _fallback_id(session, fallback_endpoint) if fallback_endpoint else None
     endpoint = ServingEndpoint(
@@ -96,7 +99,7 @@ def create_endpoint(
         session.flush()
     except IntegrityError as exc:
         session.rollback()
-        raise Conflict(f"an endpoint named {name!r} already exists") from exc
+        raise Conflict(f"an endpoint named {name!r} already exists", parameter="name") from exc
     spec = DeploymentSpec(
         endpoint_id=endpoint.id,
         name=name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -43,6 +43,19 @@ async def _forget_routes(request: Request) -> AsyncIterator[None]:
 router = APIRouter(prefix="/serving", tags=["serving"], dependencies=[Depends(_forget_routes)])
 
 
+REDACTED = "<redacted>"
+
+
+def _without_secrets(status: dict[str, Any]) -> dict[str, Any]:
+    """The stored status with the values of its inference target's headers (the backend's
+    own credentials, which the gateway sends) masked: they never leave the server."""
+    target = status.get("target")
+    if not isinstance(target, dict) or not target.get("headers"):
+        return status
+    headers = {name: REDACTED for name in target["headers"]}
+    return {**status, "target": {**target, "headers": headers}}
+
+
 def deployment_out(view: DeploymentView) -> DeploymentOut:
     row = view.row
     return DeploymentOut(
@@ -51,7 +64,7 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
         external_id=row.external_id,
         state=row.state,
         spec=camelize(row.spec),
-        status=camelize(row.status),
+        status=camelize(_without_secrets(row.status)),
         synced_at=row.synced_at,
         degraded=view.stale,
         degraded_reason=f"showing the last known state: {view.reason}" if view.stale else None,
