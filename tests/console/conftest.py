@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import statistics
@@ -33,6 +32,7 @@ from llmops.testing.console import (
     Console,
     ConsoleNotBuilt,
     ConsoleServer,
+    console_tab,
     running_platform,
 )
 
@@ -82,20 +82,8 @@ def browser(playwright_instance: Playwright) -> Iterator[Browser]:
 def console(
     console_server: ConsoleServer, browser: Browser, request: pytest.FixtureRequest
 ) -> Iterator[Console]:
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    tab = Console(console_server, page)
-    try:
+    with console_tab(console_server, browser, request) as tab:
         yield tab
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            with contextlib.suppress(Exception):
-                tab.screenshot(f"failed-{request.node.name}")
-        context.close()
-    unexpected = tab.unexpected_errors()
-    assert not unexpected, "the browser logged errors:\n" + "\n".join(unexpected)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -21,7 +21,6 @@ The page logic knows neither: it reads the frameworks' declared capabilities.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
@@ -45,7 +44,13 @@ from playwright.sync_api import Browser, Locator, Page, expect
 from llmops.model_runtime.app import create_app as runtime_app
 from llmops.model_runtime.engine import Engine, Finished, SamplingParams, TextPiece
 from llmops.model_runtime.loader import load_model
-from llmops.testing.console import Console, ConsoleNotBuilt, ConsoleServer, running_platform
+from llmops.testing.console import (
+    Console,
+    ConsoleNotBuilt,
+    ConsoleServer,
+    console_tab,
+    running_platform,
+)
 from llmops.testing.models import DIRECT_SERVING_PLUGIN, serving_in_thread, tiny_causal_lm
 from llmops.testing.plugins import temporary_plugin
 from llmops.testing.processes import free_port
@@ -224,20 +229,8 @@ def served(backends: Backends) -> Iterator[Served]:
 def tab(served: Served, browser: Browser, request: pytest.FixtureRequest) -> Iterator[Console]:
     """A fresh browser tab on this module's platform (as the shared ``console`` fixture:
     any console error the test did not announce fails it)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    console = Console(served.server, page)
-    try:
+    with console_tab(served.server, browser, request) as console:
         yield console
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            with contextlib.suppress(Exception):
-                console.screenshot(f"failed-{request.node.name}")
-        context.close()
-    unexpected = console.unexpected_errors()
-    assert not unexpected, "the browser logged errors:\n" + "\n".join(unexpected)
 
 
 # -- arranging through the API ------------------------------------------------------------

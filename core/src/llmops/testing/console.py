@@ -14,6 +14,7 @@ add console pages. Playwright drives Debian's Chromium (``/usr/bin/chromium``, o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -35,7 +36,8 @@ from llmops.testing.processes import free_port, serving_process
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from playwright.sync_api import ConsoleMessage, Page, Route
+    import pytest
+    from playwright.sync_api import Browser, ConsoleMessage, Page, Route
 
     URLMatch = str | re.Pattern[str] | Callable[[str], bool]
 
@@ -232,3 +234,26 @@ class Console:
 
     def unexpected_errors(self) -> list[str]:
         return [e for e in self.errors if not any(a in e for a in self.allowed)]
+
+
+@contextmanager
+def console_tab(
+    server: ConsoleServer, browser: Browser, request: pytest.FixtureRequest
+) -> Iterator[Console]:
+    """A fresh browser context and tab on ``server`` for the test of ``request``: a
+    screenshot when the test failed (``rep_call``, set by tests/console/conftest.py);
+    afterwards, any console error or uncaught page error the test did not announce with
+    ``expect_console_error`` fails it."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(15_000)
+    tab = Console(server, context.new_page())
+    try:
+        yield tab
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            with contextlib.suppress(Exception):
+                tab.screenshot(f"failed-{request.node.name}")
+        context.close()
+    unexpected = tab.unexpected_errors()
+    assert not unexpected, "the browser logged errors:\n" + "\n".join(unexpected)
