@@ -115,7 +115,18 @@ class DeploymentStatus(Value):
 
 @runtime_checkable
 class ServingBackend(Protocol):
-    """A serving framework (KServe, Ray Serve, ...)."""
+    """A serving framework (KServe, Ray Serve, ...).
+
+    * ``deploy`` may return before the deployment is ready (DEPLOYING); ``status`` says
+      READY only when a request through the framework's data path would be answered.
+    * ``status``, ``update``, ``delete`` and ``inference_target`` raise ``NotFound`` when
+      the framework has no deployment under ``external_id``. The platform holds the
+      desired state: its background worker deploys again, from the stored spec, an
+      endpoint whose deployment ``status`` no longer finds, so ``deploy`` must accept the
+      same spec (same idempotency key) again once the first is gone.
+    * ``InferenceTarget.headers`` are the backend's own credentials for the gateway to
+      send; they are kept out of every API answer.
+    """
 
     def framework(self) -> FrameworkInfo: ...
     def deploy(self, spec: DeploymentSpec) -> DeploymentStatus: ...
