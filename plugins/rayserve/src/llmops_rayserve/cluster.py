@@ -80,7 +80,12 @@ def short_temp_dir(data_dir: Path) -> Path:
         return preferred
     preferred.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:10]
-    link = Path(tempfile.gettempdir()) / f"llmops-ray-{os.getuid()}-{digest}"
+    prefix = f"llmops-ray-{os.getuid()}-"
+    for old in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        if old.is_symlink() and not old.exists():  # its data dir is gone
+            with contextlib.suppress(OSError):
+                old.unlink()
+    link = Path(tempfile.gettempdir()) / f"{prefix}{digest}"
     if link.is_symlink() and link.resolve() != preferred.resolve():
         link.unlink()
     if not link.is_symlink():
