@@ -46,8 +46,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30, "
-        "mlflow-metrics 10 batched and 3 per-point, gateway-overhead 300 one-token chats and "
-        "30 streams; the list walks always walk 200/100 pages)",
+        "mlflow-metrics 10 batched and 3 per-point, gateway-overhead 1000 one-token chats and "
+        "50 streams; the list walks always walk 200/100 pages)",
     )
     parser.add_argument(
         "--rows", type=int, default=100_000, help="models in the list benchmarks' table"

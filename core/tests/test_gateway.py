@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,9 +19,12 @@ import httpx
 import pytest
 import torch
 from openai import OpenAI
+from prometheus_client import CollectorRegistry
 
 from llmops.api.app import create_app
+from llmops.api.routers.openai import InferenceRoutes
 from llmops.config import CoreSettings
+from llmops.gateway import Gateway, GatewayMetrics, Route, Upstream
 from llmops.model_runtime.app import create_app as runtime_app
 from llmops.model_runtime.engine import Engine
 from llmops.model_runtime.loader import load_model
@@ -26,8 +32,50 @@ from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.models import DIRECT_SERVING_PLUGIN, serving_in_thread, tiny_causal_lm
 from llmops.testing.plugins import PluginInstaller
 from llmops.testing.processes import free_port
+from llmops.testing.waiting import wait_for
 
 API = "/llm-ops/v1"
+
+
+class DroppingBackend:
+    """An OpenAI-ish backend on a raw socket that keeps a connection alive after its first
+    answer, and closes it, unanswered, when a second request comes on it: what a backend
+    does to a kept-alive connection it times out just as the gateway reuses it."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.answered = 0
+        self._loop = asyncio.new_event_loop()
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        for answered_here in (False, True):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+            await reader.readexactly(length)
+            if answered_here:
+                break  # the second request on this connection: hang up
+            body = json.dumps(
+                {"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}}]}
+            ).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+            self.answered += 1
+        writer.close()
+
+    def close(self) -> None:
+        self._server.close()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5)
 
 
 @dataclass
@@ -36,7 +84,11 @@ class Backends:
     unreachable: str
     failing: str  # answers 500
     hanging: str  # never answers
+    cut: str  # starts a stream's answer, then hangs up before its first chunk
+    dripping: str  # streams a chunk every 20 ms until its client leaves
+    dropping: DroppingBackend  # closes a kept-alive connection when it is reused
     seen: list[dict[str, str]]  # headers the model runtime received
+    left: list[float]  # when the dripping backend saw its client leave
 
 
 def _recording(app: Any, seen: list[dict[str, str]]) -> Any:
@@ -61,6 +113,43 @@ async def _hanging(scope: Any, receive: Any, send: Any) -> None:
     await asyncio.sleep(30)
 
 
+async def _cut(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", SSE)]})
+    # returns without a body: uvicorn closes the connection mid-answer
+
+
+def _dripping(left: list[float]) -> Any:
+    async def drip(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await receive()
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", SSE)]}
+        )
+
+        async def chunks() -> None:
+            for n in range(1500):
+                event = {"choices": [{"index": 0, "delta": {"content": f"{n} "}}]}
+                body = f"data: {json.dumps(event)}\n\n".encode()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await asyncio.sleep(0.02)
+
+        streaming = asyncio.ensure_future(chunks())
+        try:
+            if (await receive())["type"] == "http.disconnect" and not streaming.done():
+                left.append(time.monotonic())
+        finally:
+            streaming.cancel()
+
+    return drip
+
+
+SSE = b"text/event-stream"
+
+
 @pytest.fixture(scope="module")
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     threads = torch.get_num_threads()
@@ -68,21 +157,30 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backends]:
     folder = tiny_causal_lm(tmp_path_factory.mktemp("model"))
     engine = Engine(load_model(folder, device="cpu"), default_max_tokens=8)
     seen: list[dict[str, str]] = []
+    left: list[float] = []
     app = _recording(runtime_app(engine, served_model_name="tiny-gpt2"), seen)
+    dropping = DroppingBackend()
     try:
         with (
             serving_in_thread(app) as model,
             serving_in_thread(_failing) as failing,
             serving_in_thread(_hanging) as hanging,
+            serving_in_thread(_cut) as cut,
+            serving_in_thread(_dripping(left)) as dripping,
         ):
             yield Backends(
                 model=f"{model}/v1",
                 unreachable=f"http://127.0.0.1:{free_port()}/v1",
                 failing=f"{failing}/v1",
                 hanging=f"{hanging}/v1",
+                cut=f"{cut}/v1",
+                dripping=f"{dripping}/v1",
+                dropping=dropping,
                 seen=seen,
+                left=left,
             )
     finally:
+        dropping.close()
         torch.set_num_threads(threads)
 
 
@@ -104,13 +202,33 @@ class Platform:
 def platform(
     install: PluginInstaller, make_settings: Callable[..., CoreSettings], database_url: str
 ) -> Iterator[Platform]:
+    yield from _platform(install, make_settings)
+
+
+@pytest.fixture
+def platform_through_fastapi(
+    install: PluginInstaller, make_settings: Callable[..., CoreSettings], database_url: str
+) -> Iterator[Platform]:
+    """The platform without InferenceRoutes: the inference POSTs reach FastAPI's routes."""
+    yield from _platform(install, make_settings, fast_path=False)
+
+
+def _platform(
+    install: PluginInstaller, make_settings: Callable[..., CoreSettings], *, fast_path: bool = True
+) -> Iterator[Platform]:
     install("direct", DIRECT_SERVING_PLUGIN)
     app = create_app(make_settings(plugins="direct"))
+    if not fast_path:
+        fast: Any = InferenceRoutes
+        app.user_middleware = [m for m in app.user_middleware if m.cls is not fast]
     with serving_in_thread(app) as url:
         keys = {}
         with app.state.platform.transaction() as session:
             for role in (Role.ADMIN, Role.VIEWER):
                 _, keys[role.value] = create_api_key(session=session, name=role.value, role=role)
+            _, keys["job"] = create_api_key(
+                session=session, name="job", role=Role.JOB, training_job_id="0" * 32
+            )
         yield Platform(url, keys)
 
 
@@ -304,3 +422,143 @@ def test_an_endpoint_is_healthy_only_when_a_real_inference_succeeds(
     assert "answered 500" in healths["broken"]["detail"]
     assert healths["broken"]["endpoint"] == "broken"
     assert healths["gone"]["healthy"] is False
+
+
+def test_a_stream_that_breaks_before_its_first_chunk_falls_back(
+    platform: Platform, backends: Backends
+) -> None:
+    endpoint(platform, "tiny", backends.model)
+    endpoint(platform, "cut", backends.cut, fallbackEndpoint="tiny")
+    endpoint(platform, "alone", backends.cut)
+    body = {**CHAT, "stream": True}
+
+    with platform.api("viewer") as api:
+        fell_back = api.post(f"{API}/openai/v1/chat/completions", json={**body, "model": "cut"})
+        alone = api.post(f"{API}/openai/v1/chat/completions", json={**body, "model": "alone"})
+
+    assert fell_back.status_code == 200, fell_back.text
+    assert fell_back.headers["x-llmops-endpoint"] == "tiny"
+    assert events(fell_back)[-1] == "[DONE]"
+    assert alone.status_code == 503
+    assert alone.headers["retry-after"] == "5"
+    assert "before its first chunk" in alone.json()["error"]["message"]
+
+
+def test_a_client_that_leaves_a_stream_ends_the_backends_stream(
+    platform: Platform, backends: Backends
+) -> None:
+    endpoint(platform, "drip", backends.dripping)
+    before = len(backends.left)
+
+    with (
+        platform.api("viewer") as api,
+        api.stream(
+            "POST",
+            f"{API}/openai/v1/chat/completions",
+            json={**CHAT, "model": "drip", "stream": True},
+        ) as answer,
+    ):
+        lines = answer.iter_lines()
+        received = [next(lines) for _ in range(3)]
+    # the client has closed its connection in the middle of a 30 s stream
+
+    assert answer.status_code == 200
+    assert received[0].startswith("data: ")
+    wait_for(lambda: len(backends.left) > before, timeout=10, what="the backend to see it")
+
+
+def test_inference_needs_a_viewer_key_and_is_not_audited_unless_refused(
+    platform: Platform, backends: Backends
+) -> None:
+    endpoint(platform, "tiny", backends.model)
+    path = f"{API}/openai/v1/chat/completions"
+    body = {**CHAT, "model": "tiny"}
+
+    with platform.api("viewer") as viewer, platform.api("job") as job, platform.api() as admin:
+        allowed = viewer.post(path, json=body)
+        anonymous = httpx.post(f"{platform.url}{path}", json=body, timeout=30)
+        forbidden = job.post(path, json=body)
+        audited = admin.get(f"{API}/governance/audit-logs", params={"limit": 100}).json()
+
+    assert allowed.status_code == 200
+    assert anonymous.status_code == 401
+    assert anonymous.headers["content-type"] == "application/problem+json"
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    assert forbidden.status_code == 403
+    inference = [e for e in audited["items"] if e["action"] == "openai_chat_completions"]
+    assert [(e["outcome"], e["details"]["status"]) for e in inference] == [
+        ("denied", 403),
+        ("denied", 401),
+    ]
+    assert all(e["requestId"] for e in inference)
+    assert allowed.headers["x-request-id"]
+
+
+def test_the_fastapi_routes_answer_as_the_inference_middleware_does(
+    platform_through_fastapi: Platform, backends: Backends
+) -> None:
+    platform = platform_through_fastapi
+    created = endpoint(platform, "tiny", backends.model)
+    sdk = platform.sdk("viewer")
+
+    chat = sdk.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=3
+    )
+    pieces = list(
+        sdk.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=3, stream=True
+        )
+    )
+    with platform.api("viewer") as api:
+        own = api.post(f"{API}/serving/endpoints/{created['id']}/chat/completions", json=CHAT)
+        unknown = api.post(f"{API}/openai/v1/embeddings", json={"model": "nope", "input": "x"})
+    anonymous = httpx.post(f"{platform.url}{API}/openai/v1/completions", json={}, timeout=30)
+
+    assert chat.choices[0].message.content is not None
+    assert pieces
+    assert own.status_code == 200
+    assert own.headers["x-llmops-endpoint"] == "tiny"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "model_not_found"
+    assert anonymous.status_code == 401
+
+
+def test_a_model_asked_for_by_many_requests_at_once_is_resolved_once() -> None:
+    resolved: list[str] = []
+
+    class Counting(Gateway):
+        def route(self, session: Any, model: str) -> Route:
+            resolved.append(model)
+            return Route(Upstream("e1", model, None, 1.0, "not deployed"))
+
+    gateway = Counting(runtime=None, metrics=GatewayMetrics(CollectorRegistry()))  # type: ignore[arg-type]
+
+    sessions: Any = nullcontext
+
+    async def crowd() -> list[Route]:
+        routes = await asyncio.gather(*(gateway.find("tiny", sessions) for _ in range(20)))
+        gateway.forget()  # an endpoint changed: the next request resolves afresh
+        return [*routes, await gateway.find("tiny", sessions)]
+
+    routes = asyncio.run(crowd())
+
+    assert resolved == ["tiny", "tiny"]
+    assert {r.primary.endpoint_name for r in routes} == {"tiny"}
+
+
+def test_a_kept_alive_connection_the_backend_closed_is_tried_again_on_a_new_one(
+    platform: Platform, backends: Backends
+) -> None:
+    dropping = backends.dropping
+    endpoint(platform, "dropping", f"http://127.0.0.1:{dropping.port}/v1")
+    before = dropping.connections, dropping.answered
+
+    with platform.api("viewer") as api:
+        answers = [
+            api.post(f"{API}/openai/v1/chat/completions", json={**CHAT, "model": "dropping"})
+            for _ in range(3)
+        ]
+
+    assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
+    assert dropping.answered - before[1] == 3
+    assert dropping.connections - before[0] == 3  # the 2nd and 3rd took a dropped one first

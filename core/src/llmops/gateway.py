@@ -4,11 +4,19 @@
 inference target (its backend's base URL, where the OpenAI routes sit: Ray Serve's
 ``/<app>/v1``, KServe's ``/openai/v1``), rewrites ``model`` to the name the backend
 serves, and forwards the body with headers of its own: the caller's platform key never
-goes upstream. A stream is passed on chunk by chunk as it arrives, with no buffering; a
-client that goes away closes the upstream request, so the backend stops generating.
+goes upstream. A stream is passed on chunk by chunk as it arrives, with no buffering: an
+HTTP chunk of the backend's is one of ours (our headers wait for its first chunk, and
+leave with it). A client that goes away closes the upstream request, so the backend
+stops generating.
 
-When the primary endpoint fails before the first byte (unreachable, timed out, a 5xx, or
-not ready), its configured fallback endpoint is tried. When no backend answers, the
+The gateway answers through ASGI itself (:meth:`Gateway.serve`), below FastAPI, and
+speaks to backends with one keep-alive aiohttp session: a request through it costs a
+fraction of a millisecond of CPU (``bench/gateway_overhead.py`` measures it). Routes are
+remembered for a moment and resolved once however many requests ask at the same time.
+
+When the primary endpoint fails before the first byte (unreachable, timed out, a 5xx, a
+stream that breaks off before its first chunk, or not ready), its configured fallback
+endpoint is tried. When no backend answers, the
 answer is 502 (a backend answered with an error) or 503 (none could be reached), with
 ``Retry-After``, in OpenAI's error shape: never a hang, never a 500. Latency, outcomes
 and token usage are counted per endpoint in Prometheus.
@@ -16,18 +24,22 @@ and token usage are counted per endpoint in Prometheus.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import httpx
+import aiohttp
+import anyio.to_thread
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Send
 
 from llmops.capabilities.common import Capability
 from llmops.capabilities.serving import DeploymentState, InferenceProtocol, InferenceTarget
@@ -40,6 +52,10 @@ log = logging.getLogger(__name__)
 
 #: How long a backend may take to accept the connection, whatever the endpoint's timeout.
 CONNECT_TIMEOUT = 5.0
+#: How long an idle connection to a backend is kept: less than the 5 s after which uvicorn
+#: (Ray Serve's proxy, vLLM, the model runtime) closes it, so a request seldom takes one
+#: that the backend is closing.
+KEEPALIVE_SECONDS = 4.0
 #: What a caller is told to wait before trying again when no backend answered.
 RETRY_AFTER_SECONDS = 5
 #: Request bodies the gateway passes on (1 MiB of prompt is plenty; a larger one is a 413).
@@ -67,17 +83,26 @@ class GatewayError(Exception):
         self.param = param
         self.retry_after = retry_after
 
-    def response(self) -> JSONResponse:
-        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
-        body = {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
+    async def send(self, send: Send) -> None:
+        """Answer with this error through an ASGI ``send``."""
+        body = json.dumps(
+            {
+                "error": {
+                    "message": self.message,
+                    "type": self.type,
+                    "param": self.param,
+                    "code": self.code,
+                }
             }
-        }
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if self.retry_after:
+            headers.append((b"retry-after", str(self.retry_after).encode()))
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 @dataclass(frozen=True)
@@ -138,13 +163,43 @@ class GatewayMetrics:
             registry=registry,
         )
 
-    def usage(self, endpoint: str, usage: Any) -> None:
+        self._endpoints: dict[str, EndpointMetrics] = {}
+
+    def of(self, endpoint: str) -> EndpointMetrics:
+        """One endpoint's series (``labels()`` takes a lock and a lookup: done once)."""
+        found = self._endpoints.get(endpoint)
+        if found is None:
+            found = self._endpoints[endpoint] = EndpointMetrics(self, endpoint)
+        return found
+
+
+class EndpointMetrics:
+    def __init__(self, metrics: GatewayMetrics, endpoint: str) -> None:
+        self._metrics = metrics
+        self.endpoint = endpoint
+        self.first_byte = metrics.first_byte.labels(endpoint)
+        self.duration = metrics.duration.labels(endpoint)
+        self._tokens = {kind: metrics.tokens.labels(endpoint, kind) for kind in TOKEN_KINDS}
+        self._requests: dict[tuple[str, str], Any] = {}
+
+    def request(self, route: str, outcome: str) -> None:
+        counter = self._requests.get((route, outcome))
+        if counter is None:
+            counter = self._requests[(route, outcome)] = self._metrics.requests.labels(
+                self.endpoint, route, outcome
+            )
+        counter.inc()
+
+    def usage(self, usage: Any) -> None:
         if not isinstance(usage, dict):
             return
-        for kind in ("prompt", "completion"):
+        for kind, counter in self._tokens.items():
             value = usage.get(f"{kind}_tokens")
             if isinstance(value, int) and value >= 0:
-                self.tokens.labels(endpoint, kind).inc(value)
+                counter.inc(value)
+
+
+TOKEN_KINDS = ("prompt", "completion")
 
 
 #: How long a resolved route is reused: a change made through this process is seen at
@@ -156,10 +211,48 @@ ROUTE_TTL_SECONDS = 2.0
 class Gateway:
     runtime: IntegrationRuntime
     metrics: GatewayMetrics
-    _client: httpx.AsyncClient | None = field(default=None, init=False)
+    _session: aiohttp.ClientSession | None = field(default=None, init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
     _routes: dict[str, tuple[float, Route]] = field(default_factory=dict, init=False)
+    _resolving: dict[str, asyncio.Future[Route]] = field(default_factory=dict, init=False)
+    _generation: int = field(default=0, init=False)
 
     # -- the route cache: no database round trip per request --------------------------
+
+    async def find(
+        self, model: str, sessions: Callable[[], AbstractContextManager[Session]]
+    ) -> Route:
+        """The route ``model`` names: remembered, or resolved (in a thread: database
+        reads) once however many requests ask for it at the same time."""
+        cached = self.cached(model)
+        if cached is not None:
+            return cached
+        pending = self._resolving.get(model)
+        if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+            pending = asyncio.ensure_future(self._resolve(model, sessions))
+            self._resolving[model] = pending
+            pending.add_done_callback(partial(self._resolved, model))
+        return await asyncio.shield(pending)  # a caller that leaves cancels only itself
+
+    async def _resolve(
+        self, model: str, sessions: Callable[[], AbstractContextManager[Session]]
+    ) -> Route:
+        generation = self._generation
+
+        def resolve() -> Route:
+            with sessions() as session:
+                return self.route(session, model)
+
+        route = await anyio.to_thread.run_sync(resolve)
+        if generation == self._generation:  # no endpoint changed meanwhile
+            self.remember(model, route)
+        return route
+
+    def _resolved(self, model: str, future: asyncio.Future[Route]) -> None:
+        if self._resolving.get(model) is future:
+            del self._resolving[model]
+        if not future.cancelled():
+            future.exception()  # the callers have it; none left is no error to report
 
     def cached(self, model: str) -> Route | None:
         entry = self._routes.get(model)
@@ -174,7 +267,9 @@ class Gateway:
 
     def forget(self) -> None:
         """Drop every cached route (an endpoint or deployment changed)."""
+        self._generation += 1
         self._routes.clear()
+        self._resolving.clear()
 
     # -- resolving ---------------------------------------------------------------------
 
@@ -243,89 +338,165 @@ class Gateway:
             ],
         }
 
-    # -- forwarding --------------------------------------------------------------------
+    # -- forwarding ---------------------------------------------------------------------
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=512, max_keepalive_connections=64),
-                follow_redirects=False,
-                trust_env=False,  # no proxy from the environment between us and a backend
+    def session(self) -> aiohttp.ClientSession:
+        """The client of every backend: keep-alive connections, no cookies shared between
+        callers, no proxy from the environment. One per event loop."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=512, limit_per_host=0, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                # no Accept-Encoding: backends answer uncompressed, bytes pass as they are
+                skip_auto_headers=("User-Agent", "Accept-Encoding"),
+                trust_env=False,
             )
-        return self._client
+            self._loop = loop
+        return self._session
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._session is not None and self._loop is asyncio.get_running_loop():
+            await self._session.close()
+        self._session = None
+        self._loop = None
 
-    async def forward(
+    async def serve(
         self,
         route: Route,
         path: str,
         body: dict[str, Any],
         *,
         label: str,
-        on_done: Callable[[], None] | None = None,
-    ) -> Response:
-        """Send ``body`` to the route's first backend that answers before its first byte."""
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Answer an ASGI request whose ``body`` was read: from the route's first backend
+        that answers before its first byte, else with a 502 or 503. A client that goes
+        away (``http.disconnect``) closes the backend's request at once."""
+        watch = _ClientWatch(receive)
+        try:
+            try:
+                await self._answer(route, path, body, label, send, watch)
+            except GatewayError as exc:
+                watch.finish()
+                await exc.send(send)
+            finally:
+                watch.finish()
+        except asyncio.CancelledError:
+            if not watch.gone:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the cancel was ours: the client left, nobody to answer
+
+    async def _answer(
+        self,
+        route: Route,
+        path: str,
+        body: dict[str, Any],
+        label: str,
+        send: Send,
+        watch: _ClientWatch,
+    ) -> None:
         stream = bool(body.get("stream"))
         started = time.perf_counter()
+        metrics = self.metrics.of(route.primary.endpoint_name)
         answered_error: str | None = None
         unreachable: list[str] = []
         for index, upstream in enumerate(route.upstreams):
             if upstream.target is None:
                 unreachable.append(upstream.unavailable or f"{upstream.endpoint_name} is away")
                 continue
+            name = upstream.endpoint_name
             try:
                 response = await self._send(upstream, path, body, stream=stream)
-            except httpx.TimeoutException:
+            except TimeoutError:
                 unreachable.append(
-                    f"endpoint {upstream.endpoint_name!r} did not answer within "
-                    f"{upstream.timeout:g} s"
+                    f"endpoint {name!r} did not answer within {upstream.timeout:g} s"
                 )
                 continue
-            except httpx.TransportError as exc:
-                unreachable.append(f"endpoint {upstream.endpoint_name!r} is unreachable: {exc}")
+            except aiohttp.ClientError as exc:
+                unreachable.append(f"endpoint {name!r} is unreachable: {exc or type(exc).__name__}")
                 continue
-            if response.status_code >= 500:
-                text = (await response.aread())[:300].decode("utf-8", "replace")
-                await response.aclose()
-                answered_error = (
-                    f"endpoint {upstream.endpoint_name!r} answered {response.status_code}: {text}"
+            if response.status >= 500:
+                try:
+                    head = await response.content.read(300)
+                except (TimeoutError, aiohttp.ClientError):
+                    head = b""
+                finally:
+                    response.close()
+                answered_error = f"endpoint {name!r} answered {response.status}: " + head.decode(
+                    "utf-8", "replace"
                 )
                 continue
-            endpoint = route.primary.endpoint_name
-            self.metrics.first_byte.labels(endpoint).observe(time.perf_counter() - started)
-            outcome = "ok" if response.status_code < 400 else "client_error"
+            chunks: AsyncGenerator[bytes] | None = None
+            first = b""
+            if stream and response.status < 400:
+                # the first chunk before our headers: both leave in one write, and a backend
+                # that breaks off before it still has a fallback
+                chunks = _chunks(response)
+                try:
+                    first = await anext(chunks, b"")
+                except BaseException as exc:
+                    await chunks.aclose()
+                    response.close()
+                    if isinstance(exc, TimeoutError):
+                        unreachable.append(
+                            f"endpoint {name!r} sent no first chunk within {upstream.timeout:g} s"
+                        )
+                        continue
+                    if isinstance(exc, aiohttp.ClientError):
+                        unreachable.append(
+                            f"endpoint {name!r} broke off before its first chunk: "
+                            f"{exc or type(exc).__name__}"
+                        )
+                        continue
+                    raise
+            metrics.first_byte.observe(time.perf_counter() - started)
+            outcome = "ok" if response.status < 400 else "client_error"
             if index > 0:
                 outcome = "fallback"
-            self.metrics.requests.labels(endpoint, label, outcome).inc()
-            headers = {"x-llmops-endpoint": upstream.endpoint_name}
-            if stream and response.status_code < 400:
-                return StreamingResponse(
-                    self._relay(response, endpoint, started, on_done),
-                    status_code=response.status_code,
-                    media_type=response.headers.get("content-type", "text/event-stream"),
-                    headers={**headers, "cache-control": "no-cache", "x-accel-buffering": "no"},
-                )
+            metrics.request(label, outcome)
+            endpoint = name.encode("latin-1", "replace")
+            if chunks is not None:
+                await self._relay(response, chunks, first, endpoint, metrics, started, send, watch)
+                return
             try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
-            self.metrics.duration.labels(endpoint).observe(time.perf_counter() - started)
-            if response.status_code < 400:
-                self._count_usage(endpoint, content)
-            return Response(
-                content,
-                status_code=response.status_code,
-                media_type=response.headers.get("content-type", "application/json"),
-                headers=headers,
+                content = await response.read()
+            except BaseException as exc:
+                response.close()
+                if isinstance(exc, (TimeoutError, aiohttp.ClientError)):
+                    raise GatewayError(
+                        502,
+                        f"endpoint {name!r} broke off its answer: {exc or type(exc).__name__}",
+                        type_="api_error",
+                        code="upstream_error",
+                        retry_after=RETRY_AFTER_SECONDS,
+                    ) from exc
+                raise
+            metrics.duration.observe(time.perf_counter() - started)
+            if response.status < 400:
+                metrics.usage(_usage_of(content))
+            content_type = response.headers.get("Content-Type", "application/json")
+            watch.finish()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [
+                        (b"content-type", content_type.encode("latin-1", "replace")),
+                        (b"content-length", str(len(content)).encode()),
+                        (b"x-llmops-endpoint", endpoint),
+                    ],
+                }
             )
-        endpoint = route.primary.endpoint_name
+            await send({"type": "http.response.body", "body": content})
+            return
         if answered_error is not None:
-            self.metrics.requests.labels(endpoint, label, "upstream_error").inc()
+            metrics.request(label, "upstream_error")
             reasons = "; ".join([answered_error, *unreachable])
             raise GatewayError(
                 502,
@@ -334,7 +505,7 @@ class Gateway:
                 code="upstream_error",
                 retry_after=RETRY_AFTER_SECONDS,
             )
-        self.metrics.requests.labels(endpoint, label, "unavailable").inc()
+        metrics.request(label, "unavailable")
         raise GatewayError(
             503,
             f"no backend could answer: {'; '.join(unreachable)}",
@@ -342,6 +513,49 @@ class Gateway:
             code="endpoint_unavailable",
             retry_after=RETRY_AFTER_SECONDS,
         )
+
+    async def _relay(
+        self,
+        response: aiohttp.ClientResponse,
+        chunks: AsyncGenerator[bytes],
+        first: bytes,
+        endpoint: bytes,
+        metrics: EndpointMetrics,
+        started: float,
+        send: Send,
+        watch: _ClientWatch,
+    ) -> None:
+        """The backend's stream, passed on chunk for chunk as each arrives."""
+        content_type = response.headers.get("Content-Type", "text/event-stream")
+        usage = _UsageScanner()
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status,
+                    "headers": [
+                        (b"content-type", content_type.encode("latin-1", "replace")),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),
+                        (b"x-llmops-endpoint", endpoint),
+                    ],
+                }
+            )
+            if first:
+                usage.feed(first)
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                async for data in chunks:
+                    usage.feed(data)
+                    await send({"type": "http.response.body", "body": data, "more_body": True})
+        except (TimeoutError, aiohttp.ClientError) as exc:  # the backend broke off: so do we
+            log.warning("stream from endpoint %s broke off: %s", metrics.endpoint, exc)
+        finally:
+            await chunks.aclose()
+            response.close()  # a client that left: the backend's request ends with ours
+            metrics.duration.observe(time.perf_counter() - started)
+            metrics.usage(usage.usage)
+        watch.finish()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def probe(self, upstream: Upstream) -> Probe:
         """A real one-token chat through the data path: the only proof an endpoint serves."""
@@ -360,14 +574,16 @@ class Gateway:
         try:
             response = await self._send(upstream, "/chat/completions", body, stream=False)
             try:
-                content = await response.aread()
+                content = await response.read()
             finally:
-                await response.aclose()
-        except httpx.HTTPError as exc:
+                response.release()
+        except TimeoutError:
+            return Probe(False, f"the backend did not answer within {upstream.timeout:g} s", took())
+        except aiohttp.ClientError as exc:
             return Probe(False, f"the backend did not answer: {exc or type(exc).__name__}", took())
-        if response.status_code != 200:
+        if response.status != 200:
             text = content[:200].decode("utf-8", "replace")
-            return Probe(False, f"the backend answered {response.status_code}: {text}", took())
+            return Probe(False, f"the backend answered {response.status}: {text}", took())
         try:
             choices = json.loads(content).get("choices")
         except (ValueError, AttributeError):
@@ -378,54 +594,100 @@ class Gateway:
 
     async def _send(
         self, upstream: Upstream, path: str, body: dict[str, Any], *, stream: bool
-    ) -> httpx.Response:
+    ) -> aiohttp.ClientResponse:
         assert upstream.target is not None
         target = upstream.target
-        payload = json.dumps({**body, "model": target.model_name}).encode()
-        headers = {
-            "content-type": "application/json",
-            "accept": "text/event-stream" if stream else "application/json",
-            **target.headers,  # the backend's own credentials, never the caller's key
-        }
-        request = self.client.build_request(
-            "POST",
+        send = partial(
+            self.session().post,
             target.base_url.rstrip("/") + path,
-            content=payload,
-            headers=headers,
-            timeout=httpx.Timeout(upstream.timeout, connect=min(CONNECT_TIMEOUT, upstream.timeout)),
+            data=json.dumps({**body, "model": target.model_name}).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "text/event-stream" if stream else "application/json",
+                **target.headers,  # the backend's own credentials, never the caller's key
+            },
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(
+                total=None,
+                connect=upstream.timeout,
+                sock_connect=min(CONNECT_TIMEOUT, upstream.timeout),
+                sock_read=upstream.timeout,
+            ),
         )
-        return await self.client.send(request, stream=True)
-
-    async def _relay(
-        self,
-        response: httpx.Response,
-        endpoint: str,
-        started: float,
-        on_done: Callable[[], None] | None,
-    ) -> AsyncIterator[bytes]:
-        """The backend's bytes as they come; closing the stream (the client left, or it
-        ended) closes the backend's."""
-        usage = _UsageScanner()
         try:
-            async for chunk in response.aiter_raw():
-                usage.feed(chunk)
-                yield chunk
-        except httpx.HTTPError as exc:  # the backend broke off mid-stream: end ours too
-            log.warning("stream from endpoint %s broke off: %s", endpoint, exc)
-        finally:
-            await response.aclose()
-            self.metrics.duration.labels(endpoint).observe(time.perf_counter() - started)
-            self.metrics.usage(endpoint, usage.usage)
-            if on_done is not None:
-                on_done()
+            return await send()
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                raise  # no connection at all: nothing to try again
+            # A kept-alive connection the backend closed as it was taken (aiohttp retries
+            # only idempotent methods): once more, on another. An inference changes nothing,
+            # so a request that reached the backend after all costs only its compute.
+            log.debug(
+                "endpoint %s dropped a kept-alive connection: %s", upstream.endpoint_name, exc
+            )
+            return await send()
 
-    def _count_usage(self, endpoint: str, content: bytes) -> None:
+
+async def _chunks(response: aiohttp.ClientResponse) -> AsyncGenerator[bytes]:
+    """A response's body as the backend framed it: an HTTP chunk at a time (one that
+    arrives in parts is put together first); not chunked, the bytes as they come."""
+    chunked = "chunked" in response.headers.get("Transfer-Encoding", "").lower()
+    part = b""
+    async for data, whole in response.content.iter_chunks():
+        if chunked and not whole:
+            part += data
+            continue
+        if part:
+            data, part = part + data, b""
+        if data:
+            yield data
+    if part:
+        yield part
+
+
+class _ClientWatch:
+    """Cancels the request's task when its client goes away (ASGI's ``http.disconnect``
+    once the body is read), so that waiting on the backend stops and its request is
+    closed; :meth:`finish` before the last message, after which a disconnect is normal."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.gone = False
+        self._finished = False
+        self._task = asyncio.current_task()
+        self._watcher = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
         try:
-            answer = json.loads(content)
-        except ValueError:
-            return
-        if isinstance(answer, dict):
-            self.metrics.usage(endpoint, answer.get("usage"))
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except OSError:
+            pass  # the connection broke: the client is gone just the same
+        if not self._finished and self._task is not None:
+            self.gone = True
+            self._task.cancel()
+
+    def finish(self) -> None:
+        self._finished = True
+        self._watcher.cancel()
+
+
+def _usage_of(content: bytes) -> Any:
+    """The ``usage`` of an OpenAI answer, read from its end without decoding the whole
+    answer (an embedding's numbers, a long completion): OpenAI servers write it last."""
+    at = content.rfind(b'"usage"')
+    if at < 0:
+        return None
+    tail = content[at + len(b'"usage"') :].decode("utf-8", "replace").lstrip()
+    if not tail.startswith(":"):
+        return None
+    try:
+        usage, _ = _DECODER.raw_decode(tail[1:].lstrip())
+    except ValueError:
+        return None
+    return usage
+
+
+_DECODER = json.JSONDecoder()
 
 
 class _UsageScanner:

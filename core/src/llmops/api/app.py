@@ -7,8 +7,9 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,20 +36,21 @@ from llmops.api.routers import (
 )
 from llmops.api.security import AuditMiddleware, authorize, document_access
 from llmops.config import CoreSettings
+from llmops.observability.metrics import PlatformMetrics
 from llmops.platform import Platform
 from llmops.worker import BackgroundWorker
 
 API_PREFIX = "/llm-ops/v1"
 
 
-def route_template(request: Request) -> str:
+def route_template(scope: Scope) -> str:
     """The matched route's template with its router prefix ("/llm-ops/v1/x/{id}"), so
     metrics are labelled by route and not by every distinct URL."""
-    route = request.scope.get("route")
+    route = scope.get("route")
     path = getattr(route, "path", None)
     if path is None:
         return "unmatched"
-    url = request.url.path
+    url: str = scope["path"]
     if url.startswith(f"{API_PREFIX}/plugins/"):
         plugin = url[len(API_PREFIX) + len("/plugins/") :].split("/", 1)[0]
         return f"{API_PREFIX}/plugins/{plugin}{path}"
@@ -88,6 +90,22 @@ class MetricsMiddleware:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        #: the labelled series, looked up once (``labels()`` takes a lock and a lookup)
+        self._series: dict[tuple[PlatformMetrics, str, str, int], tuple[Any, Any]] = {}
+
+    def _observe(self, metrics: PlatformMetrics, scope: Scope, status: int, took: float) -> None:
+        key = (metrics, scope["method"], route_template(scope), status)
+        series = self._series.get(key)
+        if series is None:
+            if len(self._series) > 10_000:
+                self._series.clear()
+            _, method, template, _ = key
+            series = self._series[key] = (
+                metrics.requests.labels(method, template, str(status)),
+                metrics.latency.labels(method, template),
+            )
+        series[0].inc()
+        series[1].observe(took)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -99,14 +117,8 @@ class MetricsMiddleware:
             if message["type"] == "http.response.start":
                 platform: Platform | None = getattr(scope["app"].state, "platform", None)
                 if platform is not None:
-                    request = Request(scope)
-                    template = route_template(request)
-                    platform.metrics.requests.labels(
-                        request.method, template, str(message["status"])
-                    ).inc()
-                    platform.metrics.latency.labels(request.method, template).observe(
-                        time.perf_counter() - started
-                    )
+                    took = time.perf_counter() - started
+                    self._observe(platform.metrics, scope, int(message["status"]), took)
             await send(message)
 
         await self.app(scope, receive, counted)
@@ -172,7 +184,9 @@ def create_app(
     document_access(app)
 
     # plain ASGI middleware (no BaseHTTPMiddleware: it costs a task and a stream copy per
-    # request, and per chunk of a streamed answer)
+    # request, and per chunk of a streamed answer); the innermost serves the inference
+    # POSTs below FastAPI's routing and dependency injection (llmops.api.routers.openai)
+    app.add_middleware(openai.InferenceRoutes, prefix=API_PREFIX)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_upload_bytes + 1024 * 1024)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(IdempotencyMiddleware)  # replays see the same audit and request id

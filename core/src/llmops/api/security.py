@@ -4,6 +4,13 @@
   every route, the plugins' included, passes through it: public routes answer without a
   key, the others need ``Authorization: Bearer <key>`` (401) of a role the policy allows
   (403). It puts the caller's :class:`~llmops.auth.Principal` in the request's context.
+  Routes served below FastAPI (the inference gateway's) call :func:`check_access`, the
+  same check.
+* A key's lookup is remembered for :data:`PRINCIPAL_TTL_SECONDS` (:class:`PrincipalCache`):
+  no database round trip per request. Revoking a key or changing its role in this process
+  forgets every remembered key at once (:mod:`llmops.services.api_keys`); when the key was
+  last used is still recorded, at most once a minute, by a write the request does not
+  wait for.
 * :class:`AuditMiddleware` gives each request an id (``X-Request-ID``, taken from the
   request when it sends a sane one) and records each write, refused ones included, in
   its own short transaction once the status is known and before the answer leaves. For a
@@ -13,12 +20,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import uuid
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
+from datetime import datetime, timedelta
+from functools import lru_cache, partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -32,6 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmops.auth import (
     ANONYMOUS,
     API,
+    LAST_USED_RESOLUTION,
     Authentication,
     authenticate,
     current_principal,
@@ -40,9 +52,10 @@ from llmops.auth import (
     refusal,
     rule_for,
 )
+from llmops.db.models import ApiKey, utcnow
 from llmops.errors import Forbidden, Unauthenticated
 from llmops.platform import Platform
-from llmops.services import audit
+from llmops.services import api_keys, audit
 from llmops.services.audit import Outcome
 
 log = logging.getLogger(__name__)
@@ -78,15 +91,132 @@ def _access(scope: Scope) -> _Access:
     return access
 
 
+#: The policy's rule for a route, looked up once: routes are few (an unmatched URL is a
+#: template of its own, hence the bound).
+_rule = lru_cache(maxsize=2048)(rule_for)
+
+
 def _bearer_token(scope: Scope) -> str | None:
-    scheme, _, token = Headers(scope=scope).get("authorization", "").partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
 
 
-def _lookup(platform: Platform, token: str) -> Authentication:
-    with platform.transaction() as session:
-        return authenticate(session=session, token=token)
+# -- remembered keys -------------------------------------------------------------------
+
+#: How long a key's lookup is reused: a revocation or role change made in this process is
+#: seen at once, one made by another process (another server, the command line run
+#: elsewhere) within this time.
+PRINCIPAL_TTL_SECONDS = 5.0
+
+
+@dataclass
+class _Known:
+    authentication: Authentication
+    key_id: str
+    #: the last use the database holds, or will once the write under way is done
+    last_used: datetime | None
+
+
+class PrincipalCache:
+    """The keys a platform looked up recently, by hash: a request whose key is known
+    costs no database round trip. Only accepted keys are kept; a refused one is looked up
+    every time. A use is written to ``last_used_at`` at most once per ``resolution``
+    (as :func:`llmops.auth.authenticate` does), off the request's path."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        *,
+        ttl: float = PRINCIPAL_TTL_SECONDS,
+        resolution: timedelta = LAST_USED_RESOLUTION,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.platform = platform
+        self.keys: api_keys.KeyCache[_Known] = api_keys.KeyCache(ttl)
+        self.resolution = resolution
+        self.now = now
+        self._writes: set[asyncio.Future[None]] = set()
+        #: lookups under way, by key hash, with the generation they started in
+        self._pending: dict[str, tuple[int, asyncio.Future[Authentication]]] = {}
+
+    async def authenticate(self, token: str) -> Authentication:
+        """The key's authentication: remembered, or looked up once however many requests
+        present it at the same time (a lookup that started before a key changed is not
+        shared with the requests that come after the change)."""
+        key_hash = api_keys.hash_key(token)
+        known = self.keys.get(key_hash)
+        if known is not None:
+            self._note_use(known)
+            return known.authentication
+        generation = self.keys.generation
+        pending = self._pending.get(key_hash)
+        if (
+            pending is None
+            or pending[0] != generation
+            or pending[1].get_loop() is not asyncio.get_running_loop()
+        ):
+            future = asyncio.ensure_future(self._look_up(token, key_hash, generation))
+            pending = self._pending[key_hash] = (generation, future)
+            future.add_done_callback(partial(self._looked_up, key_hash))
+        return await asyncio.shield(pending[1])  # a caller that leaves cancels only itself
+
+    async def _look_up(self, token: str, key_hash: str, generation: int) -> Authentication:
+        authentication, known = await anyio.to_thread.run_sync(partial(self._lookup, token))
+        if known is not None:
+            self.keys.put(key_hash, known, generation)
+        return authentication
+
+    def _looked_up(self, key_hash: str, future: asyncio.Future[Authentication]) -> None:
+        pending = self._pending.get(key_hash)
+        if pending is not None and pending[1] is future:
+            del self._pending[key_hash]
+        if not future.cancelled():
+            future.exception()  # the callers have it; none left is no error to report
+
+    def _lookup(self, token: str) -> tuple[Authentication, _Known | None]:
+        with self.platform.transaction() as session:
+            authentication = authenticate(session=session, token=token)
+            principal = authentication.principal
+            if authentication.failure is not None or principal is None or not principal.key_id:
+                return authentication, None
+            row = session.get(ApiKey, principal.key_id)
+            last_used = row.last_used_at if row is not None else None
+            return authentication, _Known(authentication, principal.key_id, last_used)
+
+    def _note_use(self, known: _Known) -> None:
+        now = self.now()
+        if known.last_used is not None and now - known.last_used < self.resolution:
+            return
+        known.last_used = now
+        future = asyncio.get_running_loop().run_in_executor(
+            None, partial(self._write_use, known.key_id, now)
+        )
+        self._writes.add(future)
+        future.add_done_callback(self._written)
+
+    def _write_use(self, key_id: str, at: datetime) -> None:
+        with self.platform.transaction() as session:
+            api_keys.note_use(session=session, key_id=key_id, at=at)
+
+    def _written(self, future: asyncio.Future[None]) -> None:
+        self._writes.discard(future)
+        if not future.cancelled() and (error := future.exception()) is not None:
+            log.warning("could not record the last use of an API key: %s", error)
+
+
+_PRINCIPALS: weakref.WeakKeyDictionary[Platform, PrincipalCache] = weakref.WeakKeyDictionary()
+
+
+def principals(platform: Platform) -> PrincipalCache:
+    """The platform's remembered keys."""
+    cache = _PRINCIPALS.get(platform)
+    if cache is None:
+        cache = _PRINCIPALS[platform] = PrincipalCache(platform)
+    return cache
 
 
 async def _authentication(scope: Scope) -> Authentication | None:
@@ -96,9 +226,7 @@ async def _authentication(scope: Scope) -> Authentication | None:
         token = _bearer_token(scope)
         platform: Platform | None = getattr(scope["app"].state, "platform", None)
         if token is not None and platform is not None:
-            access.authentication = await anyio.to_thread.run_sync(
-                partial(_lookup, platform, token)
-            )
+            access.authentication = await principals(platform).authenticate(token)
         access.looked_up = True
     return access.authentication
 
@@ -126,10 +254,18 @@ async def authorize(
 ) -> None:
     """Refuse the request unless the policy lets its key call the route."""
     template = route_template(request.scope) or request.url.path
-    if rule_for(request.method, template).role is None:
+    await check_access(request.scope, request.method, template, request.path_params)
+
+
+async def check_access(
+    scope: Scope, method: str, template: str, path_params: Mapping[str, Any]
+) -> None:
+    """Raise :class:`Unauthenticated` (401) or :class:`Forbidden` (403) unless the policy
+    lets the request's key call ``method template``; note the caller in the context."""
+    if _rule(method, template).role is None:
         return
-    access = _access(request.scope)
-    authentication = await _authentication(request.scope)
+    access = _access(scope)
+    authentication = await _authentication(scope)
     if authentication is None:
         access.refusal = "no API key"
         raise Unauthenticated(
@@ -141,7 +277,7 @@ async def authorize(
         access.refusal = authentication.failure
         raise Unauthenticated(authentication.failure or "invalid API key", invalid_token=True)
     current_principal.set(principal)  # seen by the handler, which runs in this context
-    reason = refusal(principal, request.method, template, request.path_params)
+    reason = refusal(principal, method, template, path_params)
     if reason is not None:
         access.refusal = reason
         raise Forbidden(reason)
@@ -269,7 +405,7 @@ class AuditMiddleware:
             return False  # requests that reached no route, or a route without this method
         if not is_write(method):
             return False
-        rule = rule_for(method, template)
+        rule = _rule(method, template)
         return rule.audited or audit.outcome_of(status) is Outcome.DENIED
 
     async def _record(

@@ -1,20 +1,38 @@
 """The inference gateway's routes (llmops.gateway): an OpenAI-compatible surface under
 ``/llm-ops/v1/openai/v1`` where ``model`` names a serving endpoint, so the official
-OpenAI SDK works by changing its ``base_url``; and the per-endpoint chat route."""
+OpenAI SDK works by changing its ``base_url``; and the per-endpoint chat route.
+
+The inference POSTs sit on the path of every call an application makes to a model, so
+they are served below FastAPI: :class:`InferenceRoutes`, the innermost of the app's plain
+ASGI middleware, answers them itself (no walk through every router, no dependency
+injection, no response model), with the same access check as every route
+(:func:`llmops.api.security.check_access`) and the matched route in the scope, as the
+audit and the metrics expect. The FastAPI routes document them in the OpenAPI document,
+and answer the same way should a request reach them.
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor
 from starlette.responses import Response
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmops.api.errors import problem
 from llmops.api.schemas import EndpointHealthOut
+from llmops.api.security import check_access, route_template
 from llmops.capabilities.common import utcnow
-from llmops.gateway import MAX_BODY_BYTES, Gateway, GatewayError, Route
+from llmops.errors import LlmopsError, Unauthenticated
+from llmops.gateway import MAX_BODY_BYTES, GatewayError, Route
 from llmops.platform import Platform
 from llmops.services import serving
 
@@ -59,21 +77,86 @@ _ANSWER = {
 }
 
 
-def _gateway(request: Request) -> Gateway:
-    platform: Platform = request.app.state.platform
-    return platform.gateway
+@dataclass(frozen=True)
+class Inference:
+    """What an inference route does: the backend's path it calls, its label in the
+    metrics, and whether the endpoint comes from the URL (``endpointId``) instead of the
+    body's ``model``."""
+
+    path: str
+    label: str
+    endpoint_in_path: bool = False
 
 
-async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise GatewayError(
-            413,
-            f"the request body is larger than {MAX_BODY_BYTES} bytes",
-            type_="invalid_request_error",
-        )
+#: The inference routes, by their handler's name.
+INFERENCE = {
+    "openai_chat_completions": Inference("/chat/completions", "chat"),
+    "openai_completions": Inference("/completions", "completions"),
+    "openai_embeddings": Inference("/embeddings", "embeddings"),
+    "endpoint_chat_completions": Inference("/chat/completions", "chat", endpoint_in_path=True),
+}
+
+
+async def serve_inference(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    template: str,
+    path_params: dict[str, Any],
+    inference: Inference,
+) -> None:
+    """Check the caller, read the body, find the endpoint and let the gateway answer."""
+    platform: Platform = scope["app"].state.platform
     try:
-        body = json.loads(raw)
+        await check_access(scope, "POST", template, path_params)
+    except LlmopsError as exc:  # 401 and 403, as every route answers them
+        headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
+        answer = problem(
+            exc.status,
+            exc.slug,
+            exc.title,
+            exc.detail,
+            scope["path"],
+            headers=headers,
+            **exc.extensions,
+        )
+        await answer(scope, receive, send)
+        return
+    try:
+        body = await _body(receive)
+        if body is None:
+            return  # the client left before it sent the whole body
+        model = path_params["endpointId"] if inference.endpoint_in_path else body.get("model")
+        route = await _route(platform, model)
+    except GatewayError as exc:
+        await exc.send(send)
+        return
+    await platform.gateway.serve(
+        route, inference.path, body, label=inference.label, receive=receive, send=send
+    )
+
+
+async def _body(receive: Receive) -> dict[str, Any] | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise GatewayError(
+                413,
+                f"the request body is larger than {MAX_BODY_BYTES} bytes",
+                type_="invalid_request_error",
+            )
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    try:
+        body = json.loads(chunks[0] if len(chunks) == 1 else b"".join(chunks))
     except ValueError as exc:
         raise GatewayError(
             400, f"the body is not JSON: {exc}", type_="invalid_request_error"
@@ -83,7 +166,7 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _route(request: Request, model: Any) -> Route:
+async def _route(platform: Platform, model: Any) -> Route:
     if not isinstance(model, str) or not model:
         raise GatewayError(
             400,
@@ -92,27 +175,86 @@ async def _route(request: Request, model: Any) -> Route:
             param="model",
             code="missing_model",
         )
-    platform: Platform = request.app.state.platform
-    cached = platform.gateway.cached(model)
-    if cached is not None:
-        return cached
-
-    def resolve() -> Route:
-        with platform.sessions() as session:
-            return platform.gateway.route(session, model)
-
-    route = await run_in_threadpool(resolve)
-    platform.gateway.remember(model, route)
-    return route
+    return await platform.gateway.find(model, platform.sessions)
 
 
-async def _forward(request: Request, path: str, label: str, model: Any = None) -> Response:
-    try:
-        body = await _body(request)
-        route = await _route(request, body.get("model") if model is None else model)
-        return await _gateway(request).forward(route, path, body, label=label)
-    except GatewayError as exc:
-        return exc.response()
+@dataclass(frozen=True)
+class _Matched:
+    route: APIRoute
+    template: str
+    inference: Inference
+
+
+class InferenceRoutes:
+    """ASGI middleware that serves the inference POSTs itself (see the module), and
+    passes everything else on."""
+
+    def __init__(self, app: ASGIApp, *, prefix: str) -> None:
+        self.app = app
+        self.exact: dict[str, _Matched] = {}
+        self.patterns: list[tuple[re.Pattern[str], dict[str, Convertor[Any]], _Matched]] = []
+        for route in router.routes:
+            if not isinstance(route, APIRoute) or route.name not in INFERENCE:
+                continue
+            template = prefix + route.path_format
+            matched = _Matched(route, template, INFERENCE[route.name])
+            regex, _, convertors = compile_path(template)
+            if convertors:
+                self.patterns.append((regex, convertors, matched))
+            else:
+                self.exact[template] = matched
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            root: str = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root) :]
+            params: dict[str, Any] = {}
+            matched = self.exact.get(path)
+            if matched is None:
+                for regex, convertors, candidate in self.patterns:
+                    found = regex.match(path)
+                    if found is not None:
+                        params = {
+                            name: convertors[name].convert(value)
+                            for name, value in found.groupdict().items()
+                        }
+                        matched = candidate
+                        break
+            if matched is not None:
+                scope["route"] = matched.route
+                scope["endpoint"] = matched.route.endpoint
+                scope["path_params"] = params
+                await serve_inference(
+                    scope,
+                    receive,
+                    send,
+                    template=matched.template,
+                    path_params=params,
+                    inference=matched.inference,
+                )
+                return
+        await self.app(scope, receive, send)
+
+
+class _Served(Response):
+    """The answer of an inference route reached through FastAPI: served as
+    :class:`InferenceRoutes` serves it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.inference = INFERENCE[name]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await serve_inference(
+            scope,
+            receive,
+            send,
+            template=route_template(scope) or scope["path"],
+            path_params=dict(scope.get("path_params", {})),
+            inference=self.inference,
+        )
 
 
 @router.get(f"{OPENAI}/models", summary="The serving endpoints that are ready, as models")
@@ -133,7 +275,7 @@ async def openai_models(request: Request) -> JSONResponse:
     responses=_ANSWER,  # type: ignore[arg-type]
 )
 async def openai_chat_completions(request: Request) -> Response:
-    return await _forward(request, "/chat/completions", "chat")
+    return _Served("openai_chat_completions")
 
 
 @router.post(
@@ -143,7 +285,7 @@ async def openai_chat_completions(request: Request) -> Response:
     responses=_ANSWER,  # type: ignore[arg-type]
 )
 async def openai_completions(request: Request) -> Response:
-    return await _forward(request, "/completions", "completions")
+    return _Served("openai_completions")
 
 
 @router.post(
@@ -153,7 +295,7 @@ async def openai_completions(request: Request) -> Response:
     responses=_ANSWER,  # type: ignore[arg-type]
 )
 async def openai_embeddings(request: Request) -> Response:
-    return await _forward(request, "/embeddings", "embeddings")
+    return _Served("openai_embeddings")
 
 
 @router.post(
@@ -163,7 +305,7 @@ async def openai_embeddings(request: Request) -> Response:
     responses=_ANSWER,  # type: ignore[arg-type]
 )
 async def endpoint_chat_completions(endpointId: str, request: Request) -> Response:
-    return await _forward(request, "/chat/completions", "chat", model=endpointId)
+    return _Served("endpoint_chat_completions")
 
 
 @router.get(
