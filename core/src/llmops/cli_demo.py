@@ -271,15 +271,11 @@ def demo(
         _version_dataset(client, progress)
 
         progress.step(f"training the example model ({steps} steps) through a pipeline")
-        job = client.call(
-            "POST",
-            "/training/jobs",
-            json={
-                "name": endpoint_name,
-                "datasetId": dataset["id"],
-                "command": [python, "-m", "llmops.examples.tiny_gpt2"],
-                "hyperparameters": hyperparameters,
-            },
+        job = client.submit_example_job(
+            name=endpoint_name,
+            dataset_id=dataset["id"],
+            python=python,
+            hyperparameters=hyperparameters,
         )
         click.echo(f"      training job {job['id']} ({job['status']})")
         job = _follow(client, job, timeout=timeout)

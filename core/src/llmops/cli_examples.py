@@ -81,6 +81,29 @@ class PlatformClient:
             changed = True
         return dict(dataset), changed
 
+    def submit_example_job(
+        self,
+        *,
+        name: str,
+        dataset_id: str,
+        python: str,
+        hyperparameters: dict[str, Any],
+        experiment: str | None = None,
+    ) -> dict[str, Any]:
+        """Submit ``llmops.examples.tiny_gpt2`` as a training job on ``dataset_id``."""
+        job = self.call(
+            "POST",
+            "/training/jobs",
+            json={
+                "name": name,
+                "datasetId": dataset_id,
+                "command": [python, "-m", "llmops.examples.tiny_gpt2"],
+                "hyperparameters": hyperparameters,
+                **({"experiment": experiment} if experiment else {}),
+            },
+        )
+        return dict(job)
+
 
 def _problem(response: httpx.Response) -> str:
     try:
@@ -170,16 +193,12 @@ def train(
         dataset, changed = client.ensure_dataset(dataset_name, sample)
         verb = "created" if changed else "reusing"
         click.echo(f"{verb} dataset {dataset['name']} ({dataset['id']})")
-        job = client.call(
-            "POST",
-            "/training/jobs",
-            json={
-                "name": name,
-                "datasetId": dataset["id"],
-                "command": [python, "-m", "llmops.examples.tiny_gpt2"],
-                "hyperparameters": hyperparameters,
-                **({"experiment": experiment} if experiment else {}),
-            },
+        job = client.submit_example_job(
+            name=name,
+            dataset_id=dataset["id"],
+            python=python,
+            hyperparameters=hyperparameters,
+            experiment=experiment,
         )
         click.echo(f"submitted training job {job['id']} ({job['status']})")
         click.echo(f"console: {client.url}/training/{job['id']}")
