@@ -108,9 +108,11 @@ async def _failing(scope: Any, receive: Any, send: Any) -> None:
 
 
 async def _hanging(scope: Any, receive: Any, send: Any) -> None:
+    """A backend that never answers: it waits until the caller goes away."""
     if scope["type"] != "http":
         return
-    await asyncio.sleep(30)
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _cut(scope: Any, receive: Any, send: Any) -> None:

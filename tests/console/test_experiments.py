@@ -578,11 +578,7 @@ def test_the_experiment_pages_show_loading_then_say_when_they_cannot_load(
 
     loading = console.page.get_by_role("status").filter(has_text="Loading")
     expect(loading.first).to_be_visible()
-    for _ in range(100):  # route handlers run only while Playwright has the thread
-        if held:
-            break
-        console.page.wait_for_timeout(100)
-    assert held, "the page never made its call"
+    console.wait_until_held(held)
     for route in held:
         route.continue_()
     console.wait_ready(ready)

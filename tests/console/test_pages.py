@@ -166,12 +166,7 @@ def test_every_page_shows_that_it_is_loading(
 
     loading = console.page.get_by_role("status").filter(has_text="Loading")
     expect(loading.first).to_be_visible()
-    # route handlers run only while Playwright has the thread: wait inside it, not in sleep
-    for _ in range(100):
-        if held:
-            break
-        console.page.wait_for_timeout(100)
-    assert held, "the page never made its call"
+    console.wait_until_held(held)
     for route in held:
         route.continue_()
     console.wait_ready(ready)

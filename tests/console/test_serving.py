@@ -772,11 +772,7 @@ def test_every_serving_page_shows_that_it_is_loading(
     tab.page.goto(tab.server.url + template.format(**shown))
     loading = tab.page.get_by_role("status").filter(has_text="Loading")
     expect(loading.first).to_be_visible()
-    for _ in range(100):  # route handlers run only while Playwright has the thread
-        if held:
-            break
-        tab.page.wait_for_timeout(100)
-    assert held, "the page never made its call"
+    tab.wait_until_held(held)
     what = loading.first.inner_text()
     for route in held:
         route.continue_()

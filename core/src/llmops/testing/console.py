@@ -32,6 +32,7 @@ import httpx
 
 from llmops.api.console import CONSOLE_DIR, console_built
 from llmops.testing.processes import free_port, serving_process
+from llmops.testing.waiting import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -231,6 +232,16 @@ class Console:
         held: list[Route] = []
         self.page.route(url, lambda route: held.append(route))
         return held
+
+    def wait_until_held(self, held: list[Route], timeout: float = 10.0) -> None:
+        """Wait until the page has made a call that :meth:`hold_api` holds. Route handlers
+        run only inside a Playwright call, so each check is a round trip to the page."""
+
+        def any_held() -> bool:
+            self.page.evaluate("() => true")  # lets Playwright run the route handlers
+            return bool(held)
+
+        wait_for(any_held, timeout=timeout, what="the page to make its call")
 
     def unexpected_errors(self) -> list[str]:
         return [e for e in self.errors if not any(a in e for a in self.allowed)]
