@@ -51,6 +51,7 @@ from harness import (
     Stats,
     clean_env,
     describe,
+    environment,
     fmt_seconds,
     percentile,
 )
@@ -90,26 +91,6 @@ BUFFERED_SHARE = 0.5
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi"}], "temperature": 0}
 #: clock ticks a second, for the CPU times in /proc/<pid>/stat
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-@contextmanager
-def _environment(tmp: Path, **values: str) -> Iterator[None]:
-    """``values`` in os.environ and every temp dir under ``tmp`` (for this process and
-    the servers it starts), restored afterwards."""
-    values = {**values, "TMPDIR": str(tmp)}
-    saved = {name: os.environ.get(name) for name in values}
-    saved_tempdir = tempfile.tempdir
-    os.environ.update(values)
-    tempfile.tempdir = str(tmp)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = saved_tempdir
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _child_pid(marker: str) -> int | None:
@@ -432,7 +413,7 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
     results: list[Result] = []
     errors: list[str] = []
     with (
-        _environment(
+        environment(
             tmp,
             HF_HOME=str(root / "hf"),
             HF_HUB_OFFLINE="1",

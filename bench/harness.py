@@ -12,9 +12,12 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Metric = Literal["median", "p95"]
@@ -142,6 +145,26 @@ def clean_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMOPS_")}
     env.update(overrides)
     return env
+
+
+@contextmanager
+def environment(tmp: Path, **values: str) -> Iterator[None]:
+    """``values`` in os.environ and every temp dir under ``tmp`` (for this process and
+    the servers it starts), restored afterwards."""
+    values = {**values, "TMPDIR": str(tmp)}
+    saved = {name: os.environ.get(name) for name in values}
+    saved_tempdir = tempfile.tempdir
+    os.environ.update(values)
+    tempfile.tempdir = str(tmp)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_tempdir
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def fmt_seconds(seconds: float) -> str:

@@ -18,18 +18,26 @@ points, so nothing was dropped on any path.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import PartialFailure, Result, Stats, alternate, describe, fmt_seconds
+from harness import (
+    PartialFailure,
+    Result,
+    Stats,
+    alternate,
+    describe,
+    environment,
+    fmt_seconds,
+)
+
+from llmops.testing.waiting import wait_for
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -53,26 +61,6 @@ WARMUP = 1
 SUSPICIOUS_BATCH_RATIO = 3.0
 #: A job that only waits to be cancelled: it holds its experiment run open
 JOB_COMMAND = [sys.executable, "-c", "import time; time.sleep(600)"]
-
-
-@contextmanager
-def _environment(tmp: Path, **values: str) -> Iterator[None]:
-    """``values`` in os.environ and every temp dir under ``tmp`` (for this process and
-    the servers it starts), restored afterwards."""
-    values = {**values, "TMPDIR": str(tmp)}
-    saved = {name: os.environ.get(name) for name in values}
-    saved_tempdir = tempfile.tempdir
-    os.environ.update(values)
-    tempfile.tempdir = str(tmp)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = saved_tempdir
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _timestamp_ms(base_ms: int, step: int) -> int:
@@ -136,12 +124,19 @@ class Bench:
             job_id = answer.json()["id"]
             self.jobs.append(Job(job_id, self._run_of(job_id)))
         self.fresh.extend(self.jobs)
-        deadline = time.monotonic() + 60
         for job in self.jobs:
-            while (status := self._job_status(job.id)) != "running":
-                if status in {"failed", "cancelled", "succeeded"} or time.monotonic() > deadline:
-                    raise RuntimeError(f"training job {job.id} is {status}, not running")
-                time.sleep(0.1)
+            wait_for(
+                lambda job=job: self._running(job.id),
+                timeout=60,
+                interval=0.1,
+                what=f"training job {job.id} to run",
+            )
+
+    def _running(self, job_id: str) -> bool:
+        status = self._job_status(job_id)
+        if status in {"failed", "cancelled", "succeeded"}:
+            raise RuntimeError(f"training job {job_id} is {status}, not running")
+        return status == "running"
 
     def _job_status(self, job_id: str) -> str:
         answer = self.platform.api.get(f"{API}/training/jobs/{job_id}")
@@ -151,19 +146,19 @@ class Bench:
 
     def _run_of(self, job_id: str) -> str:
         """The job's MLflow run id (made on submission; waited for if it was queued)."""
-        deadline = time.monotonic() + 30
-        while True:
+
+        def external_id() -> str | None:
             answer = self.platform.api.get(f"{API}/training/jobs/{job_id}/experiment-run")
             if answer.status_code != 200:
                 raise RuntimeError(
                     f"GET experiment-run of {job_id}: {answer.status_code} {answer.text}"
                 )
-            body = answer.json()
-            if body.get("externalId"):
-                return str(body["externalId"])
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"training job {job_id}'s run never reached MLflow: {body}")
-            time.sleep(0.1)
+            found = answer.json().get("externalId")
+            return str(found) if found else None
+
+        return wait_for(
+            external_id, timeout=30, interval=0.1, what=f"training job {job_id}'s MLflow run"
+        )
 
     def cancel_jobs(self) -> list[str]:
         """Cancel every job submitted; the jobs that did not take it, as notes."""
@@ -272,7 +267,7 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
     (root / "mlflow").mkdir()
     results: list[Result] = []
     errors: list[str] = []
-    with _environment(
+    with environment(
         tmp,
         MLFLOW_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="true",

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -26,6 +26,7 @@ from llmops.cli_examples import (
     _follow,
     _hyperparameter,
     _problem,
+    poll,
 )
 
 STEPS = 6
@@ -49,20 +50,6 @@ class Progress:
 
     def note(self, what: str) -> None:
         click.echo(f"      {what}")
-
-
-def _poll(
-    check: Callable[[], str | None], *, timeout: float, what: str, interval: float = 1.0
-) -> str:
-    """Call ``check`` until it returns a result; a ClickException after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result is not None:
-            return result
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"{what} did not happen within {timeout:.0f} s")
-        time.sleep(interval)
 
 
 def _version_dataset(client: PlatformClient, progress: Progress) -> None:
@@ -95,19 +82,6 @@ def _framework(client: PlatformClient, wanted: str) -> dict[str, Any]:
     )
 
 
-def _find_endpoint(client: PlatformClient, name: str) -> dict[str, Any] | None:
-    cursor: str | None = None
-    while True:
-        params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
-        page = client.call("GET", "/serving/endpoints", params=params)
-        for item in page["items"]:
-            if item["name"] == name:
-                return dict(item)
-        cursor = page.get("nextCursor")
-        if not cursor:
-            return None
-
-
 def _deploy(
     client: PlatformClient,
     *,
@@ -117,7 +91,7 @@ def _deploy(
     max_replicas: int,
 ) -> tuple[dict[str, Any], str]:
     """The endpoint ``name`` serving ``model``: created, or moved to ``model`` in place."""
-    existing = _find_endpoint(client, name)
+    existing = client.find_by_name("/serving/endpoints", name)
     if existing is None:
         endpoint = client.call(
             "POST",
@@ -168,7 +142,7 @@ def _wait_ready(client: PlatformClient, endpoint: dict[str, Any], *, timeout: fl
         health = client.call("GET", f"/serving/endpoints/{endpoint['id']}/health")
         return str(health["detail"]) if health["healthy"] else None
 
-    return _poll(ready, timeout=timeout, what=f"endpoint {endpoint['name']} to become ready")
+    return poll(ready, timeout=timeout, what=f"endpoint {endpoint['name']} to become ready")
 
 
 def _stream_chat(client: PlatformClient, model: str, prompt: str, max_tokens: int) -> Iterator[str]:

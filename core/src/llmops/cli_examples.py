@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import httpx
 
 API = "/llm-ops/v1"
+T = TypeVar("T")
 TERMINAL = {"succeeded", "failed", "cancelled"}
 SAMPLE_DATASET = "tiny-gpt2-sample"
 
@@ -39,17 +41,23 @@ class PlatformClient:
             raise click.ClickException(f"{method} {API}{path}: {_problem(response)}")
         return response.json() if response.content else None
 
-    def find_dataset(self, name: str) -> dict[str, Any] | None:
+    def find_by_name(
+        self, path: str, name: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
+        """The item named ``name`` in the list at ``path``, walking its pages."""
         cursor: str | None = None
         while True:
-            params = {"q": name, "limit": 200, **({"cursor": cursor} if cursor else {})}
-            page = self.call("GET", "/catalog/datasets", params=params)
+            query = {**(params or {}), "limit": 200, **({"cursor": cursor} if cursor else {})}
+            page = self.call("GET", path, params=query)
             for item in page["items"]:
                 if item["name"] == name:
                     return dict(item)
             cursor = page.get("nextCursor")
             if not cursor:
                 return None
+
+    def find_dataset(self, name: str) -> dict[str, Any] | None:
+        return self.find_by_name("/catalog/datasets", name, {"q": name})
 
     def ensure_dataset(self, name: str, sample: Path) -> tuple[dict[str, Any], bool]:
         """The dataset named ``name`` holding ``sample``: made (or completed) if need be.
@@ -212,20 +220,32 @@ def train(
         client.close()
 
 
-def _follow(client: PlatformClient, job: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 1.0) -> T:
+    """Call ``check`` until it returns a result; a ClickException after ``timeout``."""
     deadline = time.monotonic() + timeout
-    seen = job["status"]
-    while job["status"] not in TERMINAL:
+    while True:
+        result = check()
+        if result is not None:
+            return result
         if time.monotonic() > deadline:
-            raise click.ClickException(
-                f"training job {job['id']} is still {job['status']} after {timeout:.0f}s"
-            )
-        time.sleep(1.0)
-        job = client.call("GET", f"/training/jobs/{job['id']}")
-        if job["status"] != seen:
-            seen = job["status"]
-            click.echo(f"  {seen}")
-    return job
+            raise click.ClickException(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def _follow(client: PlatformClient, job: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+    """The job once it has ended, printing each status it goes through."""
+    seen = [job["status"]]
+
+    def ended() -> dict[str, Any] | None:
+        current = client.call("GET", f"/training/jobs/{job['id']}")
+        if current["status"] != seen[-1]:
+            seen.append(current["status"])
+            click.echo(f"  {current['status']}")
+        return dict(current) if current["status"] in TERMINAL else None
+
+    if job["status"] in TERMINAL:
+        return job
+    return poll(ended, timeout=timeout, what=f"training job {job['id']} to end")
 
 
 def _show_outcome(client: PlatformClient, job: dict[str, Any]) -> None:

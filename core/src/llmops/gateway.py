@@ -224,7 +224,7 @@ class Gateway:
     ) -> Route:
         """The route ``model`` names: remembered, or resolved (in a thread: database
         reads) once however many requests ask for it at the same time."""
-        cached = self.cached(model)
+        cached = self._cached(model)
         if cached is not None:
             return cached
         pending = self._resolving.get(model)
@@ -245,7 +245,7 @@ class Gateway:
 
         route = await anyio.to_thread.run_sync(resolve)
         if generation == self._generation:  # no endpoint changed meanwhile
-            self.remember(model, route)
+            self._remember(model, route)
         return route
 
     def _resolved(self, model: str, future: asyncio.Future[Route]) -> None:
@@ -254,13 +254,13 @@ class Gateway:
         if not future.cancelled():
             future.exception()  # the callers have it; none left is no error to report
 
-    def cached(self, model: str) -> Route | None:
+    def _cached(self, model: str) -> Route | None:
         entry = self._routes.get(model)
         if entry is None or entry[0] < time.monotonic():
             return None
         return entry[1]
 
-    def remember(self, model: str, route: Route) -> None:
+    def _remember(self, model: str, route: Route) -> None:
         if len(self._routes) > 10_000:  # names are the caller's: keep the cache bounded
             self._routes.clear()
         self._routes[model] = (time.monotonic() + ROUTE_TTL_SECONDS, route)

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 #: Keys whose values are maps keyed by the user or a tool (option names, environment
 #: variables, HTTP headers, labels): their keys are data, kept as they are.
-VERBATIM_KEYS = frozenset({"options", "env", "headers", "labels", "params", "tags"})
+VERBATIM_KEYS = frozenset({"options", "env", "headers", "labels"})
 
 
 def camelize(value: Any) -> Any:

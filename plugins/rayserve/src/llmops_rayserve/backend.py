@@ -110,28 +110,14 @@ class RayServeBackend:
                 name=spec.name,
             )
         self._run(spec, options)
-        return DeploymentStatus(
-            external_id=spec.name,
-            state=DeploymentState.DEPLOYING,
-            message="handed to Serve's controller",
-            desired_replicas=spec.autoscaling.min_replicas,
-            traffic=[TrafficSplit(tag="stable", model_uri=spec.model_uri, percent=100)],
-            target=self._target(spec),
-        )
+        return self._handed(spec, DeploymentState.DEPLOYING, "handed to Serve's controller")
 
     def status(self, external_id: str) -> DeploymentStatus:
-        self._connect()
-        app = self._applications().get(external_id)
-        if app is None or _record(app) is None:
-            raise NotFound(f"no Ray Serve deployment named {external_id!r}", id=external_id)
+        app, _ = self._found(external_id)
         return self._status(external_id, app)
 
     def update(self, external_id: str, update: DeploymentUpdate) -> DeploymentStatus:
-        self._connect()
-        app = self._applications().get(external_id)
-        record = None if app is None else _record(app)
-        if record is None:
-            raise NotFound(f"no Ray Serve deployment named {external_id!r}", id=external_id)
+        _, record = self._found(external_id)
         if update.canary is not None or update.promote_canary or update.rollback_canary:
             raise InvalidRequest("the Ray Serve backend has no canary deployments", param="canary")
         changes: dict[str, Any] = {}
@@ -143,28 +129,16 @@ class RayServeBackend:
             changes["resources"] = update.resources
         spec = record.model_copy(update=changes)
         self._run(spec, _check_options(spec.options))
-        return DeploymentStatus(
-            external_id=external_id,
-            state=DeploymentState.UPDATING,
-            message="the new configuration was handed to Serve's controller",
-            desired_replicas=spec.autoscaling.min_replicas,
-            traffic=[TrafficSplit(tag="stable", model_uri=spec.model_uri, percent=100)],
-            target=self._target(spec),
+        return self._handed(
+            spec, DeploymentState.UPDATING, "the new configuration was handed to Serve's controller"
         )
 
     def delete(self, external_id: str) -> None:
-        self._connect()
-        app = self._applications().get(external_id)
-        if app is None or _record(app) is None:
-            raise NotFound(f"no Ray Serve deployment named {external_id!r}", id=external_id)
+        self._found(external_id)
         self._delete(external_id)
 
     def inference_target(self, external_id: str) -> InferenceTarget:
-        self._connect()
-        app = self._applications().get(external_id)
-        record = None if app is None else _record(app)
-        if record is None:
-            raise NotFound(f"no Ray Serve deployment named {external_id!r}", id=external_id)
+        _, record = self._found(external_id)
         return self._target(record)
 
     def health(self) -> Health:
@@ -233,6 +207,31 @@ class RayServeBackend:
                 f"Serve's controller does not answer: {type(exc).__name__}: {exc}"
             ) from exc
         return dict(details.applications)
+
+    def _found(self, name: str) -> tuple[ApplicationDetails, DeploymentSpec]:
+        """The application llmops deployed as ``name`` and its record.
+
+        :raises NotFound: Serve has no such application, or one llmops did not deploy.
+        """
+        self._connect()
+        app = self._applications().get(name)
+        record = None if app is None else _record(app)
+        if app is None or record is None:
+            raise NotFound(f"no Ray Serve deployment named {name!r}", id=name)
+        return app, record
+
+    def _handed(
+        self, spec: DeploymentSpec, state: DeploymentState, message: str
+    ) -> DeploymentStatus:
+        """The status of ``spec`` just handed to Serve's controller (not running yet)."""
+        return DeploymentStatus(
+            external_id=spec.name,
+            state=state,
+            message=message,
+            desired_replicas=spec.autoscaling.min_replicas,
+            traffic=[TrafficSplit(tag="stable", model_uri=spec.model_uri, percent=100)],
+            target=self._target(spec),
+        )
 
     def _delete(self, name: str) -> None:
         """Ask Serve's controller to delete ``name`` and wait for it to take the request
