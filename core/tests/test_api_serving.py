@@ -22,7 +22,7 @@ from llmops.capabilities.serving import (
     DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
     TrafficSplit,
 )
-from llmops.errors import NotFound
+from llmops.errors import InvalidRequest, NotFound
 from llmops.plugins.info import PluginInfo
 
 CALLS = []
@@ -73,11 +73,17 @@ class MemoryBackend:
         if update.promote_canary and spec.get("canary"):
             spec["model_uri"] = spec["canary"]["model_uri"]
             spec["canary"] = None
+        if update.rollback_canary:
+            spec["canary"] = None
         if update.autoscaling is not None:
             spec["autoscaling"] = update.autoscaling.model_dump()
         if update.model_uri is not None:
             spec["model_uri"] = update.model_uri
         return self._status(external_id)
+
+    def check(self, spec):
+        if spec.model_uri.startswith("ftp://"):
+            raise InvalidRequest("the memory backend reads no ftp://", parameter="modelUri")
 
     def delete(self, external_id):
         CALLS.append(("delete", external_id))
@@ -131,6 +137,8 @@ def test_frameworks_lists_the_enabled_serving_backend(
             "supportsCanary": True,
             "supportsGpu": False,
             "supportsScaleToZero": False,
+            "scaleMetrics": [],
+            "runtimes": [],
             "default": True,
         }
     ]
@@ -279,3 +287,74 @@ def test_a_disabled_serving_plugin_keeps_its_endpoints_readable_and_stale(
     assert deployment["degraded"] is True
     assert "not enabled" in deployment["degradedReason"]
     assert deployment["state"] == "ready"
+
+
+def test_the_recorded_spec_follows_promotions_and_rollbacks_of_canaries(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, _ = serving_client
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
+    endpoint = client.post(
+        f"{api}/serving/endpoints", json={"name": "chat", "modelId": model["id"]}
+    ).json()
+    url = f"{api}/serving/endpoints/{endpoint['id']}/deployment"
+
+    def patched(body: dict[str, Any], status: int = 200) -> dict[str, Any]:
+        answer = client.patch(url, json=body)
+        assert answer.status_code == status, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    started = patched({"canary": {"modelUri": "file:///v2", "trafficPercent": 20}})
+    assert started["spec"]["canary"] == {"modelUri": "file:///v2", "trafficPercent": 20}
+    rolled_back = patched({"rollbackCanary": True})
+    assert rolled_back["spec"]["canary"] is None
+    assert rolled_back["spec"]["modelUri"] == "file:///v1"
+
+    patched({"canary": {"modelUri": "file:///v3", "trafficPercent": 50}})
+    promoted = patched({"promoteCanary": True})
+    assert promoted["spec"]["canary"] is None
+    assert promoted["spec"]["modelUri"] == "file:///v3", "the worker redeploys the promoted model"
+
+    problem = client.patch(url, json={"rollbackCanary": True})
+    assert problem.status_code == 422, problem.text
+    assert problem.json()["parameter"] == "rollbackCanary"
+    assert client.get(url).json()["spec"]["modelUri"] == "file:///v3"
+
+
+def test_a_spec_the_framework_refuses_is_answered_at_once_and_nothing_is_recorded(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, plugin = serving_client
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "ftp://x/m"}).json()
+
+    refused = client.post(f"{api}/serving/endpoints", json={"name": "chat", "modelId": model["id"]})
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["parameter"] == "modelUri"
+    assert client.get(f"{api}/serving/endpoints").json()["items"] == []
+    assert plugin.CALLS == []
+
+    good = client.post(f"{api}/catalog/models", json={"name": "g", "uri": "file:///g"}).json()
+    endpoint = client.post(
+        f"{api}/serving/endpoints", json={"name": "chat", "modelId": good["id"]}
+    ).json()
+    url = f"{api}/serving/endpoints/{endpoint['id']}/deployment"
+    refused_update = client.patch(url, json={"modelUri": "ftp://x/other"})
+    assert refused_update.status_code == 422, refused_update.text
+    assert client.get(url).json()["spec"]["modelUri"] == "file:///g"
+
+
+def test_a_runtime_the_framework_does_not_list_is_refused(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    client, _ = serving_client
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
+
+    refused = client.post(
+        f"{api}/serving/endpoints",
+        json={"name": "chat", "modelId": model["id"], "runtime": "triton"},
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["parameter"] == "runtime"

@@ -356,6 +356,13 @@ class FrameworkOut(ApiModel):
     supports_canary: bool
     supports_gpu: bool
     supports_scale_to_zero: bool
+    scale_metrics: list[str] = Field(
+        default_factory=list, description="what autoscaling.scaleMetric may name (empty: none)"
+    )
+    runtimes: list[str] = Field(
+        default_factory=list,
+        description="the model servers `runtime` may name, the default first (empty: one)",
+    )
     default: bool
 
 
@@ -383,6 +390,12 @@ class EndpointCreate(Input):
     model_id: str
     framework: str | None = Field(default=None, description="serving framework; default if null")
     model_uri: str | None = Field(default=None, description="defaults to the model's uri")
+    runtime: str | None = Field(
+        default=None,
+        max_length=253,
+        description="the framework's model server (one of the framework's runtimes); "
+        "its default if null",
+    )
     description: str = ""
     autoscaling: AutoscalingIn = AutoscalingIn()
     resources: ResourcesIn = ResourcesIn()

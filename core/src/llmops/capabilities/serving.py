@@ -25,6 +25,15 @@ class FrameworkInfo(Value):
     supports_canary: bool = False
     supports_gpu: bool = False
     supports_scale_to_zero: bool = False
+    scale_metrics: list[str] = Field(
+        default_factory=list,
+        description="the metrics AutoscalingSpec.scale_metric may name (empty: none)",
+    )
+    runtimes: list[str] = Field(
+        default_factory=list,
+        description="the model servers DeploymentSpec.runtime may name, the default first "
+        "(empty: the framework has one)",
+    )
 
 
 class AutoscalingSpec(Value):
@@ -100,6 +109,23 @@ class InferenceTarget(Value):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
+class RolloutState(StrEnum):
+    STABLE = "stable"  # the desired configuration serves all traffic
+    PROGRESSING = "progressing"  # a new configuration is on its way; the old one serves
+    CANARY = "canary"  # a canary takes its share, the stable one the rest
+    FAILED = "failed"  # the newest configuration failed; the last good one still serves
+
+
+class RolloutStatus(Value):
+    """Where a rollout stands, for frameworks that keep revisions (KServe)."""
+
+    state: RolloutState
+    message: str = ""
+    latest_revision: str | None = Field(default=None, description="the newest created")
+    ready_revision: str | None = Field(default=None, description="the newest ready")
+    stable_revision: str | None = Field(default=None, description="the last rolled out")
+
+
 class DeploymentStatus(Value):
     external_id: str
     state: DeploymentState
@@ -109,6 +135,7 @@ class DeploymentStatus(Value):
     replicas: list[ReplicaStatus] = Field(default_factory=list)
     traffic: list[TrafficSplit] = Field(default_factory=list)
     target: InferenceTarget | None = None
+    rollout: RolloutStatus | None = None
     ui_url: str | None = None
     observed_at: datetime = Field(default_factory=utcnow)
 
@@ -126,6 +153,9 @@ class ServingBackend(Protocol):
       same spec (same idempotency key) again once the first is gone.
     * ``InferenceTarget.headers`` are the backend's own credentials for the gateway to
       send; they are kept out of every API answer.
+    * Optionally, ``check(spec) -> None`` raises ``InvalidRequest`` for a spec the
+      framework would refuse; the core calls it before it records an endpoint or a change,
+      so bad input is answered at once (422) and nothing is recorded.
     """
 
     def framework(self) -> FrameworkInfo: ...

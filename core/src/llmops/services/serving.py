@@ -66,6 +66,7 @@ def create_endpoint(
     framework: str | None,
     model_uri: str | None,
     description: str,
+    model_server: str | None = None,
     autoscaling: AutoscalingSpec,
     resources: ResourceSpec,
     canary: CanarySpec | None,
@@ -84,7 +85,14 @@ def create_endpoint(
             "autoscaling.minReplicas is larger than maxReplicas",
             parameter="autoscaling.maxReplicas",
         )
-    framework_name, _ = runtime.provider(Capability.SERVING, framework)
+    framework_name, backend = runtime.provider(Capability.SERVING, framework)
+    known = list(backend.framework().runtimes) if model_server is not None else []
+    if model_server is not None and model_server not in known:
+        raise InvalidRequest(
+            f"{framework_name} has no runtime {model_server!r}"
+            + (f"; it has {', '.join(known)}" if known else ""),
+            parameter="runtime",
+        )
     fallback = _fallback_id(session, fallback_endpoint) if fallback_endpoint else None
     endpoint = ServingEndpoint(
         name=name,
@@ -105,12 +113,14 @@ def create_endpoint(
         name=name,
         model_uri=uri,
         model_format=model.framework,
+        runtime=model_server,
         autoscaling=autoscaling,
         resources=resources,
         canary=canary,
         options=options,
         idempotency_key=f"endpoint-{endpoint.id}",
     )
+    _check(backend, spec)
     deployment = ServingDeployment(
         endpoint_id=endpoint.id, provider=framework_name, spec=spec.model_dump(mode="json")
     )
@@ -127,6 +137,14 @@ def create_endpoint(
         resource_id=endpoint.id,
     )
     return endpoint, operation
+
+
+def _check(backend: ServingBackend, spec: DeploymentSpec) -> None:
+    """Let the framework refuse ``spec`` before anything is recorded (see
+    ``ServingBackend``: ``check`` is optional)."""
+    check = getattr(backend, "check", None)
+    if callable(check):
+        check(spec)
 
 
 def find_endpoint(session: Session, name_or_id: str) -> ServingEndpoint | None:
@@ -267,7 +285,7 @@ def update_deployment(
     row = _deployment(session, endpoint)
     if update.promote_canary and update.rollback_canary:
         raise InvalidRequest("promoteCanary and rollbackCanary exclude each other")
-    runtime.provider(Capability.SERVING, row.provider)  # 409 when its plugin is off
+    _, backend = runtime.provider(Capability.SERVING, row.provider)  # 409: plugin off
     if model_id is not None:
         model = catalog.get_model(session=session, model_id=model_id)
         if update.model_uri is None:
@@ -275,11 +293,9 @@ def update_deployment(
                 raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
             update = update.model_copy(update={"model_uri": model.uri})
         endpoint.model_id = model.id
-    spec = dict(row.spec)
-    for key, value in update.model_dump(mode="json", exclude_none=True).items():
-        if key not in {"promote_canary", "rollback_canary"}:
-            spec[key] = value
-    row.spec = spec
+    desired = _desired(row.spec, update)
+    _check(backend, DeploymentSpec.model_validate(desired))
+    row.spec = desired
     session.flush()
     operation = enqueue(
         session,
@@ -292,6 +308,32 @@ def update_deployment(
         resource_id=endpoint.id,
     )
     return DeploymentView(row), operation
+
+
+def _desired(spec: dict[str, object], update: DeploymentUpdate) -> dict[str, object]:
+    """The deployment's desired spec after ``update``: what the worker redeploys from.
+
+    Promoting a canary makes its model the stable one; rolling it back keeps the stable
+    model; a new model without a canary replaces the stable one and ends any canary."""
+    desired = dict(spec)
+    canary = desired.get("canary")
+    if update.promote_canary or update.rollback_canary:
+        if not isinstance(canary, dict):
+            raise InvalidRequest(
+                "the deployment has no canary to "
+                + ("promote" if update.promote_canary else "roll back"),
+                parameter="promoteCanary" if update.promote_canary else "rollbackCanary",
+            )
+        if update.promote_canary:
+            desired["model_uri"] = canary["model_uri"]
+        desired["canary"] = None
+    elif update.model_uri is not None and update.canary is None:
+        desired["canary"] = None
+    for key, value in update.model_dump(
+        mode="json", exclude_none=True, exclude={"promote_canary", "rollback_canary"}
+    ).items():
+        desired[key] = value
+    return desired
 
 
 def deliver_update(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:

@@ -89,6 +89,8 @@ def list_serving_frameworks(runtime: RuntimeDep) -> list[FrameworkOut]:
                 supports_canary=info.supports_canary,
                 supports_gpu=info.supports_gpu,
                 supports_scale_to_zero=info.supports_scale_to_zero,
+                scale_metrics=list(info.scale_metrics),
+                runtimes=list(info.runtimes),
                 default=name == default,
             )
         )
@@ -116,6 +118,7 @@ def create_serving_endpoint(
         model_id=body.model_id,
         framework=body.framework,
         model_uri=body.model_uri,
+        model_server=body.runtime,
         description=body.description,
         autoscaling=AutoscalingSpec(**body.autoscaling.model_dump()),
         resources=ResourceSpec(**body.resources.model_dump()),
