@@ -302,7 +302,10 @@ class Gateway:
 
         if deployment is None or deployment.external_id is None:
             return unavailable(f"endpoint {endpoint.name!r} is not deployed yet")
-        if deployment.state != DeploymentState.READY.value:
+        # a rollout in progress (or one that failed) may still be served by the previous
+        # revision: the framework says so with ready=True
+        serving_now = (deployment.status or {}).get("ready") is True
+        if deployment.state != DeploymentState.READY.value and not serving_now:
             return unavailable(f"endpoint {endpoint.name!r} is {deployment.state}, not ready")
         stored = (deployment.status or {}).get("target")
         try:

@@ -86,13 +86,6 @@ def create_endpoint(
             parameter="autoscaling.maxReplicas",
         )
     framework_name, backend = runtime.provider(Capability.SERVING, framework)
-    known = list(backend.framework().runtimes) if model_server is not None else []
-    if model_server is not None and model_server not in known:
-        raise InvalidRequest(
-            f"{framework_name} has no runtime {model_server!r}"
-            + (f"; it has {', '.join(known)}" if known else ""),
-            parameter="runtime",
-        )
     fallback = _fallback_id(session, fallback_endpoint) if fallback_endpoint else None
     endpoint = ServingEndpoint(
         name=name,
@@ -140,8 +133,22 @@ def create_endpoint(
 
 
 def _check(backend: ServingBackend, spec: DeploymentSpec) -> None:
-    """Let the framework refuse ``spec`` before anything is recorded (see
-    ``ServingBackend``: ``check`` is optional)."""
+    """Refuse a runtime or scale metric the framework does not list, then let the
+    framework refuse ``spec`` (see ``ServingBackend``: ``check`` is optional), before
+    anything is recorded."""
+    info = backend.framework()
+    if spec.runtime is not None and spec.runtime not in info.runtimes:
+        raise InvalidRequest(
+            f"{info.name} has no runtime {spec.runtime!r}"
+            + (f"; it has {', '.join(info.runtimes)}" if info.runtimes else ""),
+            parameter="runtime",
+        )
+    metric = spec.autoscaling.scale_metric
+    if metric is not None and info.scale_metrics and metric not in info.scale_metrics:
+        raise InvalidRequest(
+            f"{info.name} scales on {', '.join(info.scale_metrics)}, not {metric!r}",
+            parameter="autoscaling.scaleMetric",
+        )
     check = getattr(backend, "check", None)
     if callable(check):
         check(spec)
@@ -217,7 +224,7 @@ def deploy_dead(delivery: Delivery, reason: str) -> None:
         return
     endpoint = delivery.session.get(ServingEndpoint, deployment.endpoint_id)
     deployment.state = DeploymentState.FAILED.value
-    deployment.status = {**deployment.status, "message": f"not deployed: {reason}"}
+    deployment.status = {**deployment.status, "ready": False, "message": f"not deployed: {reason}"}
     if endpoint is not None:
         endpoint.status = DeploymentState.FAILED.value
 
