@@ -2,9 +2,9 @@
 environment, find each other through the ``llmops.plugins`` entry point alone.
 
 One environment is built per module (tens of seconds with a warm uv cache): the wheels
-of ``core``, ``tests/example_plugin`` and ``plugins/mlflow`` are built with ``uv build``
-and installed with ``uv pip install``, pinned to the workspace's lock so that the cache
-usually answers without the network.
+of ``core``, ``tests/example_plugin``, ``plugins/mlflow`` and ``plugins/kserve`` are built
+with ``uv build`` and installed with ``uv pip install``, pinned to the workspace's lock so
+that the cache usually answers without the network.
 """
 
 from __future__ import annotations
@@ -115,10 +115,10 @@ def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
     root = tmp_path_factory.mktemp("packaging")
     dist = root / "dist"
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    for source in ("core", "tests/example_plugin", "plugins/mlflow"):
+    for source in ("core", "tests/example_plugin", "plugins/mlflow", "plugins/kserve"):
         _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
     wheels = {w.name.split("-")[0]: w for w in dist.glob("*.whl")}
-    assert set(wheels) == {"llmops_core", "llmops_example", "llmops_mlflow"}
+    assert set(wheels) == {"llmops_core", "llmops_example", "llmops_mlflow", "llmops_kserve"}
 
     venv = root / "venv"
     _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
@@ -188,6 +188,30 @@ def test_the_core_wheel_carries_the_built_console(fresh_env: FreshEnv, tmp_path:
     assert served["index"][0] == 200
     assert '<div id="app">' in served["index"][1]
     assert served["route"] == 200
+
+
+#: Runs inside the fresh environment: what the KServe plugin brought with it.
+KSERVE_PROBE = """
+import importlib.metadata as m, json
+names = {d.metadata["Name"].lower() for d in m.distributions()}
+print(json.dumps({"kserve": "kserve" in names, "kubernetes": "kubernetes" in names}))
+"""
+
+
+def test_the_kserve_wheel_is_found_and_brings_the_kubernetes_client_not_the_kserve_sdk(
+    fresh_env: FreshEnv, tmp_path: Path
+) -> None:
+    rows = plugin_rows(fresh_env, tmp_path)
+
+    kserve = rows["kserve"]
+    assert kserve["distribution"] == "llmops-kserve"
+    assert kserve["loaded"] is True, kserve["error"]
+    probe = fresh_env.run([str(fresh_env.python), "-c", KSERVE_PROBE], tmp_path)
+    assert probe.returncode == 0, probe.stderr
+    assert json.loads(probe.stdout.strip().splitlines()[-1]) == {
+        "kserve": False,
+        "kubernetes": True,
+    }
 
 
 def test_the_mlflow_wheel_is_found_through_its_entry_point(

@@ -1286,6 +1286,11 @@ export type components = {
              *     }
              */
             resources: components["schemas"]["ResourcesIn"];
+            /**
+             * Runtime
+             * @description the framework's model server (one of the framework's runtimes); its default if null
+             */
+            runtime?: string | null;
         };
         /** EndpointHealthOut */
         EndpointHealthOut: {
@@ -1474,6 +1479,16 @@ export type components = {
             plugin: string;
             /** Protocols */
             protocols: string[];
+            /**
+             * Runtimes
+             * @description the model servers `runtime` may name, the default first (empty: one)
+             */
+            runtimes?: string[];
+            /**
+             * Scalemetrics
+             * @description what autoscaling.scaleMetric may name (empty: none)
+             */
+            scaleMetrics?: string[];
             /** Supportsautoscaling */
             supportsAutoscaling: boolean;
             /** Supportscanary */

@@ -47,6 +47,9 @@ export interface Scaling {
   minReplicas: number;
   maxReplicas: number;
   targetOngoingRequests: number | null;
+  /** one of the framework's scaleMetrics, or null for its default */
+  scaleMetric: string | null;
+  scaleTarget: number | null;
 }
 
 function record(value: unknown): Record<string, unknown> {
@@ -70,6 +73,8 @@ export function scalingOf(d: Deployment): Scaling {
     minReplicas: num(a.minReplicas) ?? 1,
     maxReplicas: num(a.maxReplicas) ?? 1,
     targetOngoingRequests: num(a.targetOngoingRequests),
+    scaleMetric: str(a.scaleMetric),
+    scaleTarget: num(a.scaleTarget),
   };
 }
 
@@ -78,22 +83,16 @@ export function deploymentFacts(d: Deployment): {
   desiredReplicas: number | null;
   modelUri: string | null;
   uiUrl: string | null;
-  traffic: { tag: string; modelUri: string; percent: number }[];
   options: Record<string, unknown>;
   resources: Record<string, unknown>;
 } {
   const status = record(d.status);
   const spec = record(d.spec);
-  const traffic = Array.isArray(status.traffic) ? status.traffic : [];
   return {
     message: str(status.message) || null,
     desiredReplicas: num(status.desiredReplicas),
     modelUri: str(spec.modelUri),
     uiUrl: str(status.uiUrl),
-    traffic: traffic.map((t) => {
-      const row = record(t);
-      return { tag: str(row.tag) ?? "?", modelUri: str(row.modelUri) ?? "", percent: num(row.percent) ?? 0 };
-    }),
     options: record(spec.options),
     resources: record(spec.resources),
   };
@@ -108,12 +107,16 @@ export interface ScalingDraft {
   minReplicas: number | "";
   maxReplicas: number | "";
   targetOngoingRequests: number | "";
+  /** "" for the framework's default */
+  scaleMetric: string;
+  scaleTarget: number | "";
 }
 
 /**
  * The scaling settings as the API takes them, and the errors by field name (the API's
  * names: autoscaling.minReplicas …). A framework without autoscaling runs a fixed number
- * of replicas: min = max, no target.
+ * of replicas: min = max, no target. The scale metric and its target are sent only to a
+ * framework that names scale metrics.
  */
 export function checkScaling(
   draft: ScalingDraft,
@@ -138,12 +141,24 @@ export function checkScaling(
       errors["autoscaling.targetOngoingRequests"] = "A number above 0, or empty for the framework's default.";
     }
   }
+  const metrics = autoscaling ? (framework?.scaleMetrics ?? []) : [];
+  if (metrics.length) {
+    if (draft.scaleMetric && !metrics.includes(draft.scaleMetric)) {
+      errors["autoscaling.scaleMetric"] = `One of ${metrics.join(", ")}, or the framework's default.`;
+    }
+    const scaleTarget = draft.scaleTarget;
+    if (scaleTarget !== "" && !(Number.isInteger(scaleTarget) && scaleTarget > 0)) {
+      errors["autoscaling.scaleTarget"] = "A whole number above 0, or empty for the framework's default.";
+    }
+  }
   const target = draft.targetOngoingRequests;
   return {
     value: {
       minReplicas: Number(min),
       maxReplicas: Number(max),
       targetOngoingRequests: autoscaling && target !== "" ? Number(target) : null,
+      scaleMetric: metrics.length && draft.scaleMetric ? draft.scaleMetric : null,
+      scaleTarget: metrics.length && draft.scaleTarget !== "" ? Number(draft.scaleTarget) : null,
     },
     errors,
   };
