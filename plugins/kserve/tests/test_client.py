@@ -4,6 +4,7 @@ works."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -91,14 +92,15 @@ def test_an_unreachable_api_server_is_down_within_the_request_timeout(
     backend = make_backend(request_timeout_seconds=1)
     cluster.api_down()
     try:
+        started = time.monotonic()
         health = backend.health()
+        took = time.monotonic() - started
     finally:
         cluster.api_up()
 
     assert health.status is HealthStatus.DOWN
     assert "unreachable" in health.detail
-    assert health.latency_ms is not None
-    assert health.latency_ms < 3000
+    assert took < 3
 
 
 def test_a_spec_kserves_webhook_refuses_is_invalid_input_not_an_outage(

@@ -49,6 +49,17 @@ def _model(api: httpx.Client, name: str, uri: str) -> dict[str, Any]:
     return _ok(api.post(f"{API}/catalog/models", json={"name": name, "uri": uri}), 201)
 
 
+def _endpoint(api: httpx.Client, name: str, model: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """An endpoint on KServe serving ``model`` (201, or 202 when the write is queued)."""
+    body = {"name": name, "modelId": model["id"], "framework": "kserve", **fields}
+    return _ok(api.post(f"{API}/serving/endpoints", json=body), 201, 202)
+
+
+def _patch(api: httpx.Client, endpoint_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    url = f"{API}/serving/endpoints/{endpoint_id}/deployment"
+    return _ok(api.patch(url, json=body), 200, 202)
+
+
 def _deployment(api: httpx.Client, endpoint_id: str) -> dict[str, Any]:
     return _ok(api.get(f"{API}/serving/endpoints/{endpoint_id}/deployment"))
 
@@ -100,20 +111,8 @@ def test_deploy_chat_canary_promote_and_delete_through_the_platform(
     assert kserve["scaleMetrics"] == ["concurrency", "rps", "cpu", "memory"]
     assert kserve["runtimes"][0] == "kserve-huggingfaceserver"
 
-    endpoint = _ok(
-        api.post(
-            f"{API}/serving/endpoints",
-            json={
-                "name": "chat",
-                "modelId": first["id"],
-                "framework": "kserve",
-                "autoscaling": {"minReplicas": 1, "maxReplicas": 3, "scaleMetric": "concurrency",
-                                "scaleTarget": 4},
-            },
-        ),
-        201,
-        202,
-    )  # fmt: skip
+    scaling = {"minReplicas": 1, "maxReplicas": 3, "scaleMetric": "concurrency", "scaleTarget": 4}
+    endpoint = _endpoint(api, "chat", first, autoscaling=scaling)
 
     # the object as KServe got it: labels tie it to the endpoint, the model comes from the PVC
     obj = cluster.get_object("chat", NAMESPACE)
@@ -146,14 +145,7 @@ def test_deploy_chat_canary_promote_and_delete_through_the_platform(
         assert "".join(pieces) == stable_answer, "streamed and plain answers agree"
 
         # a canary at 20%: the candidate takes 2 of each 10 requests
-        _ok(
-            api.patch(
-                f"{API}/serving/endpoints/{endpoint['id']}/deployment",
-                json={"canary": {"modelUri": second["uri"], "trafficPercent": 20}},
-            ),
-            200,
-            202,
-        )
+        _patch(api, endpoint["id"], {"canary": {"modelUri": second["uri"], "trafficPercent": 20}})
         canaried = _wait(
             api,
             endpoint["id"],
@@ -171,14 +163,7 @@ def test_deploy_chat_canary_promote_and_delete_through_the_platform(
         assert len(candidate_answers) == 2, answers
 
         # promote: the candidate serves everything and becomes the stable model
-        _ok(
-            api.patch(
-                f"{API}/serving/endpoints/{endpoint['id']}/deployment",
-                json={"promoteCanary": True},
-            ),
-            200,
-            202,
-        )
+        _patch(api, endpoint["id"], {"promoteCanary": True})
         promoted = _wait(
             api,
             endpoint["id"],
@@ -212,19 +197,8 @@ def test_a_rolled_back_canary_leaves_the_stable_model_serving(
 ) -> None:
     api = platform.api
     first = _model(api, "tiny-a", str(models.first))
-    endpoint = _ok(
-        api.post(
-            f"{API}/serving/endpoints",
-            json={
-                "name": "rollback",
-                "modelId": first["id"],
-                "framework": "kserve",
-                "canary": {"modelUri": str(models.second), "trafficPercent": 30},
-            },
-        ),
-        201,
-        202,
-    )
+    canary = {"modelUri": str(models.second), "trafficPercent": 30}
+    endpoint = _endpoint(api, "rollback", first, canary=canary)
     # a canary in the create request starts once the stable revision serves
     _wait(
         api,
@@ -233,14 +207,7 @@ def test_a_rolled_back_canary_leaves_the_stable_model_serving(
         "the canary given at creation to take its share",
     )
 
-    _ok(
-        api.patch(
-            f"{API}/serving/endpoints/{endpoint['id']}/deployment",
-            json={"rollbackCanary": True},
-        ),
-        200,
-        202,
-    )
+    _patch(api, endpoint["id"], {"rollbackCanary": True})
 
     rolled_back = _wait(
         api,
@@ -258,14 +225,7 @@ def test_a_predictor_that_is_down_while_kserve_says_ready_is_reported_unhealthy(
 ) -> None:
     api = platform.api
     first = _model(api, "tiny-a", str(models.first))
-    endpoint = _ok(
-        api.post(
-            f"{API}/serving/endpoints",
-            json={"name": "flaky", "modelId": first["id"], "framework": "kserve"},
-        ),
-        201,
-        202,
-    )
+    endpoint = _endpoint(api, "flaky", first)
     _wait(api, endpoint["id"], _ready, "the endpoint to be ready")
 
     cluster.predictor_down("flaky", NAMESPACE)
@@ -292,14 +252,7 @@ def test_an_unreachable_api_server_queues_writes_serves_stale_reads_and_says_why
 ) -> None:
     api = platform.api
     first = _model(api, "tiny-a", str(models.first))
-    before = _ok(
-        api.post(
-            f"{API}/serving/endpoints",
-            json={"name": "steady", "modelId": first["id"], "framework": "kserve"},
-        ),
-        201,
-        202,
-    )
+    before = _endpoint(api, "steady", first)
     _wait(api, before["id"], _ready, "the first endpoint to be ready")
 
     cluster.api_down()
