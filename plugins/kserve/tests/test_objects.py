@@ -269,3 +269,47 @@ def test_an_object_without_llmops_labels_has_no_record() -> None:
     del body["metadata"]["labels"]["app.kubernetes.io/managed-by"]
 
     assert objects.record(body) is None
+
+
+def _canaried(**predictor: Any) -> tuple[dict[str, Any], DeploymentSpec]:
+    spec = _spec(canary=CanarySpec(model_uri="/srv/models/b", traffic_percent=20))
+    body = objects.inference_service(spec, PLACEMENT)
+    body["spec"]["predictor"]["model"]["storageUri"] = "pvc://llmops-models/b"
+    body["spec"]["predictor"].update(predictor)
+    return body, spec
+
+
+def test_a_candidate_named_without_a_traffic_share_is_read_as_promoted() -> None:
+    body, spec = _canaried()
+
+    record, previous = objects.effective(body, spec, PLACEMENT)
+
+    assert (record.model_uri, record.canary) == ("/srv/models/b", None)
+    assert previous == "/srv/models/a", "the old revision serves what was stable"
+
+
+def test_a_changed_traffic_share_is_read_from_the_object() -> None:
+    body, spec = _canaried(canaryTrafficPercent=50)
+
+    record, _ = objects.effective(body, spec, PLACEMENT)
+
+    assert record.canary == CanarySpec(model_uri="/srv/models/b", traffic_percent=50)
+    assert record.model_uri == "/srv/models/a"
+
+
+def test_the_stable_model_named_at_zero_percent_is_a_rolled_back_canary() -> None:
+    body, spec = _canaried(canaryTrafficPercent=0)
+    body["spec"]["predictor"]["model"]["storageUri"] = "pvc://llmops-models/a"
+
+    record, _ = objects.effective(body, spec, PLACEMENT)
+
+    assert (record.model_uri, record.canary) == ("/srv/models/a", None)
+
+
+def test_a_canary_given_at_creation_waits_while_the_stable_model_is_named() -> None:
+    body, spec = _canaried()
+    body["spec"]["predictor"]["model"]["storageUri"] = "pvc://llmops-models/a"
+
+    record, _ = objects.effective(body, spec, PLACEMENT)
+
+    assert record == spec, "the canary is still due"

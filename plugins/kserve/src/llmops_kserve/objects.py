@@ -323,7 +323,7 @@ def effective(
     except InvalidRequest:
         return recorded, previous
     if storage == candidate and storage != stable:
-        if percent is None or percent >= 100:
+        if percent is None:
             promoted = recorded.model_copy(update={"model_uri": canary.model_uri, "canary": None})
             return promoted, recorded.model_uri
         if percent != canary.traffic_percent:
