@@ -17,23 +17,42 @@ import copy
 import fnmatch
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
-import kubernetes_validate
 import pytest
-import yaml
 
 from llmops.integrations import env_settings, secret_fields
+from llmops.testing.manifests import KubernetesObject as Object
+from llmops.testing.manifests import (
+    Manifests,
+    containers_of,
+    credential_faults,
+    first_container,
+    hardening_faults,
+    kubernetes_refusals,
+    kustomization,
+    kustomization_faults,
+    label_sets,
+    load_objects,
+    missing_labels,
+    pod_spec,
+    resolve_port,
+    secret_key_refs,
+    secrets_created_in,
+    service_routing_faults,
+    walk_strings,
+)
 from llmops_mlflow.plugin import MlflowSettings
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "infra" / "k8s" / "mlflow"
-
-#: The oldest Kubernetes the manifests are written for, and the newest the package knows.
-KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+MLFLOW = Manifests(MANIFESTS, recursive=True)
+OBJECTS = MLFLOW.objects
+the = MLFLOW.the
+object_id = MLFLOW.object_id
+namespace = MLFLOW.namespace
 
 MLFLOW_IMAGE = "ghcr.io/mlflow/mlflow"
 
@@ -42,72 +61,6 @@ SECRET_VARIABLES = frozenset(
     {"MLFLOW_BACKEND_STORE_URI", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 )
 SECRET_LOOKING = re.compile(r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|CREDENTIAL|STORE_URI", re.IGNORECASE)
-#: scheme://user:password@host
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
-
-RECOMMENDED_LABELS = (
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/component",
-    "app.kubernetes.io/part-of",
-    "app.kubernetes.io/managed-by",
-)
-
-Object = dict[str, Any]
-
-
-# --- loading ----------------------------------------------------------------------------
-
-
-def manifest_files() -> list[Path]:
-    return sorted(p for p in MANIFESTS.rglob("*.yaml") if p.name != "kustomization.yaml")
-
-
-def load_objects(path: Path) -> list[Object]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-
-
-OBJECTS: list[tuple[Path, Object]] = [
-    (path, obj) for path in manifest_files() for obj in load_objects(path)
-]
-
-
-def object_id(path: Path, obj: Object) -> str:
-    return f"{path.relative_to(MANIFESTS)}:{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-
-
-def the(kind: str, name: str) -> Object:
-    found = [obj for _, obj in OBJECTS if obj["kind"] == kind and obj["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
-    return found[0]
-
-
-def kustomization(directory: Path) -> Object:
-    loaded: Object = yaml.safe_load((directory / "kustomization.yaml").read_text())
-    return loaded
-
-
-def pod_spec(obj: Object) -> Object | None:
-    """The pod template's spec of a workload, or None for objects without pods."""
-    if obj["kind"] == "Pod":
-        spec: Object = obj["spec"]
-        return spec
-    if obj["kind"] == "CronJob":
-        spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        return spec
-    if obj["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
-        spec = obj["spec"]["template"]["spec"]
-        return spec
-    return None
-
-
-def containers_of(obj: Object) -> Iterator[tuple[str, Object]]:
-    spec = pod_spec(obj)
-    if spec is None:
-        return
-    for field in ("initContainers", "containers"):
-        for index, container in enumerate(spec.get(field) or []):
-            yield f"{field}[{index}]", container
 
 
 def server() -> Object:
@@ -119,39 +72,6 @@ def server_container() -> Object:
     assert [c["name"] for c in containers] == ["mlflow"]
     container: Object = containers[0]
     return container
-
-
-def namespace() -> str:
-    name: str = kustomization(MANIFESTS)["namespace"]
-    return name
-
-
-# --- the validator --------------------------------------------------------------------
-
-
-def kubernetes_refusals(obj: Object) -> list[str]:
-    """Why the API server, with strict field validation, would refuse ``obj``; [] if not."""
-    missing = [field for field in ("apiVersion", "kind") if not isinstance(obj.get(field), str)]
-    if missing:
-        return [f"{field}: Required value" for field in missing]
-    refusals = []
-    for version in KUBERNETES_VERSIONS:
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            where = ".".join(str(part) for part in exc.path) or "(object)"
-            refusals.append(f"Kubernetes {exc.version}: {where}: {exc.message}")
-        except kubernetes_validate.SchemaNotFoundError as exc:
-            refusals.append(exc.message)
-    # The API server's own validation, beyond the published schema: there, metadata.name
-    # is optional (generateName) and so is a container's image (for workload templates
-    # that an admission controller completes), but a pod without them is refused.
-    if not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
-        refusals.append("metadata.name: Required value")
-    for where, container in containers_of(obj):
-        if not isinstance(container, dict) or not container.get("image"):
-            refusals.append(f"{where}.image: Required value")
-    return refusals
 
 
 # --- expanding what the kubelet expands -------------------------------------------------
@@ -188,15 +108,6 @@ def option(container: Object, flag: str) -> str:
     return expand(container, args[args.index(flag) + 1])
 
 
-def resolve_port(container: Object, port: int | str) -> int:
-    if isinstance(port, int):
-        return port
-    numbers = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
-    assert len(numbers) == 1, f"no container port named {port!r}"
-    number: int = numbers[0]
-    return number
-
-
 def mlflow_allows_host(allowed: list[str], host: str) -> bool:
     """MLflow's Host header rule (mlflow/server/security_utils.py, is_allowed_host_header):
     exact match, port included, unless the entry has a ``*``. Importing MLflow to call
@@ -204,18 +115,6 @@ def mlflow_allows_host(allowed: list[str], host: str) -> bool:
     if "*" in allowed:
         return True
     return any(fnmatch.fnmatch(host, a) if "*" in a else host == a for a in allowed)
-
-
-def walk_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from walk_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from walk_strings(item)
 
 
 # --- the objects are valid Kubernetes objects ------------------------------------------
@@ -238,18 +137,11 @@ def test_the_manifests_hold_the_server_its_service_and_its_configuration() -> No
     assert the("ConfigMap", "mlflow-server") in load_objects(MANIFESTS / "mlflow-configmap.yaml")
 
 
-@pytest.mark.parametrize(
-    ("path", "obj"), OBJECTS, ids=[object_id(path, obj) for path, obj in OBJECTS]
-)
+@pytest.mark.parametrize(("path", "obj"), OBJECTS, ids=MLFLOW.object_ids())
 def test_every_object_in_the_manifests_is_one_the_api_server_accepts(
     path: Path, obj: Object
 ) -> None:
     assert kubernetes_refusals(obj) == []
-
-
-def container(deployment: Object) -> Object:
-    found: Object = deployment["spec"]["template"]["spec"]["containers"][0]
-    return found
 
 
 MISTAKES: dict[str, tuple[Callable[[Object], object], str]] = {
@@ -258,16 +150,17 @@ MISTAKES: dict[str, tuple[Callable[[Object], object], str]] = {
         "'replica' was unexpected",
     ),
     "a container port given as a string": (
-        lambda d: container(d)["ports"][0].__setitem__("containerPort", "5000"),
+        lambda d: first_container(d)["ports"][0].__setitem__("containerPort", "5000"),
         "containerPort: '5000' is not of type 'integer'",
     ),
     "a container without an image": (
-        lambda d: container(d).pop("image"),
+        lambda d: first_container(d).pop("image"),
         "containers[0].image: Required value",
     ),
     "a misspelt field deep in the pod (readOnlyRootFileSystem)": (
-        lambda d: container(d)["securityContext"].__setitem__(
-            "readOnlyRootFileSystem", container(d)["securityContext"].pop("readOnlyRootFilesystem")
+        lambda d: first_container(d)["securityContext"].__setitem__(
+            "readOnlyRootFileSystem",
+            first_container(d)["securityContext"].pop("readOnlyRootFilesystem"),
         ),
         "'readOnlyRootFileSystem' was unexpected",
     ),
@@ -276,7 +169,7 @@ MISTAKES: dict[str, tuple[Callable[[Object], object], str]] = {
         "'selector' is a required property",
     ),
     "a container without a name": (
-        lambda d: container(d).pop("name"),
+        lambda d: first_container(d).pop("name"),
         "'name' is a required property",
     ),
     "a label value that is not a string": (
@@ -284,7 +177,7 @@ MISTAKES: dict[str, tuple[Callable[[Object], object], str]] = {
         "3.17 is not of type 'string'",
     ),
     "a resource quantity that is not one": (
-        lambda d: container(d)["resources"]["limits"].__setitem__("memory", True),
+        lambda d: first_container(d)["resources"]["limits"].__setitem__("memory", True),
         "limits.memory",
     ),
     "a kind that does not exist (Deploymnet)": (
@@ -309,8 +202,8 @@ def test_the_validator_refuses_the_server_deployment_with_a_mistake_in_it(mistak
 
 
 def test_each_manifest_file_is_listed_by_the_kustomization_of_its_folder() -> None:
-    assert manifest_files()
-    for path in manifest_files():
+    assert MLFLOW.files()
+    for path in MLFLOW.files():
         listing = path.parent / "kustomization.yaml"
         assert listing.is_file(), f"{path} has no kustomization.yaml beside it"
         assert path.name in kustomization(path.parent)["resources"], f"{listing} omits {path.name}"
@@ -322,16 +215,7 @@ def test_each_manifest_file_is_listed_by_the_kustomization_of_its_folder() -> No
     ids=lambda p: str(p.relative_to(REPO)),
 )
 def test_a_kustomization_lists_exactly_the_manifests_in_its_folder(directory: Path) -> None:
-    listed = kustomization(directory)
-    assert listed["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
-    assert listed["kind"] == "Kustomization"
-    assert set(listed) == {"apiVersion", "kind", "namespace", "resources"}
-    assert listed["namespace"] == namespace()
-    resources = listed["resources"]
-    assert len(resources) == len(set(resources))
-    in_folder = sorted(p.name for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
-    assert sorted(resources) == in_folder
-    assert not list(directory.glob("*.yml")), "use .yaml"
+    assert kustomization_faults(directory, namespace=namespace()) == []
 
 
 # --- secrets ----------------------------------------------------------------------------
@@ -364,36 +248,21 @@ def test_the_database_uri_and_the_object_store_keys_come_from_secrets() -> None:
 def test_no_manifest_carries_a_secret_value() -> None:
     for path, obj in OBJECTS:
         where = object_id(path, obj)
-        assert obj["kind"] != "Secret", f"{where}: Secrets are created by hand (README.md)"
-        for key in obj.get("data", {}) if obj["kind"] == "ConfigMap" else {}:
-            assert not SECRET_LOOKING.search(key), f"{where}: {key} belongs in a Secret"
+        # Secrets are created by hand (README.md)
+        assert credential_faults(obj, SECRET_LOOKING) == [], where
         for container_at, container in containers_of(obj):
             for entry in container.get("env", []):
-                if SECRET_LOOKING.search(entry["name"]) or entry["name"] in SECRET_VARIABLES:
+                if entry["name"] in SECRET_VARIABLES:
                     assert "value" not in entry, f"{where} {container_at}: {entry['name']}"
         for text in walk_strings(obj):
-            assert not URL_WITH_PASSWORD.search(text), f"{where}: a URL with a password"
             assert "postgresql://" not in text, where
             assert "postgresql+" not in text, where
 
 
 def test_the_readme_says_how_to_create_every_secret_the_manifests_read() -> None:
     readme = (MANIFESTS / "README.md").read_text()
-    commands = re.findall(
-        r"create secret generic ([\w-]+)((?:\s*\\\n\s*--from-literal=\S+)+)", readme
-    )
-    documented = {
-        (name, key)
-        for name, literals in commands
-        for key in re.findall(r"--from-literal=([\w.-]+)=", literals)
-    }
-    used = {
-        (entry["valueFrom"]["secretKeyRef"]["name"], entry["valueFrom"]["secretKeyRef"]["key"])
-        for _, obj in OBJECTS
-        for _, container in containers_of(obj)
-        for entry in container.get("env", [])
-        if "secretKeyRef" in entry.get("valueFrom", {})
-    }
+    documented = secrets_created_in(readme)
+    used = {ref for _, obj in OBJECTS for ref in secret_key_refs(obj)}
     assert used, "the server reads no Secret"
     assert used <= documented, used - documented
     assert "kubectl apply -k infra/k8s/mlflow" in readme
@@ -404,14 +273,9 @@ def test_the_readme_says_how_to_create_every_secret_the_manifests_read() -> None
 
 def test_the_service_sends_traffic_to_the_deployments_pods() -> None:
     deployment, service = server(), the("Service", "mlflow")
-    template_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selector = service["spec"]["selector"]
-    assert selector == deployment["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= template_labels.items()
-    assert service["spec"]["type"] == "ClusterIP"
+    assert service_routing_faults(service, deployment) == []
     (port,) = service["spec"]["ports"]
     assert port["port"] == 5000
-    assert port.get("protocol", "TCP") == "TCP"
     assert resolve_port(server_container(), port["targetPort"]) == int(
         option(server_container(), "--port")
     )
@@ -508,9 +372,7 @@ def test_the_image_is_the_mlflow_version_in_uv_lock() -> None:
     for where, image in images:
         assert image == f"{MLFLOW_IMAGE}:v{version}-full", where
     for path, obj in OBJECTS:
-        for labels in [obj["metadata"].get("labels", {})] + (
-            [obj["spec"]["template"]["metadata"]["labels"]] if pod_spec(obj) is not None else []
-        ):
+        for labels in label_sets(obj):
             if "app.kubernetes.io/version" in labels:
                 assert labels["app.kubernetes.io/version"] == version, object_id(path, obj)
 
@@ -550,32 +412,19 @@ def test_the_pods_run_without_privileges_and_with_bounded_resources(
     # a Service named mlflow would otherwise put MLFLOW_PORT=tcp://... into the pods,
     # and MLflow reads MLFLOW_PORT
     assert spec["enableServiceLinks"] is False
-    pod_security = spec["securityContext"]
-    assert pod_security["runAsNonRoot"] is True
-    assert pod_security["runAsUser"] > 0
-    assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert hardening_faults(obj) == []
     volumes = {volume["name"]: volume for volume in spec["volumes"]}
     for _, c in containers_of(obj):
-        security = c["securityContext"]
-        assert security["runAsNonRoot"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["capabilities"] == {"drop": ["ALL"]}
-        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
         (tmp,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
         assert "emptyDir" in volumes[tmp["name"]]
         assert "sizeLimit" in volumes[tmp["name"]]["emptyDir"]
         assert env_value(c, "HOME") == "/tmp"
-        for bound in ("requests", "limits"):
-            assert {"cpu", "memory"} <= set(c["resources"][bound]), bound
 
 
 def test_every_object_carries_the_recommended_labels() -> None:
     for path, obj in OBJECTS:
-        labels = obj["metadata"].get("labels", {})
-        for label in RECOMMENDED_LABELS:
-            assert labels.get(label), f"{object_id(path, obj)} lacks {label}"
-        assert labels["app.kubernetes.io/part-of"] == "llmops"
+        assert missing_labels(obj) == [], object_id(path, obj)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "llmops"
 
 
 def test_the_network_policy_and_the_disruption_budget_cover_the_servers_pods() -> None:

@@ -21,12 +21,9 @@ import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import urlsplit
 
-import kubernetes_validate
 import pytest
-import yaml
 from fastapi.testclient import TestClient
 
 import llmops
@@ -35,6 +32,25 @@ from llmops.cli import up
 from llmops.config import CoreSettings
 from llmops.integrations import env_settings, secret_fields
 from llmops.services.training import job_output_dir
+from llmops.testing.manifests import KubernetesObject as Object
+from llmops.testing.manifests import (
+    Manifests,
+    containers_of,
+    credential_faults,
+    first_container,
+    hardening_faults,
+    kubernetes_refusals,
+    kustomization,
+    kustomization_faults,
+    label_sets,
+    missing_labels,
+    pod_spec,
+    resolve_port,
+    secret_key_refs,
+    secrets_created_in,
+    service_routing_faults,
+    walk_strings,
+)
 from llmops.testing.pytest_plugin import FixtureSettings
 from llmops_kserve.objects import API_VERBS, GROUP, PLURAL, Placement, storage_uri
 from llmops_kserve.plugin import KServeSettings
@@ -42,9 +58,11 @@ from llmops_kserve.plugin import KServeSettings
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "infra" / "k8s" / "platform"
 MLFLOW_MANIFESTS = REPO / "infra" / "k8s" / "mlflow"
-
-#: The oldest Kubernetes the manifests are written for, and the newest the package knows.
-KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
+PLATFORM = Manifests(MANIFESTS)
+OBJECTS = PLATFORM.objects
+the = PLATFORM.the
+object_id = PLATFORM.object_id
+namespace = PLATFORM.namespace
 
 IMAGE = "ghcr.io/llmops/llmops"
 
@@ -53,8 +71,6 @@ CORE_SECRETS = frozenset({"database_url"} | secret_fields(CoreSettings))
 SECRET_LOOKING = re.compile(
     r"PASSWORD|SECRET|TOKEN|ACCESS_KEY|CREDENTIAL|DATABASE_URL|PRIVATE", re.IGNORECASE
 )
-#: scheme://user:password@host
-URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.IGNORECASE)
 #: a Fernet key (what LLMOPS_SECRET_KEY holds): 32 bytes in URL-safe base64
 FERNET_KEY = re.compile(r"\b[A-Za-z0-9_-]{43}=")
 
@@ -72,75 +88,6 @@ CLUSTER_SCOPED = frozenset(
         "ClusterServingRuntime",
     }
 )
-
-RECOMMENDED_LABELS = (
-    "app.kubernetes.io/name",
-    "app.kubernetes.io/instance",
-    "app.kubernetes.io/component",
-    "app.kubernetes.io/part-of",
-    "app.kubernetes.io/managed-by",
-)
-
-Object = dict[str, Any]
-
-
-# --- loading ----------------------------------------------------------------------------
-
-
-def manifest_files(directory: Path = MANIFESTS) -> list[Path]:
-    return sorted(p for p in directory.glob("*.yaml") if p.name != "kustomization.yaml")
-
-
-def load_objects(path: Path) -> list[Object]:
-    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
-
-
-OBJECTS: list[tuple[Path, Object]] = [
-    (path, obj) for path in manifest_files() for obj in load_objects(path)
-]
-
-
-def object_id(path: Path, obj: Object) -> str:
-    return f"{path.name}:{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
-
-
-def the(kind: str, name: str) -> Object:
-    found = [obj for _, obj in OBJECTS if obj["kind"] == kind and obj["metadata"]["name"] == name]
-    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
-    return found[0]
-
-
-def kustomization() -> Object:
-    loaded: Object = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
-    return loaded
-
-
-def namespace() -> str:
-    name: str = kustomization()["namespace"]
-    return name
-
-
-def pod_spec(obj: Object) -> Object | None:
-    """The pod template's spec of a workload, or None for objects without pods."""
-    if obj["kind"] == "Pod":
-        spec: Object = obj["spec"]
-        return spec
-    if obj["kind"] == "CronJob":
-        spec = obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        return spec
-    if obj["kind"] in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
-        spec = obj["spec"]["template"]["spec"]
-        return spec
-    return None
-
-
-def containers_of(obj: Object) -> Iterator[tuple[str, Object]]:
-    spec = pod_spec(obj)
-    if spec is None:
-        return
-    for field in ("initContainers", "containers"):
-        for index, container in enumerate(spec.get(field) or []):
-            yield f"{field}[{index}]", container
 
 
 def platform() -> Object:
@@ -169,57 +116,8 @@ def volumes() -> dict[str, Object]:
     return {volume["name"]: volume for volume in platform_pod()["volumes"]}
 
 
-def resolve_port(container: Object, port: int | str) -> int:
-    if isinstance(port, int):
-        return port
-    numbers = [p["containerPort"] for p in container.get("ports", []) if p.get("name") == port]
-    assert len(numbers) == 1, f"no container port named {port!r}"
-    number: int = numbers[0]
-    return number
-
-
-def walk_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield str(key)
-            yield from walk_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from walk_strings(item)
-
-
 def under(path: str, folder: str) -> bool:
     return PurePosixPath(path).is_relative_to(PurePosixPath(folder))
-
-
-# --- the validator --------------------------------------------------------------------
-
-
-def kubernetes_refusals(obj: Object) -> list[str]:
-    """Why the API server, with strict field validation, would refuse ``obj``; [] if not."""
-    missing = [field for field in ("apiVersion", "kind") if not isinstance(obj.get(field), str)]
-    if missing:
-        return [f"{field}: Required value" for field in missing]
-    refusals = []
-    for version in KUBERNETES_VERSIONS:
-        try:
-            kubernetes_validate.validate(obj, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            where = ".".join(str(part) for part in exc.path) or "(object)"
-            refusals.append(f"Kubernetes {exc.version}: {where}: {exc.message}")
-        except kubernetes_validate.SchemaNotFoundError as exc:
-            refusals.append(exc.message)
-    # The API server's own validation, beyond the published schema: there, metadata.name
-    # is optional (generateName) and so is a container's image (for workload templates
-    # that an admission controller completes), but a pod without them is refused.
-    if not isinstance(obj.get("metadata"), dict) or not obj["metadata"].get("name"):
-        refusals.append("metadata.name: Required value")
-    for where, container in containers_of(obj):
-        if not isinstance(container, dict) or not container.get("image"):
-            refusals.append(f"{where}.image: Required value")
-    return refusals
 
 
 # --- the objects are valid Kubernetes objects ------------------------------------------
@@ -238,18 +136,11 @@ def test_the_manifests_hold_the_platform_its_account_role_volumes_and_service() 
     ]
 
 
-@pytest.mark.parametrize(
-    ("path", "obj"), OBJECTS, ids=[object_id(path, obj) for path, obj in OBJECTS]
-)
+@pytest.mark.parametrize(("path", "obj"), OBJECTS, ids=PLATFORM.object_ids())
 def test_every_object_in_the_manifests_is_one_the_api_server_accepts(
     path: Path, obj: Object
 ) -> None:
     assert kubernetes_refusals(obj) == []
-
-
-def main_container(deployment: Object) -> Object:
-    found: Object = deployment["spec"]["template"]["spec"]["containers"][0]
-    return found
 
 
 MISTAKES: dict[str, tuple[Callable[[Object], object], str]] = {
@@ -258,18 +149,18 @@ MISTAKES: dict[str, tuple[Callable[[Object], object], str]] = {
         "'replica' was unexpected",
     ),
     "a misspelt field deep in the pod (readOnlyRootFileSystem)": (
-        lambda d: main_container(d)["securityContext"].__setitem__(
+        lambda d: first_container(d)["securityContext"].__setitem__(
             "readOnlyRootFileSystem",
-            main_container(d)["securityContext"].pop("readOnlyRootFilesystem"),
+            first_container(d)["securityContext"].pop("readOnlyRootFilesystem"),
         ),
         "'readOnlyRootFileSystem' was unexpected",
     ),
     "a container port given as a string": (
-        lambda d: main_container(d)["ports"][0].__setitem__("containerPort", "8000"),
+        lambda d: first_container(d)["ports"][0].__setitem__("containerPort", "8000"),
         "containerPort: '8000' is not of type 'integer'",
     ),
     "a secret reference without its key": (
-        lambda d: main_container(d)["env"][0]["valueFrom"]["secretKeyRef"].pop("key"),
+        lambda d: first_container(d)["env"][0]["valueFrom"]["secretKeyRef"].pop("key"),
         "'key' is a required property",
     ),
     "an init container without an image": (
@@ -290,15 +181,7 @@ def test_the_validator_refuses_the_platform_deployment_with_a_mistake_in_it(mist
 
 
 def test_the_kustomization_lists_exactly_the_manifests_in_the_folder() -> None:
-    listed = kustomization()
-    assert listed["apiVersion"] == "kustomize.config.k8s.io/v1beta1"
-    assert listed["kind"] == "Kustomization"
-    assert set(listed) == {"apiVersion", "kind", "namespace", "resources"}
-    assert listed["namespace"] == "llmops"
-    resources = listed["resources"]
-    assert len(resources) == len(set(resources))
-    assert sorted(resources) == [p.name for p in manifest_files()]
-    assert not list(MANIFESTS.glob("*.yml")), "use .yaml"
+    assert kustomization_faults(MANIFESTS, namespace="llmops") == []
     assert not [p for p in MANIFESTS.iterdir() if p.is_dir()], "no folder is listed"
 
 
@@ -310,10 +193,8 @@ def test_every_object_is_namespaced_and_left_to_the_kustomizations_namespace() -
 
 def test_every_object_carries_the_recommended_labels() -> None:
     for path, obj in OBJECTS:
-        labels = obj["metadata"].get("labels", {})
-        for label in RECOMMENDED_LABELS:
-            assert labels.get(label), f"{object_id(path, obj)} lacks {label}"
-        assert labels["app.kubernetes.io/part-of"] == "llmops"
+        assert missing_labels(obj) == [], object_id(path, obj)
+        assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "llmops"
 
 
 # --- the Kubernetes API: only what the KServe plugin uses ---------------------------------
@@ -569,15 +450,11 @@ def test_the_deployment_loads_the_configmaps_that_the_installs_ship() -> None:
     assert all(source["configMapRef"].get("optional") is not True for source in sources)
     mlflow = [
         obj
-        for path in manifest_files(MLFLOW_MANIFESTS)
-        for obj in load_objects(path)
+        for _, obj in Manifests(MLFLOW_MANIFESTS).objects
         if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "llmops-mlflow"
     ]
     assert len(mlflow) == 1, "infra/k8s/mlflow ships the ConfigMap llmops-mlflow"
-    assert (
-        yaml.safe_load((MLFLOW_MANIFESTS / "kustomization.yaml").read_text())["namespace"]
-        == namespace()
-    )
+    assert kustomization(MLFLOW_MANIFESTS)["namespace"] == namespace()
 
 
 # --- secrets ----------------------------------------------------------------------------
@@ -604,9 +481,8 @@ def test_the_database_url_and_the_secret_key_come_from_the_secret() -> None:
 def test_no_manifest_carries_a_secret_value() -> None:
     for path, obj in OBJECTS:
         where = object_id(path, obj)
-        assert obj["kind"] != "Secret", f"{where}: the Secret is created by hand (README.md)"
-        for key in obj.get("data", {}) if obj["kind"] == "ConfigMap" else {}:
-            assert not SECRET_LOOKING.search(key), f"{where}: {key} belongs in a Secret"
+        # the Secret is created by hand (README.md)
+        assert credential_faults(obj, SECRET_LOOKING) == [], where
         for container_at, container in containers_of(obj):
             assert "envFrom" not in container or all(
                 "secretRef" not in source for source in container["envFrom"]
@@ -616,28 +492,14 @@ def test_no_manifest_carries_a_secret_value() -> None:
                     assert set(entry) == {"name", "valueFrom"}, f"{where}: {entry['name']}"
                     assert set(entry["valueFrom"]) == {"secretKeyRef"}, entry["name"]
         for text in walk_strings(obj):
-            assert not URL_WITH_PASSWORD.search(text), f"{where}: a URL with a password"
             assert not FERNET_KEY.search(text), f"{where}: a key"
             assert "postgresql" not in text, f"{where}: a database URL"
 
 
 def test_the_readme_says_how_to_create_the_secret_the_platform_reads() -> None:
     readme = (MANIFESTS / "README.md").read_text()
-    commands = re.findall(
-        r"create secret generic ([\w-]+)((?:\s*\\\n\s*--from-(?:literal|file)=\S+)+)", readme
-    )
-    documented = {
-        (name, key)
-        for name, sources in commands
-        for key in re.findall(r"--from-(?:literal|file)=([\w.-]+)=", sources)
-    }
-    used = {
-        (entry["valueFrom"]["secretKeyRef"]["name"], entry["valueFrom"]["secretKeyRef"]["key"])
-        for _, obj in OBJECTS
-        for _, container in containers_of(obj)
-        for entry in container.get("env", [])
-        if "secretKeyRef" in entry.get("valueFrom", {})
-    }
+    documented = secrets_created_in(readme)
+    used = {ref for _, obj in OBJECTS for ref in secret_key_refs(obj)}
     assert used == {("llmops", "database-url"), ("llmops", "secret-key")}
     assert used <= documented, used - documented
     assert "kubectl apply -k infra/k8s/platform" in readme
@@ -648,14 +510,9 @@ def test_the_readme_says_how_to_create_the_secret_the_platform_reads() -> None:
 
 def test_the_service_sends_traffic_to_the_deployments_named_port() -> None:
     deployment, service = platform(), the("Service", "llmops")
-    template_labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selector = service["spec"]["selector"]
-    assert selector == deployment["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= template_labels.items()
-    assert service["spec"]["type"] == "ClusterIP"
+    assert service_routing_faults(service, deployment) == []
     (port,) = service["spec"]["ports"]
     assert port["port"] == 80
-    assert port.get("protocol", "TCP") == "TCP"
     assert isinstance(port["targetPort"], str), "a named container port"
     assert resolve_port(platform_container(), port["targetPort"]) == 8000
 
@@ -722,9 +579,7 @@ def test_the_image_is_tagged_with_llmops_cores_version() -> None:
     for where, at, image in images:
         assert image == f"{IMAGE}:{version}", (where, at)
     for path, obj in OBJECTS:
-        for labels in [obj["metadata"].get("labels", {})] + (
-            [obj["spec"]["template"]["metadata"]["labels"]] if pod_spec(obj) is not None else []
-        ):
+        for labels in label_sets(obj):
             if "app.kubernetes.io/version" in labels:
                 assert labels["app.kubernetes.io/version"] == version, object_id(path, obj)
 
@@ -740,20 +595,8 @@ def test_the_pod_runs_without_privileges_and_with_bounded_resources() -> None:
     spec = platform_pod()
     # a Service named llmops would otherwise put LLMOPS_PORT=tcp://... into the pod
     assert spec["enableServiceLinks"] is False
-    pod_security = spec["securityContext"]
-    assert pod_security["runAsNonRoot"] is True
-    assert pod_security["runAsUser"] > 0
-    assert pod_security["fsGroup"] > 0
-    assert pod_security["seccompProfile"] == {"type": "RuntimeDefault"}
-    for _, c in containers_of(platform()):
-        security = c["securityContext"]
-        assert security["runAsNonRoot"] is True
-        assert security["allowPrivilegeEscalation"] is False
-        assert security["readOnlyRootFilesystem"] is True
-        assert security["capabilities"] == {"drop": ["ALL"]}
-        assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-        for bound in ("requests", "limits"):
-            assert {"cpu", "memory"} <= set(c["resources"][bound]), bound
+    assert hardening_faults(platform()) == []
+    assert spec["securityContext"]["fsGroup"] > 0
     container = platform_container()
     (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
     assert "sizeLimit" in volumes()[tmp["name"]]["emptyDir"]
