@@ -300,9 +300,9 @@ def update_deployment(
                 raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
             update = update.model_copy(update={"model_uri": model.uri})
         endpoint.model_id = model.id
-    desired = _desired(row.spec, update)
-    _check(backend, DeploymentSpec.model_validate(desired))
-    row.spec = desired
+    desired = _desired(DeploymentSpec.model_validate(row.spec), update)
+    _check(backend, desired)
+    row.spec = desired.model_dump(mode="json")
     session.flush()
     operation = enqueue(
         session,
@@ -317,30 +317,28 @@ def update_deployment(
     return DeploymentView(row), operation
 
 
-def _desired(spec: dict[str, object], update: DeploymentUpdate) -> dict[str, object]:
+def _desired(spec: DeploymentSpec, update: DeploymentUpdate) -> DeploymentSpec:
     """The deployment's desired spec after ``update``: what the worker redeploys from.
 
     Promoting a canary makes its model the stable one; rolling it back keeps the stable
     model; a new model without a canary replaces the stable one and ends any canary."""
-    desired = dict(spec)
-    canary = desired.get("canary")
+    changes: dict[str, object] = {}
     if update.promote_canary or update.rollback_canary:
-        if not isinstance(canary, dict):
+        if spec.canary is None:
             raise InvalidRequest(
                 "the deployment has no canary to "
                 + ("promote" if update.promote_canary else "roll back"),
                 parameter="promoteCanary" if update.promote_canary else "rollbackCanary",
             )
         if update.promote_canary:
-            desired["model_uri"] = canary["model_uri"]
-        desired["canary"] = None
+            changes["model_uri"] = spec.canary.model_uri
+        changes["canary"] = None
     elif update.model_uri is not None and update.canary is None:
-        desired["canary"] = None
-    for key, value in update.model_dump(
-        mode="json", exclude_none=True, exclude={"promote_canary", "rollback_canary"}
-    ).items():
-        desired[key] = value
-    return desired
+        changes["canary"] = None
+    for key in ("model_uri", "autoscaling", "resources", "canary"):
+        if getattr(update, key) is not None:
+            changes[key] = getattr(update, key)
+    return spec.model_copy(update=changes)
 
 
 def deliver_update(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:

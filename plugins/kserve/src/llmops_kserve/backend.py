@@ -74,15 +74,20 @@ class KServeBackend:
     def check(self, spec: DeploymentSpec) -> None:
         """Refuse (InvalidRequest) a spec KServe could not serve: a model its storage
         initializer cannot read, an unknown runtime or option."""
-        objects.inference_service(spec, self.placement)
+        self._first_object(spec)
+
+    def _first_object(self, spec: DeploymentSpec) -> dict[str, Any]:
+        """The object of a first deployment of ``spec``, once its canary is known to be
+        servable too."""
+        body = objects.inference_service(spec, self.placement)
         if spec.canary is not None:
             objects.predictor(
                 spec, self.placement, model_uri=spec.canary.model_uri, canary_percent=1
             )
+        return body
 
     def deploy(self, spec: DeploymentSpec) -> DeploymentStatus:
-        self.check(spec)
-        body = objects.inference_service(spec, self.placement)
+        body = self._first_object(spec)
         if spec.idempotency_key is not None:
             for found in self.api.select(objects.key_selector(spec.idempotency_key)):
                 if _key(found) == spec.idempotency_key:
@@ -101,55 +106,36 @@ class KServeBackend:
                 + ("" if objects.record(existing) else " (not deployed by llmops)"),
                 name=spec.name,
             ) from None
-        return self._status(created)
+        return self._status(created, spec, None)
 
-    def adopt(self, spec: DeploymentSpec) -> DeploymentStatus:
-        """Make the InferenceService named ``spec.name``, which llmops did not deploy, the
-        endpoint's: label and annotate it, leaving its predictor (and so its pods) as they
-        are. The record names the model it serves (its storageUri)."""
-        obj = self.api.get(spec.name)
+    def adopt(self, obj: dict[str, Any], spec: DeploymentSpec) -> DeploymentStatus:
+        """Make ``obj``, an InferenceService llmops did not deploy, the endpoint's: label
+        and annotate it with ``spec`` (:func:`objects.adopted`: what it runs), leaving its
+        predictor as it is."""
         if objects.record(obj) is not None:
-            raise Conflict(f"InferenceService {spec.name!r} is already llmops'", name=spec.name)
-        model = (((obj.get("spec") or {}).get("predictor") or {}).get("model")) or {}
-        predictor = (obj.get("spec") or {}).get("predictor") or {}
-        adopted = spec.model_copy(
-            update={
-                "model_uri": model.get("storageUri") or spec.model_uri,
-                "runtime": model.get("runtime") or spec.runtime,
-                "autoscaling": spec.autoscaling.model_copy(
-                    update={
-                        "min_replicas": int(predictor.get("minReplicas", 1)),
-                        "max_replicas": int(
-                            predictor.get("maxReplicas", predictor.get("minReplicas", 1)) or 1
-                        ),
-                    }
-                ),
-            }
-        )
+            raise Conflict(f"InferenceService {_name(obj)!r} is already llmops'", name=_name(obj))
         metadata = obj.get("metadata") or {}
         patched = self.api.patch(
-            spec.name,
+            _name(obj),
             {
                 "metadata": {
                     "resourceVersion": metadata.get("resourceVersion"),
-                    "labels": objects.labels(adopted),
-                    "annotations": objects.record_annotations(adopted, previous_model_uri=None),
+                    "labels": objects.labels(spec),
+                    "annotations": objects.record_annotations(spec, previous_model_uri=None),
                 }
             },
         )
-        return self._status(patched, record=adopted)
+        return self._status(patched, spec, None)
 
     def status(self, external_id: str) -> DeploymentStatus:
-        obj, record = self._found(external_id)
-        return self._status(obj, record=record)
+        return self._status(*self._found(external_id))
 
     def update(self, external_id: str, update: DeploymentUpdate) -> DeploymentStatus:
         if update.promote_canary and update.rollback_canary:
             raise InvalidRequest(
                 "promote_canary and rollback_canary exclude each other", parameter="promoteCanary"
             )
-        obj, record = self._found(external_id)
-        previous = objects.effective(obj, objects.record(obj) or record, self.placement)[1]
+        obj, record, previous = self._found(external_id)
         changes: dict[str, Any] = {}
         if update.autoscaling is not None:
             changes["autoscaling"] = update.autoscaling
@@ -188,14 +174,14 @@ class KServeBackend:
             desired, self.placement, model_uri=served, canary_percent=canary_percent
         )
         patched = self._patch(obj, desired, body, previous)
-        return self._status(patched, record=desired)
+        return self._status(patched, desired, previous)
 
     def delete(self, external_id: str) -> None:
         self._found(external_id)
         self.api.delete(external_id)
 
     def inference_target(self, external_id: str) -> InferenceTarget:
-        obj, record = self._found(external_id)
+        obj, record, _ = self._found(external_id)
         url = self._url(obj)
         if url is None:
             raise IntegrationUnavailable(
@@ -219,19 +205,23 @@ class KServeBackend:
 
     # -- helpers ------------------------------------------------------------------------
 
-    def _found(self, name: str) -> tuple[dict[str, Any], DeploymentSpec]:
-        """The object llmops deployed as ``name`` and its record.
+    def _found(self, name: str) -> tuple[dict[str, Any], DeploymentSpec, str | None]:
+        """The object llmops deployed as ``name``, its record as the object stands, and
+        the model its previous revision serves (:func:`objects.effective`).
 
         :raises NotFound: there is no such object, or llmops did not deploy it.
         """
         obj = self.api.get(name)
+        return (obj, *self._read(obj))
+
+    def _read(self, obj: dict[str, Any]) -> tuple[DeploymentSpec, str | None]:
         record = objects.record(obj)
         if record is None:
             raise NotFound(
-                f"InferenceService {name!r} was not deployed by llmops (no llmops labels)",
-                id=name,
+                f"InferenceService {_name(obj)!r} was not deployed by llmops (no llmops labels)",
+                id=_name(obj),
             )
-        return obj, objects.effective(obj, record, self.placement)[0]
+        return objects.effective(obj, record, self.placement)
 
     def _known(self, obj: dict[str, Any], key: str) -> DeploymentStatus:
         if (obj.get("metadata") or {}).get("deletionTimestamp"):
@@ -239,7 +229,7 @@ class KServeBackend:
                 f"InferenceService {_name(obj)!r} with idempotency key {key!r} is still being "
                 "deleted; deploying again once it is gone"
             )
-        return self._status(obj)
+        return self._status(obj, *self._read(obj))
 
     def _patch(
         self,
@@ -285,24 +275,12 @@ class KServeBackend:
             raise
 
     def _url(self, obj: dict[str, Any]) -> str | None:
-        status = obj.get("status") or {}
-        if self.settings.use_cluster_address:
-            address = (status.get("address") or {}).get("url")
-            if address:
-                return str(address)
-        url = status.get("url") or ((status.get("components") or {}).get("predictor") or {}).get(
-            "url"
-        )
-        return str(url) if url else None
+        return objects.url(obj, in_cluster=self.settings.use_cluster_address)
 
     def _status(
-        self, obj: dict[str, Any], *, record: DeploymentSpec | None = None
+        self, obj: dict[str, Any], record: DeploymentSpec, previous: str | None
     ) -> DeploymentStatus:
-        stored = objects.record(obj)
-        if stored is None:
-            raise NotFound(f"InferenceService {_name(obj)!r} was not deployed by llmops")
-        found, previous = objects.effective(obj, stored, self.placement)
-        record = record or found
+        """``obj``'s status for the platform, ``record`` being what it should run."""
         seen = objects.observe(obj, record, previous)
         url = self._url(obj)
         target = None if url is None else objects.target(record, url)

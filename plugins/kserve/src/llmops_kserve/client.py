@@ -42,12 +42,9 @@ class KubernetesApi:
         self.service_account_dir = service_account_dir
         self._lock = threading.Lock()
         self._client: ApiClient | None = None
+        self._custom: CustomObjectsApi | None = None
         self._namespace: str | None = settings.namespace
         self._where = "the Kubernetes API"
-
-    @classmethod
-    def from_settings(cls, settings: KServeSettings) -> KubernetesApi:
-        return cls(settings)
 
     # -- configuration ---------------------------------------------------------------
 
@@ -78,7 +75,9 @@ class KubernetesApi:
                     ) from exc
                 self._namespace = self.settings.namespace or namespace or "default"
                 self._where = f"the Kubernetes API at {self._client.configuration.host}"
-            return CustomObjectsApi(self._client)
+                self._custom = CustomObjectsApi(self._client)
+            assert self._custom is not None
+            return self._custom
 
     def _build(self) -> tuple[ApiClient, str | None]:
         """A client for the first way the settings name, and the namespace it implies."""
@@ -93,14 +92,15 @@ class KubernetesApi:
             if settings.token is not None:
                 configuration.api_key = {"authorization": settings.token.get_secret_value()}
                 configuration.api_key_prefix = {"authorization": "Bearer"}
-        elif settings.kubeconfig is not None or (
-            not settings.in_cluster and _default_kubeconfig() is not None
+        elif kubeconfig := settings.kubeconfig or (
+            None if settings.in_cluster else _default_kubeconfig()
         ):
-            path = settings.kubeconfig or _default_kubeconfig()
             config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=str(path), context=settings.context, client_configuration=configuration
+                config_file=str(kubeconfig),
+                context=settings.context,
+                client_configuration=configuration,
             )
-            namespace = _context_namespace(Path(str(path)), settings.context)
+            namespace = _context_namespace(kubeconfig, settings.context)
         elif settings.in_cluster or os.environ.get("KUBERNETES_SERVICE_HOST"):
             folder = self.service_account_dir
             loader = config.incluster_config.InClusterConfigLoader(  # type: ignore[no-untyped-call]
@@ -283,15 +283,10 @@ def _default_kubeconfig() -> Path | None:
 
 
 def _context_namespace(path: Path, context: str | None) -> str | None:
-    import yaml
+    """The namespace the kubeconfig's ``context`` (default: its current one) names."""
+    from kubernetes import config
 
-    try:
-        document = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    name = context or document.get("current-context")
-    for entry in document.get("contexts") or []:
-        if entry.get("name") == name:
-            value = (entry.get("context") or {}).get("namespace")
-            return str(value) if value else None
-    return None
+    contexts, current = config.list_kube_config_contexts(str(path))  # type: ignore[no-untyped-call]
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    value = ((chosen or {}).get("context") or {}).get("namespace")
+    return str(value) if value else None

@@ -104,13 +104,14 @@ def spec_for(session: Session, endpoint: ServingEndpoint) -> DeploymentSpec:
     )
 
 
-def plan(backend: KServeBackend, spec: DeploymentSpec, move: Move) -> None:
-    """Decide ``move.action`` from what the cluster has (reads only)."""
+def plan(backend: KServeBackend, spec: DeploymentSpec, move: Move) -> dict[str, Any] | None:
+    """Decide ``move.action`` from what the cluster has (reads only); the object of the
+    endpoint's name, if there is one."""
     existing = backend.api.find(spec.name)
     if existing is None:
-        objects.inference_service(spec, backend.placement)  # refuses what KServe would
+        backend.check(spec)  # refuses what KServe would
         move.action, move.object_name = "create", spec.name
-        return
+        return None
     record = objects.record(existing)
     move.object_name = spec.name
     if record is None:
@@ -123,6 +124,7 @@ def plan(backend: KServeBackend, spec: DeploymentSpec, move: Move) -> None:
             f"({record.endpoint_id})",
             parameter="name",
         )
+    return existing
 
 
 def move_endpoint(session: Session, backend: KServeBackend, move: Move) -> None:
@@ -130,11 +132,10 @@ def move_endpoint(session: Session, backend: KServeBackend, move: Move) -> None:
     if endpoint is None or endpoint.framework is not None:
         return
     spec = spec_for(session, endpoint)
-    plan(backend, spec, move)
-    if move.action == "adopt":
-        status = backend.adopt(spec)
-        # the record names what the adopted object runs (its model, its scaling)
-        spec = objects.record(backend.api.get(status.external_id)) or spec
+    existing = plan(backend, spec, move)
+    if move.action == "adopt" and existing is not None:
+        spec = objects.adopted(existing, spec)  # the record names what it runs
+        status = backend.adopt(existing, spec)
     else:
         status = backend.deploy(spec)
         spec = spec.model_copy(update={"name": status.external_id})

@@ -295,6 +295,27 @@ def record(obj: dict[str, Any]) -> DeploymentSpec | None:
         return None
 
 
+def adopted(obj: dict[str, Any], spec: DeploymentSpec) -> DeploymentSpec:
+    """``spec`` as the record of ``obj``, an InferenceService llmops did not deploy: the
+    model, runtime and replica range it runs."""
+    predictor_spec = (obj.get("spec") or {}).get("predictor") or {}
+    model = predictor_spec.get("model") or {}
+    min_replicas = int(predictor_spec.get("minReplicas", 1))
+    scaling = spec.autoscaling.model_copy(
+        update={
+            "min_replicas": min_replicas,
+            "max_replicas": int(predictor_spec.get("maxReplicas", min_replicas) or 1),
+        }
+    )
+    return spec.model_copy(
+        update={
+            "model_uri": model.get("storageUri") or spec.model_uri,
+            "runtime": model.get("runtime") or spec.runtime,
+            "autoscaling": scaling,
+        }
+    )
+
+
 def previous_model_uri(obj: dict[str, Any]) -> str | None:
     return ((obj.get("metadata") or {}).get("annotations") or {}).get(PREVIOUS_ANNOTATION)
 
@@ -346,8 +367,6 @@ class Observed:
     message: str
     traffic: list[TrafficSplit]
     rollout: RolloutStatus
-    url: str | None
-    address_url: str | None
     #: the spec still names the stable model although the record wants a canary (the
     #: canary starts once the stable revision serves)
     canary_due: bool = False
@@ -364,19 +383,31 @@ def _why(condition: dict[str, Any] | None) -> str:
     return f"{reason}: {message}" if reason and message else reason or message
 
 
+def url(obj: dict[str, Any], *, in_cluster: bool = False) -> str | None:
+    """Where the predictor answers: ``status.url`` (or the predictor component's), or,
+    ``in_cluster``, ``status.address.url`` when KServe set it."""
+    status = obj.get("status") or {}
+    if in_cluster and (address := (status.get("address") or {}).get("url")):
+        return str(address)
+    found = status.get("url") or ((status.get("components") or {}).get("predictor") or {}).get(
+        "url"
+    )
+    return str(found) if found else None
+
+
 def observe(obj: dict[str, Any], spec: DeploymentSpec, previous: str | None = None) -> Observed:
     metadata = obj.get("metadata") or {}
     status = obj.get("status") or {}
     predictor_status = (status.get("components") or {}).get("predictor") or {}
     conditions = _conditions(status)
-    url = status.get("url") or predictor_status.get("url")
-    address_url = (status.get("address") or {}).get("url")
     latest = predictor_status.get("latestCreatedRevision")
     ready_revision = predictor_status.get("latestReadyRevision")
     stable_revision = predictor_status.get("latestRolledoutRevision")
     traffic = _traffic(predictor_status, spec, previous or previous_model_uri(obj), latest)
     spec_predictor = (obj.get("spec") or {}).get("predictor") or {}
-    canary_percent = spec_predictor.get("canaryTrafficPercent")
+    # the record wants a canary the predictor does not run yet (it starts once the
+    # stable revision serves)
+    canary_due = spec.canary is not None and "canaryTrafficPercent" not in spec_predictor
     ready_condition = conditions.get("Ready")
     ready_now = (ready_condition or {}).get("status") == "True"
     failure = _failure(status, conditions)
@@ -395,15 +426,10 @@ def observe(obj: dict[str, Any], spec: DeploymentSpec, previous: str | None = No
             message=message,
             traffic=traffic,
             rollout=RolloutStatus(state=rollout, message=why or message, **revisions),
-            url=url,
-            address_url=address_url,
             canary_due=canary_due,
         )
 
-    serving = any(split.percent > 0 for split in traffic) and url is not None
-    canary_due = False
-    if spec.canary is not None and canary_percent is None:
-        canary_due = True
+    serving = any(split.percent > 0 for split in traffic) and url(obj) is not None
     if metadata.get("deletionTimestamp"):
         return seen(DeploymentState.DELETING, False, "being deleted", RolloutState.STABLE)
     generation = metadata.get("generation")

@@ -117,7 +117,7 @@ def build_backend(settings: KServeSettings) -> KServeBackend:
     from llmops_kserve.backend import KServeBackend
     from llmops_kserve.client import KubernetesApi
 
-    return KServeBackend(KubernetesApi.from_settings(settings), settings)
+    return KServeBackend(KubernetesApi(settings), settings)
 
 
 @llmops.hookimpl
