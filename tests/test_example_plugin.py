@@ -24,8 +24,8 @@ from llmops.capabilities.tracking import (
     TrackingBackend,
 )
 from llmops.errors import Conflict, InvalidRequest, NotFound
-from llmops.plugins import PluginContext, installed_plugins, load_plugins, make_plugin_manager
-from llmops.plugins.discovery import call_one
+from llmops.plugins import PluginContext
+from llmops.plugins.discovery import call_one, installed_plugins, load_plugins, make_plugin_manager
 from llmops_example.plugin import ExampleSettings
 from llmops_example.tracker import IDEMPOTENCY_TAG, JsonFileTracker
 

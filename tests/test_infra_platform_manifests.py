@@ -53,7 +53,7 @@ from llmops.testing.manifests import (
 )
 from llmops.testing.pytest_plugin import FixtureSettings
 from llmops_kserve.objects import API_VERBS, GROUP, PLURAL, Placement, storage_uri
-from llmops_kserve.plugin import KServeSettings
+from llmops_kserve.settings import KServeSettings
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "infra" / "k8s" / "platform"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from llmops import hookspecs
-from llmops.plugins import make_plugin_manager
+from llmops.plugins.discovery import make_plugin_manager
 
 HOOKS_MD = Path(__file__).resolve().parents[2] / "docs" / "plugins" / "hooks.md"
 

@@ -108,7 +108,7 @@ from llmops.capabilities.orchestration import (
     PipelineState, PipelineStatus, StageState, StageStatus,
 )
 from llmops.plugins.info import PluginInfo, PluginSettings
-from llmops.resilience import deadline_remaining
+from llmops.deadlines import deadline_remaining
 
 
 class Settings(PluginSettings):

@@ -19,8 +19,12 @@ from llmops.capabilities.common import Capability
 from llmops.config import CoreSettings
 from llmops.errors import NoProviderEnabled
 from llmops.integrations import IntegrationRuntime, StoredConfig
-from llmops.plugins import installed_plugins, load_plugins, make_plugin_manager
-from llmops.plugins.discovery import PluginLoadError
+from llmops.plugins.discovery import (
+    PluginLoadError,
+    installed_plugins,
+    load_plugins,
+    make_plugin_manager,
+)
 from llmops.testing.plugins import PluginInstaller as InstallPlugin
 
 _TRACKER_BODY = textwrap.dedent(

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from llmops.deadlines import deadline_remaining
 from llmops.errors import (
     Conflict,
     IntegrationRejected,
@@ -16,7 +17,7 @@ from llmops.errors import (
     InvalidRequest,
     NotFound,
 )
-from llmops.resilience import CircuitBreaker, CircuitState, Guard, GuardMetrics, deadline_remaining
+from llmops.resilience import CircuitBreaker, CircuitState, Guard, GuardMetrics
 from llmops.resilience.guard import GuardedProvider
 
 

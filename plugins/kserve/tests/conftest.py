@@ -16,7 +16,7 @@ from llmops.testing.kubernetes import KubernetesApiDouble
 from llmops.testing.models import tiny_causal_lm
 from llmops_kserve.backend import KServeBackend
 from llmops_kserve.client import KubernetesApi
-from llmops_kserve.plugin import KServeSettings
+from llmops_kserve.settings import KServeSettings
 
 TOKEN = "kserve-test-token"
 CLAIM = "llmops-models"

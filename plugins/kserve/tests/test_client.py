@@ -17,7 +17,7 @@ from llmops.errors import IntegrationUnavailable, InvalidRequest
 from llmops.testing.kubernetes import KubernetesApiDouble
 from llmops_kserve.backend import KServeBackend
 from llmops_kserve.client import KubernetesApi
-from llmops_kserve.plugin import KServeSettings
+from llmops_kserve.settings import KServeSettings
 
 
 def test_a_kubeconfig_and_its_contexts_namespace_are_used(

@@ -2,6 +2,6 @@
 hammering a tool that is down, and without losing or duplicating a write."""
 
 from llmops.resilience.breaker import CircuitBreaker, CircuitState
-from llmops.resilience.guard import Guard, GuardMetrics, deadline_remaining
+from llmops.resilience.guard import Guard, GuardMetrics
 
-__all__ = ["CircuitBreaker", "CircuitState", "Guard", "GuardMetrics", "deadline_remaining"]
+__all__ = ["CircuitBreaker", "CircuitState", "Guard", "GuardMetrics"]

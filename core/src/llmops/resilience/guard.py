@@ -22,29 +22,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from llmops.deadlines import deadline
 from llmops.errors import IntegrationUnavailable, LlmopsError
 from llmops.resilience.breaker import CircuitBreaker, CircuitState
 from llmops.resilience.errors import Translator, retryable, translate
 
 T = TypeVar("T")
 
-_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
-    "llmops_deadline", default=None
-)
-
 #: Methods that are not calls to the tool: passed through unguarded.
 UNGUARDED = frozenset({"health", "framework", "close", "active_work", "translate_error"})
-
-
-def deadline_remaining(default: float | None = None) -> float | None:
-    """Seconds left before the current guarded call's deadline (``default`` outside one).
-
-    Providers pass this to their HTTP client as the request timeout.
-    """
-    deadline = _deadline.get()
-    if deadline is None:
-        return default
-    return max(0.001, deadline - time.monotonic())
 
 
 class GuardMetrics(Collector):
@@ -155,22 +141,11 @@ class Guard:
                 retry_after=round(self.breaker.retry_after(), 1),
             )
         started = time.monotonic()
-        token = _deadline.set(started + self.timeout)
         try:
-            if self._pool is None:
-                result = fn(*args, **kwargs)
-            else:
-                context = contextvars.copy_context()
-                future = self._pool.submit(context.run, fn, *args, **kwargs)
-                try:
-                    result = future.result(timeout=self.timeout)
-                except FutureTimeout:
-                    future.cancel()
-                    raise TimeoutError(f"no answer within {self.timeout:g} s") from None
+            with deadline(self.timeout):
+                result = self._run(fn, *args, **kwargs)
         except BaseException as exc:
             self._failed(operation, exc, time.monotonic() - started)
-        finally:
-            _deadline.reset(token)
         elapsed = time.monotonic() - started
         ok_calls, latency = self._children(operation)
         ok_calls.inc()
@@ -180,6 +155,17 @@ class Guard:
         else:
             self.breaker.record_success()
         return result
+
+    def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        if self._pool is None:
+            return fn(*args, **kwargs)
+        context = contextvars.copy_context()
+        future = self._pool.submit(context.run, fn, *args, **kwargs)
+        try:
+            return future.result(timeout=self.timeout)
+        except FutureTimeout:
+            future.cancel()
+            raise TimeoutError(f"no answer within {self.timeout:g} s") from None
 
     def _failed(self, operation: str, exc: BaseException, elapsed: float) -> NoReturn:
         if not isinstance(exc, Exception):

@@ -25,7 +25,8 @@ from llmops.errors import IntegrationUnavailable, LlmopsError, NoProviderEnabled
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.errors import retryable
 from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
-from llmops.services import catalog, training
+from llmops.services import catalog
+from llmops.services.jobs import get_job
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def _apply(row: ExperimentRun, info: RunInfo) -> None:
 
 
 def get_job_run(*, session: Session, runtime: IntegrationRuntime, job_id: str) -> RunView:
-    training.get_job(session=session, job_id=job_id)
+    get_job(session=session, job_id=job_id)
     row = _row_for_job(session, job_id)
     if row is None:
         raise NotFound(f"training job {job_id!r} has no experiment run", resource="experiment-run")
@@ -86,7 +87,7 @@ def create_job_run(
 ) -> tuple[RunView, Operation | None]:
     """The job's run, recorded with its creation in the outbox (the caller commits, then
     delivers). Asking again for the same job returns its run: one run per job."""
-    job = training.get_job(session=session, job_id=job_id)
+    job = get_job(session=session, job_id=job_id)
     existing = _row_for_job(session, job_id)
     if existing is not None:
         return RunView(existing), None
@@ -149,7 +150,7 @@ def log_job_metrics(
 ) -> Operation:
     """Acknowledge metric points durably (an outbox operation) and note the latest values;
     the tracker receives them in its batch size when the operation is delivered."""
-    training.get_job(session=session, job_id=job_id)
+    get_job(session=session, job_id=job_id)
     row = _row_for_job(session, job_id)
     if row is None:
         raise NotFound(f"training job {job_id!r} has no experiment run", resource="experiment-run")

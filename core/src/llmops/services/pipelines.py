@@ -28,6 +28,9 @@ from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, OperationStatus, OutboxPolicy, enqueue, requeue
+from llmops.services.api_keys import revoke_job_tokens
+from llmops.services.experiments import finish_job_run, job_run_environment
+from llmops.services.jobs import job_secret_env
 from llmops.services.pagination import Page, paginate
 
 log = logging.getLogger(__name__)
@@ -94,9 +97,6 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
         {**row.spec, "idempotency_key": delivery.operation.idempotency_key}
     )
     if row.training_job_id is not None:
-        from llmops.services.experiments import job_run_environment
-        from llmops.services.training import job_secret_env
-
         tracking_env, tracking_secrets = job_run_environment(
             session=session, runtime=runtime, job_id=row.training_job_id
         )
@@ -181,12 +181,8 @@ def _propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
     job.started_at = row.started_at
     job.finished_at = row.finished_at
     if row.status in TERMINAL:
-        from llmops.services.api_keys import revoke_job_tokens
-
         revoke_job_tokens(session=session, training_job_id=job.id)
     if ended:
-        from llmops.services.experiments import finish_job_run
-
         finish_job_run(session=session, job=job)
 
 

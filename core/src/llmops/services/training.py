@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
@@ -26,10 +25,10 @@ from llmops.db.models import (
     TrainingJob,
     WorkflowPipeline,
 )
-from llmops.errors import Conflict, InvalidRequest, NotFound
+from llmops.errors import Conflict, InvalidRequest
 from llmops.integrations import IntegrationRuntime
-from llmops.services import catalog, pipelines
-from llmops.services.api_keys import Role, create_api_key
+from llmops.services import catalog, experiments, pipelines
+from llmops.services.jobs import get_job
 from llmops.services.pagination import Page, paginate
 
 SORTS = {"createdAt": TrainingJob.created_at, "name": TrainingJob.name}
@@ -95,8 +94,6 @@ def submit_job(
     session.flush()
     run_operation = None
     if track and runtime.has_provider(Capability.TRACKING):
-        from llmops.services import experiments
-
         tags = {"llmops.job_url": f"{settings.api_url}/training/{job.id}"}
         if model_id is not None:
             tags["llmops.model_id"] = model_id
@@ -125,22 +122,6 @@ def submit_job(
 def job_output_dir(settings: CoreSettings, job_id: str) -> Path:
     """Where a job writes what it produces; logged as its run's artifacts at the end."""
     return (settings.storage_dir / "training-jobs" / job_id / "output").resolve()
-
-
-def job_secret_env(*, session: Session, job_id: str) -> dict[str, SecretStr]:
-    """A fresh token scoped to the job, minted when the job is handed to its tool (so it
-    is never stored in clear, not even in the outbox); revoked when the job ends."""
-    _key, token = create_api_key(
-        session=session, name=f"job {job_id}", role=Role.JOB, training_job_id=job_id
-    )
-    return {"LLMOPS_JOB_TOKEN": SecretStr(token)}
-
-
-def get_job(*, session: Session, job_id: str) -> TrainingJob:
-    job = session.get(TrainingJob, job_id)
-    if job is None:
-        raise NotFound(f"no training job with id {job_id!r}", resource="training-job", id=job_id)
-    return job
 
 
 def job_pipeline(*, session: Session, job: TrainingJob) -> WorkflowPipeline | None:

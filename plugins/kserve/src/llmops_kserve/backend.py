@@ -31,11 +31,11 @@ from llmops.capabilities.serving import (
     InferenceProtocol,
     InferenceTarget,
 )
+from llmops.deadlines import deadline_remaining
 from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, LlmopsError, NotFound
-from llmops.resilience import deadline_remaining
 from llmops_kserve import objects
 from llmops_kserve.client import KubernetesApi
-from llmops_kserve.plugin import KServeSettings
+from llmops_kserve.settings import KServeSettings
 
 logger = logging.getLogger("llmops_kserve")
 

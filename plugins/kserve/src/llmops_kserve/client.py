@@ -14,14 +14,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops.deadlines import deadline_remaining
 from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, LlmopsError, NotFound
-from llmops.resilience import deadline_remaining
 from llmops_kserve.objects import GROUP, PLURAL, VERSION
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient, CustomObjectsApi
 
-    from llmops_kserve.plugin import KServeSettings
+    from llmops_kserve.settings import KServeSettings
 
 #: Where a pod's service account is mounted.
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")

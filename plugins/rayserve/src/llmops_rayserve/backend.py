@@ -36,8 +36,8 @@ from llmops.capabilities.serving import (
     ReplicaStatus,
     TrafficSplit,
 )
+from llmops.deadlines import deadline_remaining
 from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, NotFound
-from llmops.resilience import deadline_remaining
 from llmops_rayserve.cluster import RaySession, tcp_reachable
 from llmops_rayserve.deployment import DEPLOYMENT_NAME, USER_CONFIG_KEY, ModelServer
 

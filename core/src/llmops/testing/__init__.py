@@ -1,1 +1,0 @@
-"""The kit for plugin authors and the project's own tests: fixtures, servers, doubles."""
