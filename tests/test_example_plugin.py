@@ -1,4 +1,4 @@
-"""The example plugin (tests/example_plugin): its tracker honours the TrackingBackend
+"""The example plugin (tests/example_plugin): its tracker honours the TrackingProvider
 Protocol, and the core discovers, loads and validates it through its entry point.
 
 It must be installed in the environment (``uv pip install -e tests/example_plugin``; the
@@ -21,7 +21,7 @@ from llmops.capabilities.tracking import (
     RunQuery,
     RunSpec,
     RunStatus,
-    TrackingBackend,
+    TrackingProvider,
 )
 from llmops.errors import Conflict, InvalidRequest, NotFound
 from llmops.plugins import PluginContext
@@ -47,7 +47,7 @@ def spec(**overrides: object) -> RunSpec:
 def test_json_file_tracker_is_a_tracking_backend_and_a_provider(
     tracker: JsonFileTracker,
 ) -> None:
-    assert isinstance(tracker, TrackingBackend)
+    assert isinstance(tracker, TrackingProvider)
     assert isinstance(tracker, Provider)
     assert tracker.max_metrics_per_batch >= 1
 
@@ -348,16 +348,14 @@ def test_the_tracking_hook_builds_a_tracker_in_the_plugins_data_dir(tmp_path: Pa
     [plugin], _ = load_plugins(["example"], pm)
     context = PluginContext("example", tmp_path / "data", "http://127.0.0.1:8000", "0.1.0")
     tracker = call_one(
-        pm, plugin.module, "llmops_tracking_backend", settings=ExampleSettings(), context=context
+        pm, plugin.module, "llmops_tracking", settings=ExampleSettings(), context=context
     )
-    assert isinstance(tracker, TrackingBackend)
+    assert isinstance(tracker, TrackingProvider)
     assert isinstance(tracker, JsonFileTracker)
     assert tracker.root == tmp_path / "data"
 
     chosen = ExampleSettings(root=tmp_path / "elsewhere")
-    tracker = call_one(
-        pm, plugin.module, "llmops_tracking_backend", settings=chosen, context=context
-    )
+    tracker = call_one(pm, plugin.module, "llmops_tracking", settings=chosen, context=context)
     assert tracker.root == tmp_path / "elsewhere"
 
 

@@ -151,7 +151,7 @@ _MEMORY_TRACKER = textwrap.dedent(
 
 
     @llmops.hookimpl
-    def llmops_tracking_backend(settings, context):
+    def llmops_tracking(settings, context):
         return MemoryTracker(settings)
 
 

@@ -47,7 +47,7 @@ def llmops_plugin_info():
 
 
 @llmops.hookimpl
-def llmops_tracking_backend(settings, context):
+def llmops_tracking(settings, context):
     return Tracker()
 """
 

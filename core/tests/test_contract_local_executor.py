@@ -13,7 +13,7 @@ import pytest
 
 from llmops.builtin.local_executor import LocalExecutor
 from llmops.capabilities.orchestration import PipelineSpec, PipelineStatus
-from llmops.testing.contracts.orchestration import OrchestratorContract
+from llmops.testing.contracts.orchestration import OrchestrationContract
 
 pytest_plugins = ["pytester"]
 
@@ -22,8 +22,8 @@ pytest_plugins = ["pytester"]
 QUIET_PLUGINS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio")
 
 
-class TestLocalExecutorContract(OrchestratorContract):
-    supports = frozenset(OrchestratorContract.features)
+class TestLocalExecutorContract(OrchestrationContract):
+    supports = frozenset(OrchestrationContract.features)
 
     @pytest.fixture
     def provider(self, tmp_path: Path) -> Iterator[LocalExecutor]:

@@ -100,7 +100,7 @@ class ServingStore:
 
 
 class InMemoryServingBackend:
-    """A ServingBackend whose cluster is a dict."""
+    """A ServingProvider whose cluster is a dict."""
 
     def __init__(self, store: ServingStore | None = None, *, reachable: bool = True) -> None:
         self.store = store or ServingStore()
@@ -264,7 +264,7 @@ class _Repo:
 
 
 class InMemoryModelRegistry:
-    """A ModelRegistry whose hub is a dict of repositories, each a list of commits."""
+    """A RegistryProvider whose hub is a dict of repositories, each a list of commits."""
 
     base_url = "https://hub.invalid"
 
@@ -442,7 +442,7 @@ class VersionStore:
 
 
 class InMemoryDataVersioner:
-    """A DataVersioner whose repository is a dict of snapshots."""
+    """A VersioningProvider whose repository is a dict of snapshots."""
 
     def __init__(self, store: VersionStore | None = None, *, reachable: bool = True) -> None:
         self.store = store or VersionStore()

@@ -112,7 +112,7 @@ def test_the_parser_reads_signature_headings_and_skips_code_fences() -> None:
 
 def test_the_hookspecs_module_has_hooks_to_document() -> None:
     assert "llmops_plugin_info" in SPECS
-    assert "llmops_tracking_backend" in SPECS
+    assert "llmops_tracking" in SPECS
 
 
 # -- the reference against the specs -----------------------------------------------------

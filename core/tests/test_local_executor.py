@@ -25,7 +25,7 @@ from llmops.builtin import local_plugin
 from llmops.builtin.local_executor import INTERRUPTED_MESSAGE, LocalExecutor
 from llmops.capabilities.common import Capability, HealthStatus
 from llmops.capabilities.orchestration import (
-    Orchestrator,
+    OrchestrationProvider,
     PipelineSpec,
     PipelineState,
     PipelineStatus,
@@ -108,8 +108,8 @@ def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
 
 
 def test_is_an_orchestrator(executor: LocalExecutor) -> None:
-    orchestrator: Orchestrator = executor
-    assert isinstance(orchestrator, Orchestrator)
+    orchestrator: OrchestrationProvider = executor
+    assert isinstance(orchestrator, OrchestrationProvider)
     assert executor.ui_url("0" * 32) is None
 
 
@@ -698,7 +698,7 @@ def test_local_plugin_declares_orchestration_for_this_core(tmp_path: Path) -> No
             api_url="http://127.0.0.1:8000/llm-ops/v1",
             core_version=llmops.__version__,
         )
-        executor = local_plugin.llmops_orchestrator(
+        executor = local_plugin.llmops_orchestration(
             settings=local_plugin.LocalSettings(max_parallel=2), context=context
         )
     finally:
@@ -708,7 +708,7 @@ def test_local_plugin_declares_orchestration_for_this_core(tmp_path: Path) -> No
     assert info.capabilities == frozenset({Capability.ORCHESTRATION})
     assert info.settings_model is local_plugin.LocalSettings
     assert llmops.__version__ in SpecifierSet(info.core_version)
-    assert isinstance(executor, Orchestrator)
+    assert isinstance(executor, OrchestrationProvider)
     assert executor.max_parallel == 2
     assert context.data_dir.is_dir()
     with pytest.raises(ValidationError):

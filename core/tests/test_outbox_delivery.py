@@ -165,7 +165,7 @@ def llmops_plugin_info():
 
 
 @hookimpl
-def llmops_orchestrator(settings, context):
+def llmops_orchestration(settings, context):
     return HttpOrchestrator(settings.url)
 """
 

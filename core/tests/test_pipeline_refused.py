@@ -67,7 +67,7 @@ def llmops_plugin_info():
 
 
 @hookimpl
-def llmops_orchestrator(settings, context):
+def llmops_orchestration(settings, context):
     return Picky()
 """
 

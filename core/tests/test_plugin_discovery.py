@@ -86,7 +86,7 @@ _TRACKER_HOOK = textwrap.dedent(
     """
 
     @llmops.hookimpl
-    def llmops_tracking_backend(settings, context):
+    def llmops_tracking(settings, context):
         EVENTS.append(("build", settings.url))
         return MemoryTracker(settings)
     """
@@ -130,7 +130,7 @@ def llmops_plugin_info():
 
 
 @llmops.hookimpl
-def llmops_tracking_backend(config, context):
+def llmops_tracking(config, context):
     return None
 """
 

@@ -83,7 +83,7 @@ def llmops_plugin_info():
 
 
 @llmops.hookimpl
-def llmops_tracking_backend(settings, context):
+def llmops_tracking(settings, context):
     RECEIVED.append(settings.token.get_secret_value() if settings.token else None)
     return VaultTracker(settings)
 """

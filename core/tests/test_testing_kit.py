@@ -19,7 +19,7 @@ import pytest
 import llmops.api.app
 import llmops.builtin.local_executor  # noqa: F401
 from llmops.testing.contracts import ContractSuite, requires
-from llmops.testing.contracts.orchestration import OrchestratorContract
+from llmops.testing.contracts.orchestration import OrchestrationContract
 from llmops.testing.contracts.registry import RegistryContract
 from llmops.testing.contracts.serving import ServingContract
 from llmops.testing.contracts.tracking import TrackingContract
@@ -232,9 +232,9 @@ def test_the_summary_names_the_features_a_contract_subclass_left_out(
         """
         import pytest
         from llmops.builtin.local_executor import LocalExecutor
-        from llmops.testing.contracts.orchestration import OrchestratorContract
+        from llmops.testing.contracts.orchestration import OrchestrationContract
 
-        class TestPartial(OrchestratorContract):
+        class TestPartial(OrchestrationContract):
             supports = frozenset({"logs", "cancel"})
 
             @pytest.fixture
@@ -261,28 +261,28 @@ def test_the_summary_names_the_features_a_contract_subclass_left_out(
 
 
 def test_tests_of_undeclared_features_do_not_exist_in_the_subclass() -> None:
-    class Partial(OrchestratorContract):
+    class Partial(OrchestrationContract):
         supports = frozenset({"cancel"})
 
     class Full(Partial):
-        supports = frozenset(OrchestratorContract.features)
+        supports = frozenset(OrchestrationContract.features)
 
     assert callable(Partial.test_cancel_of_an_unknown_run_is_not_found)
     assert not callable(Partial.test_logs_tail_bytes_keeps_the_end)
     assert callable(Full.test_logs_tail_bytes_keeps_the_end), "a further subclass gets it back"
-    assert Partial.not_supported == frozenset(OrchestratorContract.features) - {"cancel"}
+    assert Partial.not_supported == frozenset(OrchestrationContract.features) - {"cancel"}
     assert Full.not_supported == frozenset()
 
 
 def test_an_unknown_feature_name_is_refused_when_the_class_is_defined() -> None:
     with pytest.raises(TypeError, match="cancell"):
 
-        class Typo(OrchestratorContract):
+        class Typo(OrchestrationContract):
             supports = frozenset({"cancell"})
 
     with pytest.raises(TypeError, match="not the string"):
 
-        class Bare(OrchestratorContract):
+        class Bare(OrchestrationContract):
             supports = "cancel"  # type: ignore[assignment]
 
 
@@ -565,7 +565,13 @@ def test_the_guide_quotes_the_projects_tests_verbatim() -> None:
 
 @pytest.mark.parametrize(
     "suite",
-    [TrackingContract, ServingContract, OrchestratorContract, RegistryContract, VersioningContract],
+    [
+        TrackingContract,
+        ServingContract,
+        OrchestrationContract,
+        RegistryContract,
+        VersioningContract,
+    ],
 )
 def test_the_guide_documents_every_feature_of_every_suite(suite: type[ContractSuite]) -> None:
     guide = GUIDE.read_text(encoding="utf-8")

@@ -126,7 +126,7 @@ def llmops_plugin_info():
 
 
 @hookimpl
-def llmops_serving_backends(settings, context):
+def llmops_serving(settings, context):
     return [Replicated()]
 """
 

@@ -41,7 +41,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.types import Receive, Send
 
-from llmops.capabilities.common import Capability
 from llmops.capabilities.serving import DeploymentState, InferenceProtocol, InferenceTarget
 from llmops.db.models import ServingEndpoint
 from llmops.errors import LlmopsError
@@ -312,7 +311,7 @@ class Gateway:
             if stored:
                 target = InferenceTarget.model_validate(stored)
             else:
-                _, backend = self.runtime.provider(Capability.SERVING, deployment.provider)
+                _, backend = self.runtime.serving_provider(deployment.provider)
                 target = backend.inference_target(deployment.external_id)
         except LlmopsError as exc:
             return unavailable(f"endpoint {endpoint.name!r}: {exc.detail}")

@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from types import MappingProxyType
+from typing import Any, cast
 
 import pluggy
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -26,8 +27,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmops import __version__
-from llmops.capabilities.common import Capability
+from llmops.capabilities.common import (
+    Capability,
+    Closable,
+    Provider,
+    TranslatesErrors,
+    honours_deadline,
+)
+from llmops.capabilities.orchestration import OrchestrationProvider
+from llmops.capabilities.registry import RegistryProvider
+from llmops.capabilities.serving import ServingProvider
+from llmops.capabilities.tracking import TrackingProvider
+from llmops.capabilities.versioning import VersioningProvider
 from llmops.config import CoreSettings
+from llmops.db.migrate import MIGRATIONS_LOCK
 from llmops.db.models import CapabilityDefault, IntegrationConfig
 from llmops.errors import Conflict, InvalidRequest, NoProviderEnabled, NotFound
 from llmops.plugins.discovery import (
@@ -47,6 +60,7 @@ from llmops.resilience.guard import Guard, GuardedProvider, GuardMetrics
 from llmops.secrets import SecretCipher, SecretUndecryptable
 
 log = logging.getLogger(__name__)
+
 
 #: Plugins that ship inside the core and cannot be disabled: graceful degradation needs them.
 BUILTIN_PLUGINS = frozenset({"local"})
@@ -93,9 +107,13 @@ class PluginState:
     failure: PluginLoadFailure | None = None
     settings: BaseModel | None = None
     fingerprint: str | None = None
-    providers: dict[Capability, list[Any]] = field(default_factory=dict)
+    providers: dict[Capability, list[Provider]] = field(default_factory=dict)
     collectors: list[Collector] = field(default_factory=list)
     is_default_for: list[Capability] = field(default_factory=list)
+
+    def serving_providers(self) -> list[ServingProvider]:
+        """The plugin's serving frameworks (checked against the Protocol when built)."""
+        return [cast(ServingProvider, p) for p in self.providers.get(Capability.SERVING, [])]
 
 
 @dataclass(frozen=True)
@@ -153,6 +171,7 @@ class IntegrationRuntime:
             data_dir=self.settings.data_dir / "plugins" / name,
             api_url=self.settings.api_url,
             core_version=__version__,
+            migrations_lock=MIGRATIONS_LOCK,
         )
 
     @staticmethod
@@ -316,7 +335,7 @@ class IntegrationRuntime:
             first_time = state.fingerprint is None and state.settings is None
             if first_time:
                 call_one(self._pm, module, "llmops_startup", settings=settings, context=context)
-            providers: dict[Capability, list[Any]] = {}
+            providers: dict[Capability, list[Provider]] = {}
             for capability in state.loaded.info.capabilities:
                 result = call_one(
                     self._pm,
@@ -331,7 +350,12 @@ class IntegrationRuntime:
                     list(result) if capability is Capability.SERVING else [result]
                 )
             collectors = call_one(
-                self._pm, module, "llmops_metrics_collectors", settings=settings, context=context
+                self._pm,
+                module,
+                "llmops_metrics_collectors",
+                settings=settings,
+                context=context,
+                providers=MappingProxyType({c: tuple(p) for c, p in providers.items()}),
             )
         except Exception as exc:  # a plugin's bug is shown, never fatal
             state.failure = PluginLoadFailure.from_exception(name, "configure", exc)
@@ -354,10 +378,9 @@ class IntegrationRuntime:
                 cached = self._guarded.pop(id(provider), None)
                 if cached is not None:
                     cached[1].guard.close()
-                close = getattr(provider, "close", None)
-                if callable(close):
+                if isinstance(provider, Closable):
                     try:
-                        close()
+                        provider.close()
                     except Exception:
                         log.exception("closing a provider of %s failed", state.installed.name)
         state.providers = {}
@@ -410,15 +433,16 @@ class IntegrationRuntime:
                 raise NotFound(f"no plugin named {name!r} is installed")
             return self._states[name]
 
-    def _provider_names(self, capability: Capability) -> dict[str, tuple[PluginState, Any]]:
-        found: dict[str, tuple[PluginState, Any]] = {}
+    def _provider_names(self, capability: Capability) -> dict[str, tuple[PluginState, Provider]]:
+        found: dict[str, tuple[PluginState, Provider]] = {}
         for state in self._states.values():
             if not state.enabled or state.failure is not None:
                 continue
-            for provider in state.providers.get(capability, []):
-                if capability is Capability.SERVING:
-                    found[provider.framework().name] = (state, provider)
-                else:
+            if capability is Capability.SERVING:
+                for backend in state.serving_providers():
+                    found[backend.framework().name] = (state, backend)
+            else:
+                for provider in state.providers.get(capability, []):
                     found[state.installed.name] = (state, provider)
         return found
 
@@ -457,19 +481,20 @@ class IntegrationRuntime:
                 self._breakers[key] = breaker
             return breaker
 
-    def _guard(self, state: PluginState, capability: Capability, name: str, raw: Any) -> Any:
+    def _guard(
+        self, state: PluginState, capability: Capability, name: str, raw: Provider
+    ) -> GuardedProvider:
         cached = self._guarded.get(id(raw))
         if cached is not None and cached[0] is raw:
             return cached[1]
-        translator = getattr(raw, "translate_error", None)
         guard = Guard(
             state.installed.name,
             capability.value,
             timeout=self.settings.provider_timeout_seconds,
             breaker=self.breaker(capability, name),
             metrics=self.guard_metrics,
-            isolated=not getattr(raw, "honours_deadline", False),
-            translator=translator if callable(translator) else None,
+            isolated=not honours_deadline(raw),
+            translator=raw.translate_error if isinstance(raw, TranslatesErrors) else None,
         )
         guarded = GuardedProvider(raw, guard)
         self._guarded[id(raw)] = (raw, guarded)
@@ -499,9 +524,42 @@ class IntegrationRuntime:
         plugin = entry[0].installed.name if entry else provider_name
         self.guard_metrics.fallbacks.labels(plugin, capability.value, operation).inc()
 
-    def provider(self, capability: Capability, name: str | None = None) -> tuple[str, Any]:
+    def tracking_provider(self, name: str | None = None) -> tuple[str, TrackingProvider]:
+        """The named tracker, or the default one, behind its guard; 409 when none is on.
+
+        The guard forwards every attribute of the provider it wraps; that the provider
+        follows the capability's Protocol is what its contract suite proves (the core
+        does not check it at run time): hence the casts.
+        """
+        found, guarded = self.provider(Capability.TRACKING, name)
+        return found, cast(TrackingProvider, guarded)
+
+    def serving_provider(self, name: str | None = None) -> tuple[str, ServingProvider]:
+        """The named serving framework, or the default one, behind its guard."""
+        found, guarded = self.provider(Capability.SERVING, name)
+        return found, cast(ServingProvider, guarded)
+
+    def orchestration_provider(self, name: str | None = None) -> tuple[str, OrchestrationProvider]:
+        """The named workflow engine, or the default one, behind its guard."""
+        found, guarded = self.provider(Capability.ORCHESTRATION, name)
+        return found, cast(OrchestrationProvider, guarded)
+
+    def registry_provider(self, name: str | None = None) -> tuple[str, RegistryProvider]:
+        """The named model registry, or the default one, behind its guard."""
+        found, guarded = self.provider(Capability.REGISTRY, name)
+        return found, cast(RegistryProvider, guarded)
+
+    def versioning_provider(self, name: str | None = None) -> tuple[str, VersioningProvider]:
+        """The named dataset versioner, or the default one, behind its guard."""
+        found, guarded = self.provider(Capability.VERSIONING, name)
+        return found, cast(VersioningProvider, guarded)
+
+    def provider(
+        self, capability: Capability, name: str | None = None
+    ) -> tuple[str, GuardedProvider]:
         """The named provider, or the capability's default, behind its guard; 409 when
-        none is enabled."""
+        none is enabled. The typed accessors (:meth:`tracking_provider`, ...) say which
+        Protocol it follows."""
         with self._lock:
             available = self._provider_names(capability)
             if name is None:
@@ -526,19 +584,29 @@ class IntegrationRuntime:
         with self._lock:
             return self._default_name(capability) is not None
 
-    def providers(self, capability: Capability) -> dict[str, Any]:
+    def providers(self, capability: Capability) -> dict[str, GuardedProvider]:
         with self._lock:
             return {
                 n: self._guard(state, capability, n, p)
                 for n, (state, p) in self._provider_names(capability).items()
             }
 
-    def iter_providers(self) -> Iterator[tuple[str, Capability, str, Any]]:
+    def iter_providers(self) -> Iterator[tuple[str, Capability, str, Provider]]:
         """(plugin, capability, provider name, provider) for every live provider."""
         with self._lock:
             for capability in Capability:
                 for pname, (state, provider) in sorted(self._provider_names(capability).items()):
                     yield state.installed.name, capability, pname, provider
+
+    def iter_serving_providers(self) -> Iterator[tuple[str, str, ServingProvider]]:
+        """(plugin, framework name, provider) for every live serving framework."""
+        for plugin, _, name, provider in self.iter_providers_of(Capability.SERVING):
+            yield plugin, name, cast(ServingProvider, provider)
+
+    def iter_providers_of(
+        self, capability: Capability
+    ) -> Iterator[tuple[str, Capability, str, Provider]]:
+        return (entry for entry in self.iter_providers() if entry[1] is capability)
 
     def validate_default(self, capability: Capability, provider: str) -> None:
         with self._lock:

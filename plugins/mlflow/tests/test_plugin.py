@@ -17,7 +17,7 @@ from llmops.config import CoreSettings
 from llmops.plugins import PluginContext
 from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.waiting import wait_for
-from llmops_mlflow.plugin import MlflowSettings, llmops_plugin_info, llmops_tracking_backend
+from llmops_mlflow.plugin import MlflowSettings, llmops_plugin_info, llmops_tracking
 from llmops_mlflow.testing import MlflowServer
 
 MLFLOW_CLIENT_VARIABLES = (
@@ -46,7 +46,7 @@ def _context(tmp_path: Path) -> PluginContext:
 def test_without_settings_runs_go_to_a_local_store_in_the_plugins_data_dir(
     tmp_path: Path,
 ) -> None:
-    tracker = llmops_tracking_backend(MlflowSettings(), _context(tmp_path))
+    tracker = llmops_tracking(MlflowSettings(), _context(tmp_path))
 
     run = tracker.create_run(RunSpec(experiment="local", run_name="first"))
 
@@ -59,7 +59,7 @@ def test_without_settings_runs_go_to_a_local_store_in_the_plugins_data_dir(
 
 
 def test_mlflows_own_retries_are_off_and_its_timeout_is_the_plugins(tmp_path: Path) -> None:
-    llmops_tracking_backend(MlflowSettings(request_timeout_seconds=7), _context(tmp_path))
+    llmops_tracking(MlflowSettings(request_timeout_seconds=7), _context(tmp_path))
 
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "0"
     assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "7"
@@ -70,15 +70,13 @@ def test_an_operator_set_mlflow_retry_budget_is_kept(
 ) -> None:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 
-    llmops_tracking_backend(MlflowSettings(), _context(tmp_path))
+    llmops_tracking(MlflowSettings(), _context(tmp_path))
 
     assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "2"
 
 
 def test_a_server_run_links_to_mlflows_ui(mlflow_server: MlflowServer, tmp_path: Path) -> None:
-    tracker = llmops_tracking_backend(
-        MlflowSettings(tracking_uri=mlflow_server.url), _context(tmp_path)
-    )
+    tracker = llmops_tracking(MlflowSettings(tracking_uri=mlflow_server.url), _context(tmp_path))
 
     run = tracker.create_run(RunSpec(experiment="linked", run_name="r"))
 
@@ -90,7 +88,7 @@ def test_the_token_is_a_write_only_secret_and_reaches_mlflows_client(tmp_path: P
     schema = MlflowSettings.model_json_schema()["properties"]["token"]
     settings = MlflowSettings.model_validate({"token": "s3cret"})
 
-    llmops_tracking_backend(settings, _context(tmp_path))
+    llmops_tracking(settings, _context(tmp_path))
 
     assert "s3cret" not in repr(settings)
     assert any(option.get("writeOnly") for option in schema.get("anyOf", [schema]))

@@ -14,17 +14,18 @@ with this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
 from pydantic import BaseModel
 
-from llmops.capabilities.orchestration import Orchestrator
-from llmops.capabilities.registry import ModelRegistry
-from llmops.capabilities.serving import ServingBackend
-from llmops.capabilities.tracking import TrackingBackend
-from llmops.capabilities.versioning import DataVersioner
+from llmops.capabilities.common import Capability, Provider
+from llmops.capabilities.orchestration import OrchestrationProvider
+from llmops.capabilities.registry import RegistryProvider
+from llmops.capabilities.serving import ServingProvider
+from llmops.capabilities.tracking import TrackingProvider
+from llmops.capabilities.versioning import VersioningProvider
 from llmops.plugins.info import PluginContext, PluginInfo
 
 if TYPE_CHECKING:
@@ -60,13 +61,13 @@ def llmops_plugin_info() -> PluginInfo:  # type: ignore[empty-body]
 
 
 @hookspec(firstresult=True)
-def llmops_tracking_backend(settings: BaseModel, context: PluginContext) -> TrackingBackend | None:
+def llmops_tracking(settings: BaseModel, context: PluginContext) -> TrackingProvider | None:
     """Build the plugin's experiment tracker.
 
     :param settings: the plugin's settings, an instance of ``PluginInfo.settings_model``
         built from the environment overlaid by the stored configuration.
     :param context: the plugin's data dir, the API's URL and the core's version.
-    :returns: a :class:`~llmops.capabilities.tracking.TrackingBackend`, or None.
+    :returns: a :class:`~llmops.capabilities.tracking.TrackingProvider`, or None.
 
     Calling rule: called for this plugin only, again whenever its settings change; the
     result is cached until then. Must not contact the tool: do that in ``health()``.
@@ -76,14 +77,12 @@ def llmops_tracking_backend(settings: BaseModel, context: PluginContext) -> Trac
 
 
 @hookspec(firstresult=True)
-def llmops_serving_backends(
-    settings: BaseModel, context: PluginContext
-) -> Sequence[ServingBackend] | None:
+def llmops_serving(settings: BaseModel, context: PluginContext) -> Sequence[ServingProvider] | None:
     """Build the plugin's serving backends (one plugin may offer several runtimes).
 
     :param settings: the plugin's validated settings.
     :param context: the plugin's data dir, the API's URL and the core's version.
-    :returns: a sequence of :class:`~llmops.capabilities.serving.ServingBackend`; each
+    :returns: a sequence of :class:`~llmops.capabilities.serving.ServingProvider`; each
         backend's ``framework().name`` must be unique across all plugins.
 
     Calling rule: called for this plugin only, again whenever its settings change.
@@ -93,12 +92,14 @@ def llmops_serving_backends(
 
 
 @hookspec(firstresult=True)
-def llmops_orchestrator(settings: BaseModel, context: PluginContext) -> Orchestrator | None:
+def llmops_orchestration(
+    settings: BaseModel, context: PluginContext
+) -> OrchestrationProvider | None:
     """Build the plugin's workflow engine.
 
     :param settings: the plugin's validated settings.
     :param context: the plugin's data dir, the API's URL and the core's version.
-    :returns: an :class:`~llmops.capabilities.orchestration.Orchestrator`, or None.
+    :returns: an :class:`~llmops.capabilities.orchestration.OrchestrationProvider`, or None.
 
     Calling rule: called for this plugin only, again whenever its settings change.
 
@@ -107,12 +108,12 @@ def llmops_orchestrator(settings: BaseModel, context: PluginContext) -> Orchestr
 
 
 @hookspec(firstresult=True)
-def llmops_model_registry(settings: BaseModel, context: PluginContext) -> ModelRegistry | None:
+def llmops_registry(settings: BaseModel, context: PluginContext) -> RegistryProvider | None:
     """Build the plugin's model registry client.
 
     :param settings: the plugin's validated settings.
     :param context: the plugin's data dir, the API's URL and the core's version.
-    :returns: a :class:`~llmops.capabilities.registry.ModelRegistry`, or None.
+    :returns: a :class:`~llmops.capabilities.registry.RegistryProvider`, or None.
 
     Calling rule: called for this plugin only, again whenever its settings change.
 
@@ -121,12 +122,12 @@ def llmops_model_registry(settings: BaseModel, context: PluginContext) -> ModelR
 
 
 @hookspec(firstresult=True)
-def llmops_data_versioner(settings: BaseModel, context: PluginContext) -> DataVersioner | None:
+def llmops_versioning(settings: BaseModel, context: PluginContext) -> VersioningProvider | None:
     """Build the plugin's dataset versioner.
 
     :param settings: the plugin's validated settings.
     :param context: the plugin's data dir, the API's URL and the core's version.
-    :returns: a :class:`~llmops.capabilities.versioning.DataVersioner`, or None.
+    :returns: a :class:`~llmops.capabilities.versioning.VersioningProvider`, or None.
 
     Calling rule: called for this plugin only, again whenever its settings change.
 
@@ -141,16 +142,21 @@ def llmops_data_versioner(settings: BaseModel, context: PluginContext) -> DataVe
 
 @hookspec(firstresult=True)
 def llmops_metrics_collectors(
-    settings: BaseModel, context: PluginContext
+    settings: BaseModel,
+    context: PluginContext,
+    providers: Mapping[Capability, Sequence[Provider]],
 ) -> Sequence[Collector] | None:
     """Contribute Prometheus collectors to ``/metrics`` (runs by status, workflows by phase).
 
     :param settings: the plugin's validated settings.
     :param context: the plugin's data dir, the API's URL and the core's version.
+    :param providers: the providers the plugin's capability hooks just built from the same
+        settings, by capability: a collector reads through them instead of building a
+        second client.
     :returns: collectors; each ``collect()`` must be quick and must not raise.
 
-    Calling rule: called for this plugin only, when it is enabled; its collectors are
-    unregistered when it is disabled.
+    Calling rule: called for this plugin only, after its capability hooks, whenever its
+    providers are (re)built; its collectors are unregistered when it is disabled.
 
     .. versionadded:: 0.1
     """

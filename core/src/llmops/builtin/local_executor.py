@@ -178,7 +178,7 @@ class _Outcome:
 
 
 class LocalExecutor:
-    """The in-core :class:`~llmops.capabilities.orchestration.Orchestrator`.
+    """The in-core :class:`~llmops.capabilities.orchestration.OrchestrationProvider`.
 
     Stages run as subprocesses in dependency order, at most ``max_parallel`` at a time per
     run; a stage that finally fails stops the scheduling of new stages (fail-fast, like
@@ -201,7 +201,7 @@ class LocalExecutor:
         self._keys: dict[str, str] | None = None  # idempotency key -> run id, built lazily
         self._closed = False
 
-    # -- Orchestrator -------------------------------------------------------------------
+    # -- OrchestrationProvider -------------------------------------------------------------------
 
     def submit(self, spec: PipelineSpec) -> PipelineStatus:
         """Persist the run and start it in the background; returns at once."""

@@ -39,7 +39,7 @@ def llmops_plugin_info() -> PluginInfo:
 
 
 @llmops.hookimpl
-def llmops_orchestrator(settings: BaseModel, context: PluginContext) -> LocalExecutor:
+def llmops_orchestration(settings: BaseModel, context: PluginContext) -> LocalExecutor:
     """Build the executor on the plugin's data dir and fail the runs a dead server left."""
     if not isinstance(settings, LocalSettings):
         raise TypeError(f"expected LocalSettings, got {type(settings).__name__}")

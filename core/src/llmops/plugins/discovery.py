@@ -22,19 +22,13 @@ from packaging.version import Version
 from pydantic import ValidationError
 
 from llmops import __version__, hookspecs
-from llmops.capabilities.common import Capability
+from llmops.capabilities import Capability, hook_name
 from llmops.plugins.info import PluginInfo
 
 ENTRY_POINT_GROUP = "llmops.plugins"
 
 #: The hook that must be implemented for each declared capability.
-CAPABILITY_HOOKS: dict[Capability, str] = {
-    Capability.TRACKING: "llmops_tracking_backend",
-    Capability.SERVING: "llmops_serving_backends",
-    Capability.ORCHESTRATION: "llmops_orchestrator",
-    Capability.REGISTRY: "llmops_model_registry",
-    Capability.VERSIONING: "llmops_data_versioner",
-}
+CAPABILITY_HOOKS: dict[Capability, str] = {c: hook_name(c) for c in Capability}
 
 
 @dataclass(frozen=True)

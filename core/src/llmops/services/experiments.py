@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from llmops.capabilities.common import Capability
 from llmops.capabilities.tracking import (
     MetricPoint,
+    ProvidesJobEnvironment,
     RunInfo,
     RunPage,
     RunQuery,
@@ -60,7 +61,7 @@ def get_job_run(*, session: Session, runtime: IntegrationRuntime, job_id: str) -
     if row.provider is None or row.external_id is None:
         return RunView(row)
     try:
-        _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+        _, tracker = runtime.tracking_provider(row.provider)
         _apply(row, tracker.get_run(row.external_id))
     except LlmopsError as exc:
         return RunView(row, stale=True, reason=exc.detail)
@@ -91,7 +92,7 @@ def create_job_run(
     existing = _row_for_job(session, job_id)
     if existing is not None:
         return RunView(existing), None
-    provider_name, _ = runtime.provider(Capability.TRACKING)
+    provider_name, _ = runtime.tracking_provider()
     if experiment is None:
         experiment = (
             catalog.get_model(session=session, model_id=job.model_id).name
@@ -135,7 +136,7 @@ def deliver_run_create(runtime: IntegrationRuntime, delivery: Delivery) -> dict[
     if row is None:
         return {"skipped": "the run's job was deleted"}
     spec = RunSpec.model_validate(delivery.payload["spec"])
-    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    _, tracker = runtime.tracking_provider(row.provider)
     info = tracker.create_run(spec)
     _apply(row, info)
     return {"externalId": info.run_id}
@@ -156,7 +157,7 @@ def log_job_metrics(
         raise NotFound(f"training job {job_id!r} has no experiment run", resource="experiment-run")
     if row.provider is None:
         raise NotFound("the experiment run has no tracker behind it")
-    runtime.provider(Capability.TRACKING, row.provider)  # 409 when its plugin is off
+    runtime.tracking_provider(row.provider)  # 409 when its plugin is off
     latest = dict(row.latest_metrics)
     for point in sorted(metrics, key=lambda p: (p.step, p.timestamp)):
         latest[point.key] = point.value
@@ -187,7 +188,7 @@ def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict
         raise IntegrationUnavailable(
             "the run is not created in its tracker yet", waits_on=RUN_CREATE
         )
-    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    _, tracker = runtime.tracking_provider(row.provider)
     siblings = list(
         session.scalars(
             select(Operation)
@@ -204,7 +205,7 @@ def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict
     payloads = [delivery.payload, *(op.payload for op in siblings)]
     points = [MetricPoint.model_validate(p) for payload in payloads for p in payload["points"]]
     points.sort(key=lambda p: (p.timestamp, p.step))
-    size = max(1, int(getattr(tracker, "max_metrics_per_batch", 1000)))
+    size = max(1, int(tracker.max_metrics_per_batch))
     batches = 0
     for start in range(0, len(points), size):
         tracker.log_metrics(row.external_id, points[start : start + size])
@@ -241,7 +242,7 @@ def job_run_environment(
     if row is None or row.provider is None:
         return {}, {}
     try:
-        _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+        _, tracker = runtime.tracking_provider(row.provider)
     except NoProviderEnabled:
         return {}, {}  # tracking was switched off: the job runs, its run waits
     if row.external_id is None:
@@ -261,12 +262,11 @@ def job_run_environment(
                 retry_after=exc.extensions.get("retry_after"),
             ) from exc
         _apply(row, info)
-    environment = getattr(tracker, "job_environment", None)
-    if environment is None or row.external_id is None:
+    if not isinstance(tracker, ProvidesJobEnvironment) or row.external_id is None:
         return {}, {}
     plain: dict[str, str] = {}
     secret: dict[str, SecretStr] = {}
-    for name, value in dict(environment(row.external_id)).items():
+    for name, value in dict(tracker.job_environment(row.external_id)).items():
         if isinstance(value, SecretStr):
             secret[name] = value
         else:
@@ -316,7 +316,7 @@ def deliver_run_finish(runtime: IntegrationRuntime, delivery: Delivery) -> dict[
         raise IntegrationUnavailable(
             "the run is not created in its tracker yet", waits_on=RUN_CREATE
         )
-    _, tracker = runtime.provider(Capability.TRACKING, row.provider)
+    _, tracker = runtime.tracking_provider(row.provider)
     artifacts: list[str] = []
     output = delivery.payload.get("outputDir")
     if output and Path(output).is_dir():
@@ -344,7 +344,7 @@ def compare_runs(
 ) -> Comparison:
     """Several runs side by side: each metric's full history and every param, with the
     params that differ between runs listed first."""
-    _, tracker = runtime.provider(Capability.TRACKING, provider)
+    _, tracker = runtime.tracking_provider(provider)
     ids = list(dict.fromkeys(run_ids))  # a run asked twice is shown once
     runs = [tracker.get_run(run_id) for run_id in ids]
     keys = (
@@ -370,6 +370,6 @@ def compare_runs(
 def search_runs(
     *, runtime: IntegrationRuntime, query: RunQuery, provider: str | None = None
 ) -> RunPage:
-    _, tracker = runtime.provider(Capability.TRACKING, provider)
+    _, tracker = runtime.tracking_provider(provider)
     page: RunPage = tracker.search_runs(query)
     return page

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import SecretStr, ValidationError
 from sqlalchemy.orm import Session
 
-from llmops.capabilities.common import Capability
+from llmops.capabilities.common import Capability, ReportsActiveWork
 from llmops.db.models import CapabilityDefault, IntegrationConfig, utcnow
 from llmops.errors import Conflict, InvalidRequest
 from llmops.integrations import BUILTIN_PLUGINS, IntegrationRuntime, PluginState, secret_fields
@@ -39,9 +39,9 @@ def describe(state: PluginState) -> dict[str, Any]:
         else:
             secrets_set = {k: False for k in sorted(hidden)}
     providers: dict[str, list[str]] = {}
-    for capability, items in state.providers.items():
+    for capability in state.providers:
         if capability is Capability.SERVING:
-            providers[capability.value] = [p.framework().name for p in items]
+            providers[capability.value] = [p.framework().name for p in state.serving_providers()]
         else:
             providers[capability.value] = [state.installed.name]
     return {
@@ -119,10 +119,10 @@ def configure(
             fields=forged,
         )
     busy = sum(
-        int(active())
+        provider.active_work()
         for providers in state.providers.values()
         for provider in providers
-        if callable(active := getattr(provider, "active_work", None))
+        if isinstance(provider, ReportsActiveWork)
     )
     if busy:
         raise Conflict(

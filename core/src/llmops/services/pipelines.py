@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import (
-    Orchestrator,
+    OrchestrationProvider,
     PipelineSpec,
     PipelineState,
     PipelineStatus,
@@ -62,7 +62,7 @@ def submit_pipeline(
     """Record the pipeline and its submission in the outbox (the caller commits, then
     delivers: see :mod:`llmops.services.writes`)."""
     validate_pipeline(spec)
-    provider_name, _ = runtime.provider(Capability.ORCHESTRATION, provider)
+    provider_name, _ = runtime.orchestration_provider(provider)
     row = WorkflowPipeline(
         name=spec.name,
         provider=provider_name,
@@ -111,7 +111,7 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
                 },
             }
         )
-    _, orchestrator = runtime.provider(Capability.ORCHESTRATION, row.provider)
+    _, orchestrator = runtime.orchestration_provider(row.provider)
     status = orchestrator.submit(spec)
     apply_status(row, status)
     _propagate_to_job(session=session, row=row)
@@ -147,9 +147,9 @@ def get_row(*, session: Session, pipeline_id: str) -> WorkflowPipeline:
     return row
 
 
-def _orchestrator(runtime: IntegrationRuntime, row: WorkflowPipeline) -> Orchestrator:
-    _, orchestrator = runtime.provider(Capability.ORCHESTRATION, row.provider)
-    return orchestrator  # type: ignore[no-any-return]
+def _orchestrator(runtime: IntegrationRuntime, row: WorkflowPipeline) -> OrchestrationProvider:
+    _, orchestrator = runtime.orchestration_provider(row.provider)
+    return orchestrator
 
 
 def sync(*, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline) -> PipelineView:
@@ -282,7 +282,7 @@ def retry_pipeline(
         raise Conflict(
             f"only failed or cancelled pipelines can be retried; this one is {row.status}"
         )
-    runtime.provider(Capability.ORCHESTRATION, row.provider)  # 409 when its plugin is off
+    runtime.orchestration_provider(row.provider)  # 409 when its plugin is off
     if row.external_id is None:
         submission = session.scalars(
             select(Operation).where(Operation.resource_id == row.id, Operation.kind == SUBMIT)

@@ -14,12 +14,13 @@ from llmops.capabilities.common import Capability
 from llmops.capabilities.serving import (
     AutoscalingSpec,
     CanarySpec,
+    ChecksDeployments,
     DeploymentSpec,
     DeploymentState,
     DeploymentStatus,
     DeploymentUpdate,
     ResourceSpec,
-    ServingBackend,
+    ServingProvider,
 )
 from llmops.db.models import Operation, ServingDeployment, ServingEndpoint, utcnow
 from llmops.errors import (
@@ -85,7 +86,7 @@ def create_endpoint(
             "autoscaling.minReplicas is larger than maxReplicas",
             parameter="autoscaling.maxReplicas",
         )
-    framework_name, backend = runtime.provider(Capability.SERVING, framework)
+    framework_name, backend = runtime.serving_provider(framework)
     fallback = _fallback_id(session, fallback_endpoint) if fallback_endpoint else None
     endpoint = ServingEndpoint(
         name=name,
@@ -132,9 +133,9 @@ def create_endpoint(
     return endpoint, operation
 
 
-def _check(backend: ServingBackend, spec: DeploymentSpec) -> None:
+def _check(backend: ServingProvider, spec: DeploymentSpec) -> None:
     """Refuse a runtime or scale metric the framework does not list, then let the
-    framework refuse ``spec`` (see ``ServingBackend``: ``check`` is optional), before
+    framework refuse ``spec`` (see ``ServingProvider``: ``check`` is optional), before
     anything is recorded."""
     info = backend.framework()
     if spec.runtime is not None and spec.runtime not in info.runtimes:
@@ -149,9 +150,8 @@ def _check(backend: ServingBackend, spec: DeploymentSpec) -> None:
             f"{info.name} scales on {', '.join(info.scale_metrics)}, not {metric!r}",
             parameter="autoscaling.scaleMetric",
         )
-    check = getattr(backend, "check", None)
-    if callable(check):
-        check(spec)
+    if isinstance(backend, ChecksDeployments):
+        backend.check(spec)
 
 
 def find_endpoint(session: Session, name_or_id: str) -> ServingEndpoint | None:
@@ -258,9 +258,9 @@ def _deployment(session: Session, endpoint: ServingEndpoint) -> ServingDeploymen
     return row
 
 
-def _backend(runtime: IntegrationRuntime, row: ServingDeployment) -> ServingBackend:
-    _, backend = runtime.provider(Capability.SERVING, row.provider)
-    return backend  # type: ignore[no-any-return]
+def _backend(runtime: IntegrationRuntime, row: ServingDeployment) -> ServingProvider:
+    _, backend = runtime.serving_provider(row.provider)
+    return backend
 
 
 def get_deployment(
@@ -292,7 +292,7 @@ def update_deployment(
     row = _deployment(session, endpoint)
     if update.promote_canary and update.rollback_canary:
         raise InvalidRequest("promoteCanary and rollbackCanary exclude each other")
-    _, backend = runtime.provider(Capability.SERVING, row.provider)  # 409: plugin off
+    _, backend = runtime.serving_provider(row.provider)  # 409: plugin off
     if model_id is not None:
         model = catalog.get_model(session=session, model_id=model_id)
         if update.model_uri is None:
@@ -385,7 +385,7 @@ def delete_endpoint(
 
 
 def deliver_delete(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
-    _, backend = runtime.provider(Capability.SERVING, delivery.operation.provider)
+    _, backend = runtime.serving_provider(delivery.operation.provider)
     for external_id in delivery.payload["externalIds"]:
         try:
             backend.delete(external_id)

@@ -43,7 +43,7 @@ SCALE_METRICS = ["concurrency", "rps", "cpu", "memory"]
 
 
 class KServeBackend:
-    """A :class:`~llmops.capabilities.serving.ServingBackend` on KServe."""
+    """A :class:`~llmops.capabilities.serving.ServingProvider` on KServe."""
 
     honours_deadline = True
 

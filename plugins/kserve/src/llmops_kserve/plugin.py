@@ -41,7 +41,5 @@ def build_backend(settings: KServeSettings) -> KServeBackend:
 
 
 @llmops.hookimpl
-def llmops_serving_backends(
-    settings: KServeSettings, context: PluginContext
-) -> list[KServeBackend]:
+def llmops_serving(settings: KServeSettings, context: PluginContext) -> list[KServeBackend]:
     return [build_backend(settings)]

@@ -98,7 +98,7 @@ def build_tracker(settings: MlflowSettings, context: PluginContext) -> MlflowTra
 
 
 @llmops.hookimpl
-def llmops_tracking_backend(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
+def llmops_tracking(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
     return build_tracker(settings, context)
 
 

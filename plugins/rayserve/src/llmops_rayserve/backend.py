@@ -62,7 +62,7 @@ DEFAULT_TARGET_ONGOING = 2.0
 
 
 class RayServeBackend:
-    """A :class:`~llmops.capabilities.serving.ServingBackend` on Ray Serve."""
+    """A :class:`~llmops.capabilities.serving.ServingProvider` on Ray Serve."""
 
     def __init__(
         self,

@@ -109,9 +109,7 @@ def build_backend(settings: RayServeSettings, context: PluginContext) -> RayServ
 
 
 @llmops.hookimpl
-def llmops_serving_backends(
-    settings: RayServeSettings, context: PluginContext
-) -> list[RayServeBackend]:
+def llmops_serving(settings: RayServeSettings, context: PluginContext) -> list[RayServeBackend]:
     return [build_backend(settings, context)]
 
 

@@ -47,7 +47,7 @@ def llmops_plugin_info() -> PluginInfo:
 
 
 @llmops.hookimpl
-def llmops_tracking_backend(settings: ExampleSettings, context: PluginContext) -> JsonFileTracker:
+def llmops_tracking(settings: ExampleSettings, context: PluginContext) -> JsonFileTracker:
     from llmops_example.tracker import JsonFileTracker
 
     return JsonFileTracker(settings.root or context.data_dir)

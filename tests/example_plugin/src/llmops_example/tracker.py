@@ -1,4 +1,4 @@
-"""``JsonFileTracker``: the TrackingBackend Protocol, kept in JSON files on the local disk.
+"""``JsonFileTracker``: the TrackingProvider Protocol, kept in JSON files on the local disk.
 
 Layout under ``root``::
 

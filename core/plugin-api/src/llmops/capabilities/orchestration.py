@@ -132,7 +132,7 @@ def validate_pipeline(spec: PipelineSpec) -> list[str]:
 
 
 @runtime_checkable
-class Orchestrator(Protocol):
+class OrchestrationProvider(Protocol):
     """A workflow engine (the local executor, Argo Workflows, ...)."""
 
     def submit(self, spec: PipelineSpec) -> PipelineStatus:

@@ -85,7 +85,7 @@ class RegistryLink(Value):
 
 
 @runtime_checkable
-class ModelRegistry(Protocol):
+class RegistryProvider(Protocol):
     """A model hub (Hugging Face Hub, ...)."""
 
     def search(

@@ -141,7 +141,7 @@ class DeploymentStatus(Value):
 
 
 @runtime_checkable
-class ServingBackend(Protocol):
+class ServingProvider(Protocol):
     """A serving framework (KServe, Ray Serve, ...).
 
     * ``deploy`` may return before the deployment is ready (DEPLOYING); ``status`` says
@@ -153,9 +153,8 @@ class ServingBackend(Protocol):
       same spec (same idempotency key) again once the first is gone.
     * ``InferenceTarget.headers`` are the backend's own credentials for the gateway to
       send; they are kept out of every API answer.
-    * Optionally, ``check(spec) -> None`` raises ``InvalidRequest`` for a spec the
-      framework would refuse; the core calls it before it records an endpoint or a change,
-      so bad input is answered at once (422) and nothing is recorded.
+    * Optionally also :class:`ChecksDeployments`: bad input answered before anything is
+      recorded.
     """
 
     def framework(self) -> FrameworkInfo: ...
@@ -165,3 +164,14 @@ class ServingBackend(Protocol):
     def delete(self, external_id: str) -> None: ...
     def inference_target(self, external_id: str) -> InferenceTarget: ...
     def health(self) -> Health: ...
+
+
+@runtime_checkable
+class ChecksDeployments(Protocol):
+    """A serving provider that can tell a spec its framework would refuse, up front."""
+
+    def check(self, spec: DeploymentSpec) -> None:
+        """Raise :class:`~llmops.errors.InvalidRequest` (with ``parameter``) for a spec the
+        framework would refuse. The core calls it before it records an endpoint or a
+        change, so bad input is answered at once (422) and nothing is recorded."""
+        ...

@@ -8,7 +8,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from llmops.capabilities.common import Health, Value, utcnow
 
@@ -77,14 +77,8 @@ class RunPage(Value):
 
 
 @runtime_checkable
-class TrackingBackend(Protocol):
-    """An experiment tracker (MLflow, ...).
-
-    Optional: ``job_environment(run_id) -> Mapping[str, str | SecretStr]``, the variables
-    a training job's process needs to log into its run with the tool's own client (for
-    MLflow, MLFLOW_TRACKING_URI and MLFLOW_RUN_ID); SecretStr values reach the job as
-    secrets and are never stored.
-    """
+class TrackingProvider(Protocol):
+    """An experiment tracker (MLflow, ...). Optionally also :class:`ProvidesJobEnvironment`."""
 
     #: Largest number of metric points the tool accepts in one call.
     max_metrics_per_batch: int
@@ -102,3 +96,14 @@ class TrackingBackend(Protocol):
     def search_runs(self, query: RunQuery) -> RunPage: ...
     def run_url(self, run_id: str) -> str | None: ...
     def health(self) -> Health: ...
+
+
+@runtime_checkable
+class ProvidesJobEnvironment(Protocol):
+    """A tracker whose runs a training job's process may log into with the tool's own
+    client."""
+
+    def job_environment(self, run_id: str) -> Mapping[str, str | SecretStr]:
+        """The variables the job's process needs (for MLflow, MLFLOW_TRACKING_URI and
+        MLFLOW_RUN_ID). SecretStr values reach the job as secrets and are never stored."""
+        ...

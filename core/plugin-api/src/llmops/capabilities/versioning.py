@@ -68,7 +68,7 @@ class Lineage(Value):
 
 
 @runtime_checkable
-class DataVersioner(Protocol):
+class VersioningProvider(Protocol):
     """A data versioning tool (DVC, ...)."""
 
     def create_version(self, spec: VersionSpec) -> DatasetVersionInfo: ...

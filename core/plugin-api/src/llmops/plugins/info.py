@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -63,6 +66,13 @@ class PluginContext:
     api_url: str
     core_version: str
     extras: dict[str, str] = field(default_factory=dict)
+    #: Held while Alembic migrates a database in this process: the core's own migrations
+    #: take it, and so must a plugin whose tool runs Alembic in the platform's process
+    #: (MLflow's SQL store does when it opens its database). Alembic's module-level
+    #: state breaks when two migrations run at once in one process.
+    migrations_lock: AbstractContextManager[Any] = field(
+        default_factory=threading.RLock, compare=False, repr=False
+    )
 
     def ensure_data_dir(self) -> Path:
         self.data_dir.mkdir(parents=True, exist_ok=True)

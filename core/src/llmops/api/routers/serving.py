@@ -75,9 +75,7 @@ def deployment_out(view: DeploymentView) -> DeploymentOut:
 def list_serving_frameworks(runtime: RuntimeDep) -> list[FrameworkOut]:
     default = runtime.default_provider_name(Capability.SERVING)
     out = []
-    for plugin, capability, name, backend in runtime.iter_providers():
-        if capability is not Capability.SERVING:
-            continue
+    for plugin, name, backend in runtime.iter_serving_providers():
         info = backend.framework()
         out.append(
             FrameworkOut(

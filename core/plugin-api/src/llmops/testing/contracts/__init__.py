@@ -4,9 +4,9 @@ A provider's test class subclasses the capability's suite, hands it the provider
 a ``provider`` fixture, declares the optional features it supports, and inherits every
 test the core relies on (the model is SQLAlchemy's dialect compliance suite)::
 
-    from llmops.testing.contracts.orchestration import OrchestratorContract
+    from llmops.testing.contracts.orchestration import OrchestrationContract
 
-    class TestMyEngineContract(OrchestratorContract):
+    class TestMyEngineContract(OrchestrationContract):
         supports = frozenset({"parallel", "retries", "cancel", "logs"})
 
         @pytest.fixture

@@ -1,7 +1,7 @@
 """The orchestration contract: what the core relies on from every
-:class:`~llmops.capabilities.orchestration.Orchestrator`.
+:class:`~llmops.capabilities.orchestration.OrchestrationProvider`.
 
-Subclass :class:`OrchestratorContract`, provide ``provider`` (and, for the features that
+Subclass :class:`OrchestrationContract`, provide ``provider`` (and, for the features that
 need them, ``restarted_provider`` and ``unreachable_provider``), and declare ``supports``.
 The suite builds its pipelines from a :class:`StageFactory`: the default,
 :class:`ShellStages`, runs POSIX ``sh`` commands on this machine, which suits any engine
@@ -22,7 +22,7 @@ import pytest
 
 from llmops.capabilities.common import HealthStatus, Provider
 from llmops.capabilities.orchestration import (
-    Orchestrator,
+    OrchestrationProvider,
     PipelineSpec,
     PipelineState,
     PipelineStatus,
@@ -34,7 +34,7 @@ from llmops.capabilities.orchestration import (
 from llmops.errors import Conflict, InvalidRequest, NotFound
 from llmops.testing.contracts import ContractSuite, eventually, requires, timed_health
 
-__all__ = ["OrchestratorContract", "ShellStages", "StageFactory"]
+__all__ = ["OrchestrationContract", "ShellStages", "StageFactory"]
 
 
 class StageFactory(Protocol):
@@ -66,7 +66,7 @@ class StageFactory(Protocol):
 
     def fail_first_run(self, name: str, **fields: Any) -> StageSpec:
         """A stage that fails the first time it runs and succeeds every time after, across
-        attempts of one run and across a :meth:`Orchestrator.retry` of the run."""
+        attempts of one run and across a :meth:`OrchestrationProvider.retry` of the run."""
         ...
 
 
@@ -113,7 +113,7 @@ def _sh_quote(text: str) -> str:
     return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
-class OrchestratorContract(ContractSuite):
+class OrchestrationContract(ContractSuite):
     """The suite every orchestration provider passes."""
 
     capability = "orchestration"
@@ -148,15 +148,15 @@ class OrchestratorContract(ContractSuite):
     # -- what the subclass provides ----------------------------------------------------
 
     @pytest.fixture
-    def provider(self) -> Orchestrator:
+    def provider(self) -> OrchestrationProvider:
         """The orchestrator under test, fresh for each test (override this)."""
         raise NotImplementedError(
             f"{type(self).__name__} must define a `provider` fixture returning the "
-            "Orchestrator under test"
+            "OrchestrationProvider under test"
         )
 
     @pytest.fixture
-    def restarted_provider(self, provider: Orchestrator) -> Orchestrator:
+    def restarted_provider(self, provider: OrchestrationProvider) -> OrchestrationProvider:
         """Another provider on the same engine and state as ``provider``, as after a
         server restart (needed by the ``restart`` feature)."""
         raise NotImplementedError(
@@ -165,7 +165,7 @@ class OrchestratorContract(ContractSuite):
         )
 
     @pytest.fixture
-    def unreachable_provider(self) -> Orchestrator:
+    def unreachable_provider(self) -> OrchestrationProvider:
         """A provider whose engine cannot be reached (needed by ``unreachable``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'unreachable' and must define an "
@@ -190,7 +190,7 @@ class OrchestratorContract(ContractSuite):
         return PipelineSpec.model_validate(values)
 
     def wait_until_ended(
-        self, provider: Orchestrator, external_id: str, timeout: float | None = None
+        self, provider: OrchestrationProvider, external_id: str, timeout: float | None = None
     ) -> PipelineStatus:
         def ended() -> PipelineStatus | None:
             status = provider.status(external_id)
@@ -204,7 +204,7 @@ class OrchestratorContract(ContractSuite):
         )
 
     def wait_until_stage_runs(
-        self, provider: Orchestrator, external_id: str, stage: str
+        self, provider: OrchestrationProvider, external_id: str, stage: str
     ) -> PipelineStatus:
         def running() -> PipelineStatus | None:
             status = provider.status(external_id)
@@ -217,18 +217,18 @@ class OrchestratorContract(ContractSuite):
             interval=self.poll_interval,
         )
 
-    def run_to_end(self, provider: Orchestrator, spec: PipelineSpec) -> PipelineStatus:
+    def run_to_end(self, provider: OrchestrationProvider, spec: PipelineSpec) -> PipelineStatus:
         return self.wait_until_ended(provider, provider.submit(spec).external_id)
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_an_orchestrator(self, provider: Orchestrator) -> None:
-        assert isinstance(provider, Orchestrator), (
-            f"{type(provider).__name__} lacks methods of the Orchestrator Protocol"
+    def test_provider_is_an_orchestrator(self, provider: OrchestrationProvider) -> None:
+        assert isinstance(provider, OrchestrationProvider), (
+            f"{type(provider).__name__} lacks methods of the OrchestrationProvider Protocol"
         )
         assert isinstance(provider, Provider)
 
-    def test_health_answers_within_the_deadline(self, provider: Orchestrator) -> None:
+    def test_health_answers_within_the_deadline(self, provider: OrchestrationProvider) -> None:
         health = timed_health(provider, self.health_deadline)
         assert health.status in {HealthStatus.OK, HealthStatus.DEGRADED}, (
             f"a working provider reports {health.status}: {health.detail}"
@@ -236,7 +236,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("unreachable")
     def test_health_of_an_unreachable_engine_is_down_and_says_why(
-        self, unreachable_provider: Orchestrator
+        self, unreachable_provider: OrchestrationProvider
     ) -> None:
         health = timed_health(unreachable_provider, self.health_deadline)
         assert health.status is HealthStatus.DOWN, f"got {health.status}: {health.detail}"
@@ -245,7 +245,7 @@ class OrchestratorContract(ContractSuite):
     # -- submitting ------------------------------------------------------------------
 
     def test_submit_returns_the_status_of_the_new_run(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(stages.succeed("first"), stages.succeed("second"))
 
@@ -262,7 +262,7 @@ class OrchestratorContract(ContractSuite):
         self.wait_until_ended(provider, submitted.external_id)
 
     def test_a_pipeline_runs_every_stage_after_its_dependencies(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(
             stages.succeed("fetch"),
@@ -289,7 +289,7 @@ class OrchestratorContract(ContractSuite):
         assert ended.finished_at is not None, "an ended run reports finished_at"
 
     def test_a_failed_stage_fails_the_run_and_skips_its_dependents(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(
             stages.succeed("prepare"),
@@ -315,7 +315,7 @@ class OrchestratorContract(ContractSuite):
         "shape", ["cycle", "self-dependency", "unknown-dependency", "duplicate-name"]
     )
     def test_an_invalid_dag_is_refused_with_invalid_request(
-        self, provider: Orchestrator, stages: StageFactory, shape: str
+        self, provider: OrchestrationProvider, stages: StageFactory, shape: str
     ) -> None:
         if shape == "cycle":
             bad = [
@@ -334,7 +334,7 @@ class OrchestratorContract(ContractSuite):
             provider.submit(self.pipeline(*bad))
 
     def test_the_same_idempotency_key_returns_the_first_run(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         key = f"contract-{uuid.uuid4().hex}"
         spec = self.pipeline(stages.succeed("only"), idempotency_key=key)
@@ -352,7 +352,7 @@ class OrchestratorContract(ContractSuite):
             self.wait_until_ended(provider, external_id)
 
     def test_without_an_idempotency_key_every_submit_is_a_new_run(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(stages.succeed("only"))
 
@@ -363,13 +363,13 @@ class OrchestratorContract(ContractSuite):
             self.wait_until_ended(provider, external_id)
 
     def test_status_of_an_unknown_run_is_not_found(
-        self, provider: Orchestrator, missing_id: str
+        self, provider: OrchestrationProvider, missing_id: str
     ) -> None:
         with pytest.raises(NotFound):
             provider.status(missing_id)
 
     def test_ui_url_is_an_absolute_link_or_none(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         ended = self.run_to_end(provider, self.pipeline(stages.succeed("only")))
 
@@ -381,7 +381,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("parallel")
     def test_independent_stages_run_at_the_same_time(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         seconds = self.parallel_stage_seconds
         spec = self.pipeline(
@@ -403,7 +403,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("max_parallel")
     def test_max_parallel_caps_the_stages_running_at_once(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         seconds = self.parallel_stage_seconds / 2
         spec = self.pipeline(
@@ -422,7 +422,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("retries")
     def test_a_failing_stage_is_attempted_retries_plus_one_times(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         ended = self.run_to_end(provider, self.pipeline(stages.fail("flaky", retries=2)))
 
@@ -433,7 +433,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("retries")
     def test_a_stage_that_succeeds_on_a_later_attempt_lets_the_run_succeed(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(
             stages.fail_first_run("flaky", retries=2),
@@ -448,7 +448,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("retry")
     def test_retry_reruns_the_failed_and_skipped_stages_only(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(
             stages.succeed("prepare"),
@@ -476,7 +476,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("retry")
     def test_retry_of_a_succeeded_run_is_a_conflict(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         ended = self.run_to_end(provider, self.pipeline(stages.succeed("only")))
         assert ended.state is PipelineState.SUCCEEDED
@@ -486,14 +486,14 @@ class OrchestratorContract(ContractSuite):
 
     @requires("retry")
     def test_retry_of_an_unknown_run_is_not_found(
-        self, provider: Orchestrator, missing_id: str
+        self, provider: OrchestrationProvider, missing_id: str
     ) -> None:
         with pytest.raises(NotFound):
             provider.retry(missing_id)
 
     @requires("cancel")
     def test_cancel_ends_a_running_pipeline_within_the_deadline(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(stages.sleep("long", 60), stages.succeed("after", depends_on=["long"]))
         external_id = provider.submit(spec).external_id
@@ -511,7 +511,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("cancel")
     def test_cancel_of_an_ended_run_changes_nothing(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         ended = self.run_to_end(provider, self.pipeline(stages.succeed("only")))
 
@@ -522,14 +522,14 @@ class OrchestratorContract(ContractSuite):
 
     @requires("cancel")
     def test_cancel_of_an_unknown_run_is_not_found(
-        self, provider: Orchestrator, missing_id: str
+        self, provider: OrchestrationProvider, missing_id: str
     ) -> None:
         with pytest.raises(NotFound):
             provider.cancel(missing_id)
 
     @requires("logs")
     def test_logs_hold_each_stages_output_apart(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         marker = uuid.uuid4().hex
         spec = self.pipeline(
@@ -552,7 +552,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("logs")
     def test_logs_tail_bytes_keeps_the_end(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         ended = self.run_to_end(provider, self.pipeline(stages.echo("chatty", "x" * 300 + "END")))
 
@@ -567,7 +567,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("logs")
     def test_logs_of_an_unknown_run_or_stage_are_not_found(
-        self, provider: Orchestrator, stages: StageFactory, missing_id: str
+        self, provider: OrchestrationProvider, stages: StageFactory, missing_id: str
     ) -> None:
         ended = self.run_to_end(provider, self.pipeline(stages.succeed("only")))
 
@@ -578,7 +578,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("timeout")
     def test_a_stage_over_its_timeout_fails_the_run(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         spec = self.pipeline(
             stages.sleep("slow", 60, timeout_seconds=0.5),
@@ -593,7 +593,7 @@ class OrchestratorContract(ContractSuite):
 
     @requires("env", "logs")
     def test_stages_see_their_env_and_the_secret_env_which_is_never_shown(
-        self, provider: Orchestrator, stages: StageFactory
+        self, provider: OrchestrationProvider, stages: StageFactory
     ) -> None:
         secret = f"s3cret-{uuid.uuid4().hex}"
         spec = self.pipeline(
@@ -615,8 +615,8 @@ class OrchestratorContract(ContractSuite):
     @requires("restart")
     def test_a_restarted_provider_knows_the_runs_and_keys_of_the_first(
         self,
-        provider: Orchestrator,
-        restarted_provider: Orchestrator,
+        provider: OrchestrationProvider,
+        restarted_provider: OrchestrationProvider,
         stages: StageFactory,
     ) -> None:
         key = f"contract-{uuid.uuid4().hex}"

@@ -1,5 +1,5 @@
 """The model registry contract: what the core relies on from every
-:class:`~llmops.capabilities.registry.ModelRegistry`.
+:class:`~llmops.capabilities.registry.RegistryProvider`.
 
 Subclass :class:`RegistryContract`, provide ``provider`` and ``seeded_model`` (a model the
 registry holds, at two or more commits whose files you know: seed your double with it),
@@ -22,11 +22,11 @@ from llmops.capabilities.registry import (
     ExportResult,
     ImportRequest,
     ImportResult,
-    ModelRegistry,
     RegistryFile,
     RegistryLink,
     RegistryModelMetadata,
     RegistryModelSummary,
+    RegistryProvider,
     UpdateCheck,
 )
 from llmops.errors import NotFound
@@ -81,11 +81,11 @@ class RegistryContract(ContractSuite):
     # -- what the subclass provides ----------------------------------------------------
 
     @pytest.fixture
-    def provider(self) -> ModelRegistry:
+    def provider(self) -> RegistryProvider:
         """The registry under test (override this)."""
         raise NotImplementedError(
             f"{type(self).__name__} must define a `provider` fixture returning the "
-            "ModelRegistry under test"
+            "RegistryProvider under test"
         )
 
     @pytest.fixture
@@ -102,7 +102,7 @@ class RegistryContract(ContractSuite):
         return f"llmops-contract/export-{uuid.uuid4().hex[:10]}"
 
     @pytest.fixture
-    def unreachable_provider(self) -> ModelRegistry:
+    def unreachable_provider(self) -> RegistryProvider:
         """A provider whose hub cannot be reached (needed by ``unreachable``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'unreachable' and must define an "
@@ -124,13 +124,13 @@ class RegistryContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_model_registry(self, provider: ModelRegistry) -> None:
-        assert isinstance(provider, ModelRegistry), (
-            f"{type(provider).__name__} lacks methods of the ModelRegistry Protocol"
+    def test_provider_is_a_model_registry(self, provider: RegistryProvider) -> None:
+        assert isinstance(provider, RegistryProvider), (
+            f"{type(provider).__name__} lacks methods of the RegistryProvider Protocol"
         )
         assert isinstance(provider, Provider)
 
-    def test_health_answers_within_the_deadline(self, provider: ModelRegistry) -> None:
+    def test_health_answers_within_the_deadline(self, provider: RegistryProvider) -> None:
         health = timed_health(provider, self.health_deadline)
         assert health.status in {HealthStatus.OK, HealthStatus.DEGRADED}, (
             f"a working provider reports {health.status}: {health.detail}"
@@ -138,7 +138,7 @@ class RegistryContract(ContractSuite):
 
     @requires("unreachable")
     def test_health_of_an_unreachable_hub_is_down_and_says_why(
-        self, unreachable_provider: ModelRegistry
+        self, unreachable_provider: RegistryProvider
     ) -> None:
         health = timed_health(unreachable_provider, self.health_deadline)
         assert health.status is HealthStatus.DOWN, f"got {health.status}: {health.detail}"
@@ -147,7 +147,7 @@ class RegistryContract(ContractSuite):
     # -- metadata --------------------------------------------------------------------
 
     def test_metadata_is_read_at_the_latest_commit(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         metadata = provider.metadata(model.repo_id)
 
@@ -160,7 +160,7 @@ class RegistryContract(ContractSuite):
         _assert_lists_files(metadata.files, model.latest.files)
 
     def test_metadata_at_a_pinned_commit_describes_that_commit(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         metadata = provider.metadata(model.repo_id, model.oldest.commit)
 
@@ -168,7 +168,7 @@ class RegistryContract(ContractSuite):
         _assert_lists_files(metadata.files, model.oldest.files)
 
     def test_metadata_of_an_unknown_model_or_revision_is_not_found(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         with pytest.raises(NotFound):
             provider.metadata(f"llmops-contract/missing-{uuid.uuid4().hex[:10]}")
@@ -178,7 +178,7 @@ class RegistryContract(ContractSuite):
     # -- search ----------------------------------------------------------------------
 
     def test_search_finds_the_model_by_part_of_its_name(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         query = model.repo_id.rsplit("/", 1)[-1]
 
@@ -189,17 +189,17 @@ class RegistryContract(ContractSuite):
             f"search({query!r}) must find {model.repo_id}"
         )
 
-    def test_search_honours_the_limit(self, provider: ModelRegistry, model: SeededModel) -> None:
+    def test_search_honours_the_limit(self, provider: RegistryProvider, model: SeededModel) -> None:
         query = model.repo_id.rsplit("/", 1)[-1]
 
         assert len(provider.search(query, limit=1)) <= 1
 
-    def test_search_without_a_match_is_empty(self, provider: ModelRegistry) -> None:
+    def test_search_without_a_match_is_empty(self, provider: RegistryProvider) -> None:
         assert provider.search(f"no-model-is-called-{uuid.uuid4().hex}") == []
 
     @requires("search_tags")
     def test_search_keeps_to_models_with_the_tags(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         assert model.tags, "seeded_model.tags must hold a tag for the search_tags feature"
         query = model.repo_id.rsplit("/", 1)[-1]
@@ -215,7 +215,7 @@ class RegistryContract(ContractSuite):
     # -- import ----------------------------------------------------------------------
 
     def test_import_downloads_the_latest_commit_and_names_it(
-        self, provider: ModelRegistry, model: SeededModel, tmp_path: Path
+        self, provider: RegistryProvider, model: SeededModel, tmp_path: Path
     ) -> None:
         destination = tmp_path / "imported"
 
@@ -234,7 +234,7 @@ class RegistryContract(ContractSuite):
         assert {f.path for f in result.files} >= set(model.latest.files)
 
     def test_import_at_a_pinned_commit_gets_that_commits_files(
-        self, provider: ModelRegistry, model: SeededModel, tmp_path: Path
+        self, provider: RegistryProvider, model: SeededModel, tmp_path: Path
     ) -> None:
         result = provider.import_model(
             ImportRequest(
@@ -248,7 +248,7 @@ class RegistryContract(ContractSuite):
         _assert_holds(result.local_path, model.oldest.files)
 
     def test_import_with_allow_patterns_downloads_only_the_matching_files(
-        self, provider: ModelRegistry, model: SeededModel, tmp_path: Path
+        self, provider: RegistryProvider, model: SeededModel, tmp_path: Path
     ) -> None:
         wanted = sorted(model.latest.files)[0]
         others = set(model.latest.files) - {wanted}
@@ -265,7 +265,7 @@ class RegistryContract(ContractSuite):
         assert [f.path for f in result.files] == [wanted]
 
     def test_import_of_an_unknown_model_is_not_found(
-        self, provider: ModelRegistry, tmp_path: Path
+        self, provider: RegistryProvider, tmp_path: Path
     ) -> None:
         with pytest.raises(NotFound):
             provider.import_model(
@@ -278,7 +278,7 @@ class RegistryContract(ContractSuite):
     # -- updates and links -------------------------------------------------------------
 
     def test_check_update_compares_with_the_latest_commit(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         behind = provider.check_update(model.repo_id, model.oldest.commit)
         current = provider.check_update(model.repo_id, model.latest.commit)
@@ -295,7 +295,7 @@ class RegistryContract(ContractSuite):
         )
 
     def test_links_are_absolute_and_a_pinned_one_names_its_commit(
-        self, provider: ModelRegistry, model: SeededModel
+        self, provider: RegistryProvider, model: SeededModel
     ) -> None:
         links = provider.links(model.repo_id)
         pinned = provider.links(model.repo_id, model.oldest.commit)
@@ -314,7 +314,7 @@ class RegistryContract(ContractSuite):
 
     @requires("export")
     def test_an_exported_folder_comes_back_by_import(
-        self, provider: ModelRegistry, export_repo_id: str, tmp_path: Path
+        self, provider: RegistryProvider, export_repo_id: str, tmp_path: Path
     ) -> None:
         files = {"config.json": b'{"layers": 2}', "weights/part-0.bin": b"\x00\x01\x02"}
         source = write_tree(tmp_path / "export", files)
@@ -336,7 +336,7 @@ class RegistryContract(ContractSuite):
 
     @requires("export")
     def test_a_second_export_is_a_new_commit_and_an_update(
-        self, provider: ModelRegistry, export_repo_id: str, tmp_path: Path
+        self, provider: RegistryProvider, export_repo_id: str, tmp_path: Path
     ) -> None:
         source = write_tree(tmp_path / "export", {"config.json": b'{"layers": 2}'})
         first = provider.export_model(ExportRequest(repo_id=export_repo_id, local_path=source))

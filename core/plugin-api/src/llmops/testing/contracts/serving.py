@@ -1,5 +1,5 @@
 """The serving contract: what the core relies on from every
-:class:`~llmops.capabilities.serving.ServingBackend`.
+:class:`~llmops.capabilities.serving.ServingProvider`.
 
 Subclass :class:`ServingContract`, provide ``provider`` and ``model_uris`` (two models the
 backend can serve), and declare ``supports``. Override :meth:`ServingContract.deployment_spec`
@@ -28,7 +28,7 @@ from llmops.capabilities.serving import (
     FrameworkInfo,
     InferenceProtocol,
     InferenceTarget,
-    ServingBackend,
+    ServingProvider,
     TrafficSplit,
 )
 from llmops.errors import Conflict, InvalidRequest, NotFound
@@ -64,11 +64,11 @@ class ServingContract(ContractSuite):
     # -- what the subclass provides ----------------------------------------------------
 
     @pytest.fixture
-    def provider(self) -> ServingBackend:
+    def provider(self) -> ServingProvider:
         """The serving backend under test (override this)."""
         raise NotImplementedError(
             f"{type(self).__name__} must define a `provider` fixture returning the "
-            "ServingBackend under test"
+            "ServingProvider under test"
         )
 
     @pytest.fixture
@@ -80,7 +80,7 @@ class ServingContract(ContractSuite):
         )
 
     @pytest.fixture
-    def restarted_provider(self, provider: ServingBackend) -> ServingBackend:
+    def restarted_provider(self, provider: ServingProvider) -> ServingProvider:
         """Another provider on the same cluster as ``provider`` (needed by ``restart``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'restart' and must define a "
@@ -88,7 +88,7 @@ class ServingContract(ContractSuite):
         )
 
     @pytest.fixture
-    def unreachable_provider(self) -> ServingBackend:
+    def unreachable_provider(self) -> ServingProvider:
         """A provider whose framework cannot be reached (needed by ``unreachable``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'unreachable' and must define an "
@@ -101,7 +101,7 @@ class ServingContract(ContractSuite):
         return f"contract-missing-{uuid.uuid4().hex[:8]}"
 
     @pytest.fixture
-    def deploy(self, provider: ServingBackend) -> Iterator[Callable[..., DeploymentStatus]]:
+    def deploy(self, provider: ServingProvider) -> Iterator[Callable[..., DeploymentStatus]]:
         """``deploy(model_uri, **fields)``: deploy a uniquely named spec, deleted after."""
         deployed: list[str] = []
 
@@ -127,7 +127,7 @@ class ServingContract(ContractSuite):
         values.update(fields)
         return DeploymentSpec.model_validate(values)
 
-    def wait_until_ready(self, provider: ServingBackend, external_id: str) -> DeploymentStatus:
+    def wait_until_ready(self, provider: ServingProvider, external_id: str) -> DeploymentStatus:
         def ready() -> DeploymentStatus | None:
             status = provider.status(external_id)
             assert status.state is not DeploymentState.FAILED, (
@@ -143,7 +143,7 @@ class ServingContract(ContractSuite):
         )
 
     def wait_for_traffic(
-        self, provider: ServingBackend, external_id: str, expected: list[TrafficSplit]
+        self, provider: ServingProvider, external_id: str, expected: list[TrafficSplit]
     ) -> DeploymentStatus:
         want = sorted(expected, key=lambda s: s.tag)
 
@@ -165,13 +165,13 @@ class ServingContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_serving_backend(self, provider: ServingBackend) -> None:
-        assert isinstance(provider, ServingBackend), (
-            f"{type(provider).__name__} lacks methods of the ServingBackend Protocol"
+    def test_provider_is_a_serving_backend(self, provider: ServingProvider) -> None:
+        assert isinstance(provider, ServingProvider), (
+            f"{type(provider).__name__} lacks methods of the ServingProvider Protocol"
         )
         assert isinstance(provider, Provider)
 
-    def test_framework_describes_the_backend(self, provider: ServingBackend) -> None:
+    def test_framework_describes_the_backend(self, provider: ServingProvider) -> None:
         info = provider.framework()
 
         assert isinstance(info, FrameworkInfo)
@@ -181,7 +181,7 @@ class ServingContract(ContractSuite):
         assert all(isinstance(p, InferenceProtocol) for p in info.protocols)
 
     def test_the_framework_flags_match_the_declared_features(
-        self, provider: ServingBackend
+        self, provider: ServingProvider
     ) -> None:
         info = provider.framework()
         for flag, feature in (
@@ -196,7 +196,7 @@ class ServingContract(ContractSuite):
                 "what the framework claims must be what the suite checks"
             )
 
-    def test_health_answers_within_the_deadline(self, provider: ServingBackend) -> None:
+    def test_health_answers_within_the_deadline(self, provider: ServingProvider) -> None:
         health = timed_health(provider, self.health_deadline)
         assert health.status in {HealthStatus.OK, HealthStatus.DEGRADED}, (
             f"a working provider reports {health.status}: {health.detail}"
@@ -204,7 +204,7 @@ class ServingContract(ContractSuite):
 
     @requires("unreachable")
     def test_health_of_an_unreachable_framework_is_down_and_says_why(
-        self, unreachable_provider: ServingBackend
+        self, unreachable_provider: ServingProvider
     ) -> None:
         health = timed_health(unreachable_provider, self.health_deadline)
         assert health.status is HealthStatus.DOWN, f"got {health.status}: {health.detail}"
@@ -214,7 +214,7 @@ class ServingContract(ContractSuite):
 
     def test_a_deployment_becomes_ready(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -231,7 +231,7 @@ class ServingContract(ContractSuite):
 
     def test_a_ready_deployment_has_an_inference_target(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -250,7 +250,7 @@ class ServingContract(ContractSuite):
             assert ready.target == target, "status().target and inference_target() agree"
 
     def test_the_same_idempotency_key_returns_the_first_deployment(
-        self, provider: ServingBackend, model_uris: tuple[str, str]
+        self, provider: ServingProvider, model_uris: tuple[str, str]
     ) -> None:
         key = f"contract-{uuid.uuid4().hex}"
         spec = self.deployment_spec(_unique_name(), model_uris[0], idempotency_key=key)
@@ -269,7 +269,7 @@ class ServingContract(ContractSuite):
                 provider.delete(external_id)
 
     def test_a_second_deployment_with_a_taken_name_is_a_conflict(
-        self, provider: ServingBackend, model_uris: tuple[str, str]
+        self, provider: ServingProvider, model_uris: tuple[str, str]
     ) -> None:
         name = _unique_name()
         first = provider.deploy(self.deployment_spec(name, model_uris[0]))
@@ -281,7 +281,7 @@ class ServingContract(ContractSuite):
 
     @pytest.mark.parametrize("method", ["status", "update", "delete", "inference_target"])
     def test_an_unknown_deployment_is_not_found(
-        self, provider: ServingBackend, missing_id: str, method: str
+        self, provider: ServingProvider, missing_id: str, method: str
     ) -> None:
         calls: dict[str, Callable[[], object]] = {
             "status": lambda: provider.status(missing_id),
@@ -295,7 +295,7 @@ class ServingContract(ContractSuite):
 
     def test_update_serves_the_new_model(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -310,7 +310,7 @@ class ServingContract(ContractSuite):
 
     def test_a_deleted_deployment_goes_away(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -340,7 +340,7 @@ class ServingContract(ContractSuite):
     @requires("traffic")
     def test_a_deployment_without_a_canary_sends_all_traffic_to_stable(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -353,7 +353,7 @@ class ServingContract(ContractSuite):
     @requires("canary", "traffic")
     def test_a_canary_takes_its_share_of_traffic(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -375,7 +375,7 @@ class ServingContract(ContractSuite):
     @requires("canary", "traffic")
     def test_a_canary_deployed_with_the_spec_takes_its_share(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -393,7 +393,7 @@ class ServingContract(ContractSuite):
     @requires("canary", "traffic")
     def test_promoting_a_canary_makes_it_stable(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -409,7 +409,7 @@ class ServingContract(ContractSuite):
     @requires("canary", "traffic")
     def test_rolling_back_a_canary_keeps_the_stable_model(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -425,7 +425,7 @@ class ServingContract(ContractSuite):
     @requires("canary")
     def test_promote_and_rollback_at_once_is_an_invalid_request(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -440,7 +440,7 @@ class ServingContract(ContractSuite):
     @requires("autoscaling")
     def test_desired_replicas_follow_the_autoscaling_bounds(
         self,
-        provider: ServingBackend,
+        provider: ServingProvider,
         deploy: Callable[..., DeploymentStatus],
         model_uris: tuple[str, str],
     ) -> None:
@@ -465,8 +465,8 @@ class ServingContract(ContractSuite):
     @requires("restart")
     def test_a_restarted_provider_knows_the_first_ones_deployments_and_keys(
         self,
-        provider: ServingBackend,
-        restarted_provider: ServingBackend,
+        provider: ServingProvider,
+        restarted_provider: ServingProvider,
         model_uris: tuple[str, str],
     ) -> None:
         key = f"contract-{uuid.uuid4().hex}"

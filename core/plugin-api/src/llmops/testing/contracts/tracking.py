@@ -1,5 +1,5 @@
 """The tracking contract: what the core relies on from every
-:class:`~llmops.capabilities.tracking.TrackingBackend`.
+:class:`~llmops.capabilities.tracking.TrackingProvider`.
 
 Subclass :class:`TrackingContract`, provide ``provider`` (and, for the features that need
 them, ``restarted_provider`` and ``unreachable_provider``), and declare ``supports``.
@@ -27,7 +27,7 @@ from llmops.capabilities.tracking import (
     RunQuery,
     RunSpec,
     RunStatus,
-    TrackingBackend,
+    TrackingProvider,
 )
 from llmops.errors import Conflict, NotFound
 from llmops.testing.contracts import ContractSuite, requires, timed_health
@@ -64,15 +64,15 @@ class TrackingContract(ContractSuite):
     # -- what the subclass provides ----------------------------------------------------
 
     @pytest.fixture
-    def provider(self) -> TrackingBackend:
+    def provider(self) -> TrackingProvider:
         """The tracker under test (override this)."""
         raise NotImplementedError(
             f"{type(self).__name__} must define a `provider` fixture returning the "
-            "TrackingBackend under test"
+            "TrackingProvider under test"
         )
 
     @pytest.fixture
-    def restarted_provider(self, provider: TrackingBackend) -> TrackingBackend:
+    def restarted_provider(self, provider: TrackingProvider) -> TrackingProvider:
         """Another provider on the same tool as ``provider`` (needed by ``restart``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'restart' and must define a "
@@ -80,7 +80,7 @@ class TrackingContract(ContractSuite):
         )
 
     @pytest.fixture
-    def unreachable_provider(self) -> TrackingBackend:
+    def unreachable_provider(self) -> TrackingProvider:
         """A provider whose tool cannot be reached (needed by ``unreachable``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'unreachable' and must define an "
@@ -104,7 +104,7 @@ class TrackingContract(ContractSuite):
         values.update(fields)
         return RunSpec.model_validate(values)
 
-    def search_all(self, provider: TrackingBackend, query: RunQuery) -> list[RunInfo]:
+    def search_all(self, provider: TrackingProvider, query: RunQuery) -> list[RunInfo]:
         """Every run the query finds, page after page."""
         found: list[RunInfo] = []
         token: str | None = None
@@ -119,15 +119,15 @@ class TrackingContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_tracking_backend(self, provider: TrackingBackend) -> None:
-        assert isinstance(provider, TrackingBackend), (
-            f"{type(provider).__name__} lacks members of the TrackingBackend Protocol"
+    def test_provider_is_a_tracking_backend(self, provider: TrackingProvider) -> None:
+        assert isinstance(provider, TrackingProvider), (
+            f"{type(provider).__name__} lacks members of the TrackingProvider Protocol"
         )
         assert isinstance(provider, Provider)
         assert isinstance(provider.max_metrics_per_batch, int)
         assert provider.max_metrics_per_batch >= 1
 
-    def test_health_answers_within_the_deadline(self, provider: TrackingBackend) -> None:
+    def test_health_answers_within_the_deadline(self, provider: TrackingProvider) -> None:
         health = timed_health(provider, self.health_deadline)
         assert health.status in {HealthStatus.OK, HealthStatus.DEGRADED}, (
             f"a working provider reports {health.status}: {health.detail}"
@@ -135,7 +135,7 @@ class TrackingContract(ContractSuite):
 
     @requires("unreachable")
     def test_health_of_an_unreachable_tool_is_down_and_says_why(
-        self, unreachable_provider: TrackingBackend
+        self, unreachable_provider: TrackingProvider
     ) -> None:
         health = timed_health(unreachable_provider, self.health_deadline)
         assert health.status is HealthStatus.DOWN, f"got {health.status}: {health.detail}"
@@ -144,7 +144,7 @@ class TrackingContract(ContractSuite):
     # -- runs ------------------------------------------------------------------------
 
     def test_create_run_returns_the_new_run_with_its_params_and_tags(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         spec = self.run_spec(experiment, params={"lr": "0.1"}, tags={"team": "nlp"})
 
@@ -163,7 +163,7 @@ class TrackingContract(ContractSuite):
         assert run.end_time is None
 
     def test_get_run_reads_back_the_created_run(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         created = provider.create_run(self.run_spec(experiment, params={"epochs": "3"}))
 
@@ -178,7 +178,7 @@ class TrackingContract(ContractSuite):
         )
 
     def test_runs_of_one_experiment_share_its_id(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         first = provider.create_run(self.run_spec(experiment))
         second = provider.create_run(self.run_spec(experiment))
@@ -189,7 +189,7 @@ class TrackingContract(ContractSuite):
         assert other.experiment_id != first.experiment_id
 
     def test_the_same_idempotency_key_returns_the_first_run(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         key = f"contract-{uuid.uuid4().hex}"
 
@@ -210,8 +210,8 @@ class TrackingContract(ContractSuite):
     @requires("restart")
     def test_a_restarted_provider_honours_the_first_ones_idempotency_keys(
         self,
-        provider: TrackingBackend,
-        restarted_provider: TrackingBackend,
+        provider: TrackingProvider,
+        restarted_provider: TrackingProvider,
         experiment: str,
     ) -> None:
         spec = self.run_spec(experiment, idempotency_key=f"contract-{uuid.uuid4().hex}")
@@ -228,7 +228,7 @@ class TrackingContract(ContractSuite):
         "method", ["get_run", "end_run", "log_params", "log_metrics", "metric_history"]
     )
     def test_an_unknown_run_is_not_found(
-        self, provider: TrackingBackend, missing_run_id: str, method: str
+        self, provider: TrackingProvider, missing_run_id: str, method: str
     ) -> None:
         calls: dict[str, Callable[[], object]] = {
             "get_run": lambda: provider.get_run(missing_run_id),
@@ -245,7 +245,7 @@ class TrackingContract(ContractSuite):
 
     @pytest.mark.parametrize("status", [RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED])
     def test_end_run_records_the_status_and_the_end_time(
-        self, provider: TrackingBackend, experiment: str, status: RunStatus
+        self, provider: TrackingProvider, experiment: str, status: RunStatus
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
 
@@ -259,7 +259,7 @@ class TrackingContract(ContractSuite):
                 assert info.end_time >= info.start_time
 
     def test_run_url_is_an_absolute_link_or_none(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
 
@@ -270,7 +270,7 @@ class TrackingContract(ContractSuite):
     # -- params ----------------------------------------------------------------------
 
     def test_log_params_adds_to_the_runs_params(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment, params={"lr": "0.1"}))
 
@@ -285,7 +285,7 @@ class TrackingContract(ContractSuite):
 
     @requires("immutable_params")
     def test_log_params_refuses_to_change_a_logged_value(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment, params={"lr": "0.1"}))
 
@@ -296,7 +296,7 @@ class TrackingContract(ContractSuite):
     # -- metrics ---------------------------------------------------------------------
 
     def test_a_batch_of_max_metrics_per_batch_points_is_logged_whole(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
         size = min(provider.max_metrics_per_batch, BATCH_TEST_CAP)
@@ -312,7 +312,7 @@ class TrackingContract(ContractSuite):
         assert [p.step for p in history] == list(range(size))
 
     def test_metric_history_is_in_step_order_with_values_kept(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
         provider.log_metrics(
@@ -338,7 +338,7 @@ class TrackingContract(ContractSuite):
         assert provider.metric_history(run.run_id, "never-logged") == []
 
     def test_a_point_logged_again_identically_is_stored_once(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         """The platform re-sends a batch whose answer it lost (and a job re-sends a request
         whose answer it lost): identical points (key, value, step, time) must count once."""
@@ -359,7 +359,7 @@ class TrackingContract(ContractSuite):
 
     @requires("job_environment")
     def test_job_environment_names_the_run_and_keeps_secrets_secret(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
 
@@ -374,7 +374,7 @@ class TrackingContract(ContractSuite):
                 assert isinstance(value, SecretStr), f"{name} must be a SecretStr"
 
     def test_latest_metrics_hold_the_value_of_the_highest_step(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
         provider.log_metrics(
@@ -394,7 +394,7 @@ class TrackingContract(ContractSuite):
 
     @requires("artifacts")
     def test_a_logged_file_is_listed_with_its_path_and_size(
-        self, provider: TrackingBackend, experiment: str, tmp_path: Path
+        self, provider: TrackingProvider, experiment: str, tmp_path: Path
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
         source = tmp_path / "model.bin"
@@ -414,7 +414,7 @@ class TrackingContract(ContractSuite):
 
     @requires("artifacts")
     def test_a_logged_folder_keeps_its_tree(
-        self, provider: TrackingBackend, experiment: str, tmp_path: Path
+        self, provider: TrackingProvider, experiment: str, tmp_path: Path
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
         folder = tmp_path / "eval"
@@ -435,7 +435,7 @@ class TrackingContract(ContractSuite):
 
     @requires("artifacts")
     def test_artifacts_of_an_unknown_run_are_not_found(
-        self, provider: TrackingBackend, missing_run_id: str, tmp_path: Path
+        self, provider: TrackingProvider, missing_run_id: str, tmp_path: Path
     ) -> None:
         source = tmp_path / "f.txt"
         source.write_text("x")
@@ -448,7 +448,7 @@ class TrackingContract(ContractSuite):
     # -- search ----------------------------------------------------------------------
 
     def test_search_pages_through_every_run_once(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         created = {provider.create_run(self.run_spec(experiment)).run_id for _ in range(5)}
         seen: list[str] = []
@@ -470,7 +470,7 @@ class TrackingContract(ContractSuite):
         assert pages == 3, f"5 runs in pages of 2 are 3 pages, got {pages}"
 
     def test_search_keeps_to_the_named_experiments(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         wanted = provider.create_run(self.run_spec(experiment))
         provider.create_run(self.run_spec(experiment + "-other"))
@@ -484,7 +484,7 @@ class TrackingContract(ContractSuite):
 
     @requires("search_filter")
     def test_search_filters_on_params_and_tags(
-        self, provider: TrackingBackend, experiment: str
+        self, provider: TrackingProvider, experiment: str
     ) -> None:
         small = provider.create_run(
             self.run_spec(experiment, params={"size": "s"}, tags={"team": "nlp"})
@@ -504,7 +504,7 @@ class TrackingContract(ContractSuite):
         assert len(found("")) == 3
 
     @requires("search_order")
-    def test_search_orders_by_a_metric(self, provider: TrackingBackend, experiment: str) -> None:
+    def test_search_orders_by_a_metric(self, provider: TrackingProvider, experiment: str) -> None:
         runs = {value: provider.create_run(self.run_spec(experiment)) for value in (0.5, 0.9, 0.1)}
         for value, run in runs.items():
             provider.log_metrics(run.run_id, [MetricPoint(key="acc", value=value)])

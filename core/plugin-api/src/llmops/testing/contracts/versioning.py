@@ -1,5 +1,5 @@
 """The dataset versioning contract: what the core relies on from every
-:class:`~llmops.capabilities.versioning.DataVersioner`.
+:class:`~llmops.capabilities.versioning.VersioningProvider`.
 
 Subclass :class:`VersioningContract`, provide ``provider``, and declare ``supports``.
 Every test versions a dataset id of its own (the ``dataset_id`` fixture), so the suite
@@ -19,10 +19,10 @@ from llmops.capabilities.common import HealthStatus, Provider
 from llmops.capabilities.versioning import (
     ChangeKind,
     DatasetVersionInfo,
-    DataVersioner,
     FileChange,
     Lineage,
     VersionDiff,
+    VersioningProvider,
     VersionSpec,
 )
 from llmops.errors import NotFound
@@ -59,15 +59,15 @@ class VersioningContract(ContractSuite):
     # -- what the subclass provides ----------------------------------------------------
 
     @pytest.fixture
-    def provider(self) -> DataVersioner:
+    def provider(self) -> VersioningProvider:
         """The versioner under test (override this)."""
         raise NotImplementedError(
             f"{type(self).__name__} must define a `provider` fixture returning the "
-            "DataVersioner under test"
+            "VersioningProvider under test"
         )
 
     @pytest.fixture
-    def restarted_provider(self, provider: DataVersioner) -> DataVersioner:
+    def restarted_provider(self, provider: VersioningProvider) -> VersioningProvider:
         """Another provider on the same repository (needed by ``restart``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'restart' and must define a "
@@ -75,7 +75,7 @@ class VersioningContract(ContractSuite):
         )
 
     @pytest.fixture
-    def unreachable_provider(self) -> DataVersioner:
+    def unreachable_provider(self) -> VersioningProvider:
         """A provider whose tool cannot be reached (needed by ``unreachable``)."""
         raise NotImplementedError(
             f"{type(self).__name__} declares 'unreachable' and must define an "
@@ -96,7 +96,7 @@ class VersioningContract(ContractSuite):
 
     def version(
         self,
-        provider: DataVersioner,
+        provider: VersioningProvider,
         dataset_id: str,
         source: Path,
         files: Mapping[str, bytes],
@@ -110,13 +110,13 @@ class VersioningContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_data_versioner(self, provider: DataVersioner) -> None:
-        assert isinstance(provider, DataVersioner), (
-            f"{type(provider).__name__} lacks methods of the DataVersioner Protocol"
+    def test_provider_is_a_data_versioner(self, provider: VersioningProvider) -> None:
+        assert isinstance(provider, VersioningProvider), (
+            f"{type(provider).__name__} lacks methods of the VersioningProvider Protocol"
         )
         assert isinstance(provider, Provider)
 
-    def test_health_answers_within_the_deadline(self, provider: DataVersioner) -> None:
+    def test_health_answers_within_the_deadline(self, provider: VersioningProvider) -> None:
         health = timed_health(provider, self.health_deadline)
         assert health.status in {HealthStatus.OK, HealthStatus.DEGRADED}, (
             f"a working provider reports {health.status}: {health.detail}"
@@ -124,7 +124,7 @@ class VersioningContract(ContractSuite):
 
     @requires("unreachable")
     def test_health_of_an_unreachable_tool_is_down_and_says_why(
-        self, unreachable_provider: DataVersioner
+        self, unreachable_provider: VersioningProvider
     ) -> None:
         health = timed_health(unreachable_provider, self.health_deadline)
         assert health.status is HealthStatus.DOWN, f"got {health.status}: {health.detail}"
@@ -133,7 +133,7 @@ class VersioningContract(ContractSuite):
     # -- versions --------------------------------------------------------------------
 
     def test_create_version_describes_the_files_it_versioned(
-        self, provider: DataVersioner, dataset_id: str, source: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path
     ) -> None:
         info = self.version(provider, dataset_id, source, FIRST, message="first cut")
 
@@ -147,7 +147,7 @@ class VersioningContract(ContractSuite):
         assert info.parent_version_id is None, "the first version has no parent"
 
     def test_a_second_version_names_the_first_as_its_parent(
-        self, provider: DataVersioner, dataset_id: str, source: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path
     ) -> None:
         first = self.version(provider, dataset_id, source, FIRST)
 
@@ -158,7 +158,7 @@ class VersioningContract(ContractSuite):
         assert second.file_count == len(SECOND)
 
     def test_list_versions_returns_the_datasets_versions_only(
-        self, provider: DataVersioner, dataset_id: str, source: Path, tmp_path: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path, tmp_path: Path
     ) -> None:
         first = self.version(provider, dataset_id, source, FIRST)
         second = self.version(provider, dataset_id, source, SECOND)
@@ -171,12 +171,12 @@ class VersioningContract(ContractSuite):
         assert all(v.dataset_id == dataset_id for v in listed)
 
     def test_a_dataset_without_versions_lists_none(
-        self, provider: DataVersioner, dataset_id: str
+        self, provider: VersioningProvider, dataset_id: str
     ) -> None:
         assert provider.list_versions(dataset_id) == []
 
     def test_the_same_idempotency_key_returns_the_first_version(
-        self, provider: DataVersioner, dataset_id: str, source: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path
     ) -> None:
         key = f"contract-{uuid.uuid4().hex}"
         first = self.version(provider, dataset_id, source, FIRST, idempotency_key=key)
@@ -192,8 +192,8 @@ class VersioningContract(ContractSuite):
     @requires("restart")
     def test_a_restarted_provider_knows_the_first_ones_versions_and_keys(
         self,
-        provider: DataVersioner,
-        restarted_provider: DataVersioner,
+        provider: VersioningProvider,
+        restarted_provider: VersioningProvider,
         dataset_id: str,
         source: Path,
     ) -> None:
@@ -213,7 +213,7 @@ class VersioningContract(ContractSuite):
     # -- diff ------------------------------------------------------------------------
 
     def test_diff_lists_added_removed_and_modified_files(
-        self, provider: DataVersioner, dataset_id: str, source: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path
     ) -> None:
         first = self.version(provider, dataset_id, source, FIRST)
         second = self.version(provider, dataset_id, source, SECOND)
@@ -237,7 +237,7 @@ class VersioningContract(ContractSuite):
         _assert_sizes(sizes["test.jsonl"], None, len(SECOND["test.jsonl"]))
 
     def test_a_version_has_no_diff_with_itself(
-        self, provider: DataVersioner, dataset_id: str, source: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path
     ) -> None:
         first = self.version(provider, dataset_id, source, FIRST)
 
@@ -246,7 +246,7 @@ class VersioningContract(ContractSuite):
     # -- restore and lineage -------------------------------------------------------------
 
     def test_restore_brings_back_a_versions_files_exactly(
-        self, provider: DataVersioner, dataset_id: str, source: Path, tmp_path: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path, tmp_path: Path
     ) -> None:
         first = self.version(provider, dataset_id, source, FIRST)
         self.version(provider, dataset_id, source, SECOND)
@@ -260,7 +260,7 @@ class VersioningContract(ContractSuite):
         assert held == FIRST, "the destination holds exactly the version's files"
 
     def test_lineage_links_a_version_to_its_parent(
-        self, provider: DataVersioner, dataset_id: str, source: Path
+        self, provider: VersioningProvider, dataset_id: str, source: Path
     ) -> None:
         first = self.version(provider, dataset_id, source, FIRST)
         second = self.version(provider, dataset_id, source, SECOND)
@@ -283,7 +283,7 @@ class VersioningContract(ContractSuite):
     @pytest.mark.parametrize("method", ["diff-from", "diff-to", "restore", "lineage"])
     def test_an_unknown_version_is_not_found(
         self,
-        provider: DataVersioner,
+        provider: VersioningProvider,
         dataset_id: str,
         source: Path,
         tmp_path: Path,
