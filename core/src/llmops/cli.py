@@ -15,6 +15,7 @@ import click
 
 from llmops.cli_demo import demo  # click and httpx only
 from llmops.cli_examples import example  # click and httpx only
+from llmops.cli_plugins import LlmopsGroup  # click only
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ def _settings(**overrides: Any) -> CoreSettings:
     return CoreSettings(**values)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LlmopsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="llmops-core", prog_name="llmops")
 def main() -> None:
     """llmops: the LLM Ops platform (catalog, training, serving, pipelines, integrations).
@@ -38,7 +39,12 @@ def main() -> None:
     Settings come from LLMOPS_* environment variables: LLMOPS_DATA_DIR (default
     ~/.local/share/llmops), LLMOPS_DATABASE_URL (default SQLite in the data dir),
     LLMOPS_PLUGINS (plugins enabled by default: all, none, or a list).
+
+    Plugins add their own commands under their name: `llmops mlflow migrate`, ...
     """
+
+
+main.settings = _settings
 
 
 @main.command()

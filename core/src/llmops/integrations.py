@@ -83,6 +83,17 @@ def env_settings(plugin: str, environ: Mapping[str, str] | None = None) -> dict[
     return found
 
 
+def plugin_context(settings: CoreSettings, name: str) -> PluginContext:
+    """What the core hands to the hooks of the plugin ``name``."""
+    return PluginContext(
+        plugin_name=name,
+        data_dir=settings.data_dir / "plugins" / name,
+        api_url=settings.api_url,
+        core_version=__version__,
+        migrations_lock=MIGRATIONS_LOCK,
+    )
+
+
 def secret_fields(model: type[BaseModel]) -> set[str]:
     secrets = set()
     for name, info in model.model_fields.items():
@@ -166,13 +177,7 @@ class IntegrationRuntime:
         return sorted(self._installed.values(), key=lambda p: p.name)
 
     def context(self, name: str) -> PluginContext:
-        return PluginContext(
-            plugin_name=name,
-            data_dir=self.settings.data_dir / "plugins" / name,
-            api_url=self.settings.api_url,
-            core_version=__version__,
-            migrations_lock=MIGRATIONS_LOCK,
-        )
+        return plugin_context(self.settings, name)
 
     @staticmethod
     def generation(session: Session) -> tuple[Any, ...]:

@@ -1,11 +1,13 @@
-"""migrate-serving-to-kserve: endpoints the platform recorded without a framework move onto
-KServe. The one an old script already serves with an InferenceService is adopted in place
-(its predictor untouched); the other gets a new InferenceService. A dry run changes
-nothing, and running it again does nothing more."""
+"""`llmops kserve migrate` (the plugin's command through the CLI hook; the core moves the
+records, the plugin adopts): endpoints the platform recorded without a framework move onto
+KServe, on SQLite and on PostgreSQL. The one an old script already serves with an
+InferenceService is adopted in place (its predictor untouched); the other gets a new
+InferenceService. A dry run changes nothing, and running it again does nothing more."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,18 +16,33 @@ from click.testing import CliRunner
 from kubernetes import client as k8s
 from sqlalchemy import select
 
+from llmops.cli import main
 from llmops.config import CoreSettings
 from llmops.db.models import CatalogModel, ServingDeployment, ServingEndpoint
 from llmops.platform import Platform
 from llmops.testing.kubernetes import KubernetesApiDouble
-from llmops_kserve.migrate import main
+from llmops.testing.postgres import PostgresServer
 
 NAMESPACE = "serving"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def environment(
-    tmp_path: Path, cluster: KubernetesApiDouble, models: Any, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    cluster: KubernetesApiDouble,
+    models: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     values = {
         "LLMOPS_DATA_DIR": str(tmp_path / "data"),
@@ -35,9 +52,12 @@ def environment(
         "LLMOPS_KSERVE__NAMESPACE": NAMESPACE,
         "LLMOPS_KSERVE__STORAGE_URI_PREFIXES": json.dumps(models.prefixes),
     }
+    if request.param == "postgresql":
+        values["LLMOPS_DATABASE_URL"] = request.getfixturevalue("postgres").create_database()
+    else:
+        monkeypatch.delenv("LLMOPS_DATABASE_URL", raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("LLMOPS_DATABASE_URL", raising=False)
 
 
 def _legacy_inference_service(cluster: KubernetesApiDouble) -> dict[str, Any]:
@@ -127,17 +147,16 @@ def test_the_dry_run_says_what_would_happen_and_changes_nothing(
     legacy_before = cluster.get_object("legacy", NAMESPACE)
     writes_before = _writes(cluster)
 
-    result = CliRunner().invoke(main, ["--dry-run"])
+    result = CliRunner().invoke(main, ["kserve", "migrate", "--dry-run"])
 
     assert result.exit_code == 0, result.output
     assert (
-        f"would endpoint 'legacy' ({recorded['legacy']}): adopt the existing "
-        "InferenceService 'legacy'" in result.output
+        f"would adopt the existing deployment 'legacy' for endpoint 'legacy' "
+        f"({recorded['legacy']})" in result.output
     )
-    assert f"endpoint 'fresh' ({recorded['fresh']}): create InferenceService 'fresh'" in (
-        result.output
-    )
-    assert "would migrate 2 of 2 endpoint(s) to KServe (dry run: nothing changed)" in result.output
+    assert "would deploy 'fresh' serving " in result.output
+    assert f"for endpoint 'fresh' ({recorded['fresh']})" in result.output
+    assert "would move 2 of 2 endpoint(s) to kserve (dry run: nothing changed)" in result.output
     assert _writes(cluster) == writes_before, "a dry run writes nothing to Kubernetes"
     assert cluster.get_object("legacy", NAMESPACE) == legacy_before
     assert cluster.get_object("fresh", NAMESPACE) is None
@@ -153,10 +172,10 @@ def test_the_migration_adopts_the_old_object_creates_the_other_and_is_idempotent
     legacy_before = cluster.get_object("legacy", NAMESPACE)
     assert legacy_before is not None
 
-    result = CliRunner().invoke(main, [])
+    result = CliRunner().invoke(main, ["kserve", "migrate"])
 
     assert result.exit_code == 0, result.output
-    assert "migrated 2 of 2 endpoint(s) to KServe" in result.output
+    assert "moved 2 of 2 endpoint(s) to kserve" in result.output
     legacy = cluster.get_object("legacy", NAMESPACE)
     assert legacy is not None
     assert legacy["metadata"]["labels"] == {
@@ -185,7 +204,7 @@ def test_the_migration_adopts_the_old_object_creates_the_other_and_is_idempotent
     assert adopted.spec["model_uri"] == "pvc://llmops-models/model-a"
 
     writes = _writes(cluster)
-    again = CliRunner().invoke(main, [])
+    again = CliRunner().invoke(main, ["kserve", "migrate"])
 
     assert again.exit_code == 0, again.output
     assert "nothing to migrate: every serving endpoint has a framework" in again.output

@@ -29,6 +29,7 @@ from llmops.capabilities.versioning import VersioningProvider
 from llmops.plugins.info import PluginContext, PluginInfo
 
 if TYPE_CHECKING:
+    import click
     from fastapi import APIRouter
     from prometheus_client.registry import Collector
 
@@ -173,6 +174,25 @@ def llmops_api_routes(settings: BaseModel, context: PluginContext) -> APIRouter 
     Calling rule: called for this plugin only, once: when the app starts with the plugin
     enabled, or when it is first enabled later. Routes of a plugin that is disabled
     answer 404 until it is enabled again.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec(firstresult=True)
+def llmops_cli_commands(context: PluginContext) -> Sequence[click.Command] | None:
+    """Contribute commands to the ``llmops`` CLI, under ``llmops <plugin-name> ...``.
+
+    :param context: the plugin's data dir, the API's URL and the core's version.
+    :returns: click commands (or groups). Each command that needs the platform takes
+        it with ``@click.pass_obj``: a :class:`~llmops.plugins.commands.PlatformCommands`
+        (move records between providers, ...), started on first use and stopped when the
+        command ends.
+
+    Calling rule: called for this plugin only, when ``llmops`` is run with the plugin's
+    name (or asked for its help) and the plugin is installed; must stay import-light
+    (import the tool's SDK inside the command). A plugin named like one of the core's
+    own commands (``up``, ``plugins``, ...) cannot add commands.
 
     .. versionadded:: 0.1
     """

@@ -212,7 +212,8 @@ def deliver_deploy(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     if deployment is None:
         return {"skipped": "the endpoint was deleted"}
     endpoint = session.get(ServingEndpoint, deployment.endpoint_id)
-    assert endpoint is not None
+    if endpoint is None:  # deleted meanwhile (its deployments go with it)
+        return {"skipped": "the endpoint was deleted"}
     status = _backend(runtime, deployment).deploy(DeploymentSpec.model_validate(deployment.spec))
     _apply(endpoint, deployment, status)
     return {"externalId": status.external_id}
@@ -349,7 +350,8 @@ def deliver_update(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     if row.external_id is None:
         raise IntegrationUnavailable("the deployment has not reached its framework yet")
     endpoint = session.get(ServingEndpoint, row.endpoint_id)
-    assert endpoint is not None
+    if endpoint is None:  # deleted meanwhile (its deployments go with it)
+        return {"skipped": "the endpoint was deleted"}
     update = DeploymentUpdate.model_validate(delivery.payload["update"])
     _apply(endpoint, row, _backend(runtime, row).update(row.external_id, update))
     return None

@@ -108,10 +108,30 @@ class KServeBackend:
             ) from None
         return self._status(created, spec, None)
 
-    def adopt(self, obj: dict[str, Any], spec: DeploymentSpec) -> DeploymentStatus:
-        """Make ``obj``, an InferenceService llmops did not deploy, the endpoint's: label
-        and annotate it with ``spec`` (:func:`objects.adopted`: what it runs), leaving its
-        predictor as it is."""
+    def adoptable(self, spec: DeploymentSpec) -> DeploymentSpec | None:
+        """An InferenceService named ``spec.name`` that llmops did not deploy (hand-made):
+        ``spec`` as it runs (:func:`objects.adopted`). None when there is none, or when it
+        is the one llmops made for this spec; Conflict when it is another endpoint's."""
+        existing = self.api.find(spec.name)
+        if existing is None:
+            return None
+        record = objects.record(existing)
+        if record is None:
+            return objects.adopted(existing, spec)
+        if record.idempotency_key == spec.idempotency_key:
+            return None  # a move interrupted half-way: deploy finds it by its key
+        raise Conflict(
+            f"InferenceService {spec.name!r} belongs to another llmops endpoint "
+            f"({record.endpoint_id})",
+            name=spec.name,
+        )
+
+    def adopt(self, spec: DeploymentSpec) -> DeploymentStatus:
+        """Make the InferenceService ``spec.name``, which llmops did not deploy, the
+        endpoint's: label and annotate it with ``spec``, leaving its predictor as it is."""
+        obj = self.api.find(spec.name)
+        if obj is None:
+            raise NotFound(f"no InferenceService named {spec.name!r} to adopt", name=spec.name)
         if objects.record(obj) is not None:
             raise Conflict(f"InferenceService {_name(obj)!r} is already llmops'", name=_name(obj))
         metadata = obj.get("metadata") or {}

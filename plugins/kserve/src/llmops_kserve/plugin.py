@@ -15,6 +15,8 @@ from llmops_kserve import __version__
 from llmops_kserve.settings import KServeSettings
 
 if TYPE_CHECKING:
+    import click
+
     from llmops_kserve.backend import KServeBackend
 
 
@@ -43,3 +45,10 @@ def build_backend(settings: KServeSettings) -> KServeBackend:
 @llmops.hookimpl
 def llmops_serving(settings: KServeSettings, context: PluginContext) -> list[KServeBackend]:
     return [build_backend(settings)]
+
+
+@llmops.hookimpl
+def llmops_cli_commands(context: PluginContext) -> list[click.Command]:
+    from llmops_kserve.commands import migrate
+
+    return [migrate]

@@ -175,3 +175,22 @@ class ChecksDeployments(Protocol):
         framework would refuse. The core calls it before it records an endpoint or a
         change, so bad input is answered at once (422) and nothing is recorded."""
         ...
+
+
+@runtime_checkable
+class AdoptsDeployments(Protocol):
+    """A serving provider that can take over a deployment made outside the platform (by
+    hand-written scripts), when endpoints move onto it (``llmops <plugin> migrate``)."""
+
+    def adoptable(self, spec: DeploymentSpec) -> DeploymentSpec | None:
+        """Reads only. When the framework runs a deployment named ``spec.name`` that the
+        platform did not make: ``spec`` changed to describe what that deployment runs.
+        None when there is none, or when it is the one the platform made for this spec
+        (``deploy`` finds it by the idempotency key). Raises
+        :class:`~llmops.errors.Conflict` when the name belongs to another endpoint."""
+        ...
+
+    def adopt(self, spec: DeploymentSpec) -> DeploymentStatus:
+        """Make the deployment named ``spec.name`` the endpoint's (``spec`` as
+        :meth:`adoptable` returned it), leaving what it runs as it is."""
+        ...

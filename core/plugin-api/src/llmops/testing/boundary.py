@@ -268,7 +268,9 @@ def check_plugin(
             for name in names:
                 top = name.split(".")[0]
                 edge = Import(path_module, name, path, node.lineno)
-                if top == CORE and not _in_api(name, node, api, core):
+                outside = _outside_api(name, node, api, core) if top == CORE else None
+                if outside is not None:
+                    edge = Import(path_module, outside, path, node.lineno)
                     violations.append(Violation("plugin imports the server", str(edge)))
                 elif top.startswith(f"{CORE}_") and top != package:
                     violations.append(Violation("plugin imports another plugin", str(edge)))
@@ -276,14 +278,14 @@ def check_plugin(
     return violations
 
 
-def _in_api(
+def _outside_api(
     name: str, node: ast.Import | ast.ImportFrom, api: ModuleTree, known: ModuleTree
-) -> bool:
-    """Whether ``name`` (and, for ``from name import x``, each ``name.x`` that is a module)
-    belongs to the plugin API."""
+) -> str | None:
+    """The first module this import takes from outside the plugin API: ``name`` itself,
+    or for ``from name import x`` a submodule ``name.x``; None when all is the API's."""
     candidates = [name]
     if isinstance(node, ast.ImportFrom):
         candidates += [
             f"{name}.{alias.name}" for alias in node.names if f"{name}.{alias.name}" in known
         ]
-    return all(candidate in api for candidate in candidates)
+    return next((c for c in candidates if c not in api), None)
