@@ -388,7 +388,7 @@ def test_importing_the_plugin_module_leaves_the_tracker_unimported() -> None:
     assert result.stdout.strip() == "False"
 
 
-# -- the walkthrough quotes this plugin ----------------------------------------------------
+# -- the walkthrough quotes the docs' example plugin (docs/plugins/example) ---------------
 
 REPO = Path(__file__).resolve().parents[1]
 WALKTHROUGH = REPO / "docs" / "plugins" / "writing-a-plugin.md"
@@ -403,9 +403,10 @@ def quoted_blocks(markdown: str) -> list[tuple[str, str]]:
 def test_the_walkthrough_quotes_the_example_plugin_verbatim() -> None:
     blocks = quoted_blocks(WALKTHROUGH.read_text(encoding="utf-8"))
     assert {path for path, _ in blocks} >= {
-        "tests/example_plugin/pyproject.toml",
-        "tests/example_plugin/src/llmops_example/plugin.py",
-        "tests/example_plugin/src/llmops_example/tracker.py",
+        "docs/plugins/example/pyproject.toml",
+        "docs/plugins/example/src/llmops_folder_registry/plugin.py",
+        "docs/plugins/example/src/llmops_folder_registry/registry.py",
+        "docs/plugins/example/tests/test_contract.py",
     }
     stale = [path for path, code in blocks if code not in (REPO / path).read_text(encoding="utf-8")]
     assert not stale, f"{WALKTHROUGH.name} quotes code that is no longer in {stale}"

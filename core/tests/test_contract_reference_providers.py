@@ -572,6 +572,20 @@ class BrokenVersioningContract(TestInMemoryVersioningContract):
         return AddOnlyDiffVersioner()
 
 
+class RenamedParameterRegistry(InMemoryModelRegistry):
+    """Broken on purpose: ``export_model(req)`` still passes isinstance() with the
+    Protocol, but a core call ``export_model(request=...)`` would fail."""
+
+    def export_model(self, req: ExportRequest) -> ExportResult:  # type: ignore[override]
+        return super().export_model(req)
+
+
+class WrongSignatureRegistryContract(TestInMemoryRegistryContract):
+    @pytest.fixture
+    def provider(self) -> InMemoryModelRegistry:
+        return RenamedParameterRegistry()
+
+
 # =====================================================================================
 # The suites catch broken providers
 # =====================================================================================
@@ -597,6 +611,10 @@ class TestBrokenRegistry(_module.BrokenRegistryContract):
 
 class TestBrokenVersioning(_module.BrokenVersioningContract):
     pass
+
+
+class TestWrongSignatureRegistry(_module.WrongSignatureRegistryContract):
+    pass
 """
 
 
@@ -619,6 +637,7 @@ def test_each_suite_fails_its_broken_provider_on_the_tests_that_cover_the_break(
         ],
         "TestBrokenRegistry": ["test_import_downloads_the_latest_commit_and_names_it"],
         "TestBrokenVersioning": ["test_diff_lists_added_removed_and_modified_files"],
+        "TestWrongSignatureRegistry": ["test_methods_take_the_protocols_parameters"],
     }
     assert not skipped, "contract suites never skip"
     assert passed, "everything else in the suites runs and passes"

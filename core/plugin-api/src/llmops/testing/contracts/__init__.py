@@ -31,6 +31,7 @@ The suites assert with explicit messages, written for the plugin author who read
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -103,6 +104,8 @@ class ContractSuite:
     supports: ClassVar[frozenset[str]] = frozenset()
     #: The optional features not declared, whose tests do not exist in this class.
     not_supported: ClassVar[frozenset[str]] = frozenset()
+    #: The capability's Protocol (set by each suite).
+    protocol: ClassVar[type | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -123,6 +126,13 @@ class ContractSuite:
         for name, test in _contract_tests(cls):
             missing = _needs(test) - supports
             setattr(cls, name, _Undeclared(test, missing) if missing else test)
+
+    def test_methods_take_the_protocols_parameters(self, provider: Any) -> None:
+        """isinstance() with a Protocol checks names only: a method whose parameters
+        differ from the Protocol's breaks the core's calls at run time."""
+        assert self.protocol is not None, f"{type(self).__name__} sets no protocol"
+        problems = signature_mismatches(provider, self.protocol)
+        assert not problems, "\n".join(problems)
 
     @classmethod
     def contract_tests(cls) -> dict[str, frozenset[str]]:
@@ -152,6 +162,64 @@ def _contract_tests(cls: type) -> Iterator[tuple[str, Callable[..., Any]]]:
 # -------------------------------------------------------------------------------------
 # Helpers the suites share (and authors may use)
 # -------------------------------------------------------------------------------------
+
+
+def signature_mismatches(provider: object, protocol: type) -> list[str]:
+    """Where ``provider``'s methods cannot be called the way ``protocol`` says.
+
+    For every method of the Protocol: each of its parameters must be accepted under the
+    same name (the core may pass any by keyword) and in a compatible way (a positional
+    one may not become keyword-only), one with a default must keep a default, and a
+    parameter the provider adds must have a default. ``*args``/``**kwargs`` accept what
+    they cover. Annotations are left to the type checker.
+    """
+    problems: list[str] = []
+    for name, expected in vars(protocol).items():
+        if name.startswith("_") or not inspect.isfunction(expected):
+            continue
+        method = getattr(provider, name, None)
+        if not callable(method):
+            problems.append(f"{name}: missing")
+            continue
+        wanted = list(inspect.signature(expected).parameters.values())[1:]  # self
+        try:
+            offered = inspect.signature(method).parameters
+        except (TypeError, ValueError):
+            continue  # a builtin or C method: nothing to read
+        problems += [f"{name}: {p}" for p in _parameter_problems(wanted, offered)]
+    return problems
+
+
+def _parameter_problems(
+    wanted: list[inspect.Parameter], offered: Mapping[str, inspect.Parameter]
+) -> Iterator[str]:
+    kinds = {p.kind for p in offered.values()}
+    var_positional = inspect.Parameter.VAR_POSITIONAL in kinds
+    var_keyword = inspect.Parameter.VAR_KEYWORD in kinds
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    for parameter in wanted:
+        if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+            continue
+        found = offered.get(parameter.name)
+        if found is None:
+            if not var_keyword and not (var_positional and parameter.kind in positional):
+                yield f"takes no parameter {parameter.name!r}"
+            continue
+        if parameter.kind in positional and found.kind is inspect.Parameter.KEYWORD_ONLY:
+            yield f"{parameter.name!r} is keyword-only; the Protocol passes it by position"
+        if found.kind is inspect.Parameter.POSITIONAL_ONLY and parameter.kind not in positional:
+            yield f"{parameter.name!r} is positional-only; the Protocol passes it by keyword"
+        if parameter.default is not inspect.Parameter.empty and found.default is found.empty:
+            yield f"{parameter.name!r} has no default; the Protocol's may be left out"
+    names = {p.name for p in wanted}
+    for extra in offered.values():
+        if extra.name in names or extra.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.VAR_KEYWORD,
+        ):
+            continue
+        if extra.default is inspect.Parameter.empty:
+            yield f"adds {extra.name!r} without a default; the core never passes it"
 
 
 def eventually(

@@ -117,6 +117,7 @@ class OrchestrationContract(ContractSuite):
     """The suite every orchestration provider passes."""
 
     capability = "orchestration"
+    protocol = OrchestrationProvider
     features = {
         "parallel": "independent stages of one run execute at the same time",
         "max_parallel": "PipelineSpec.max_parallel caps how many stages run at once",
@@ -222,7 +223,7 @@ class OrchestrationContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_an_orchestrator(self, provider: OrchestrationProvider) -> None:
+    def test_provider_is_an_orchestration_provider(self, provider: OrchestrationProvider) -> None:
         assert isinstance(provider, OrchestrationProvider), (
             f"{type(provider).__name__} lacks methods of the OrchestrationProvider Protocol"
         )

@@ -66,6 +66,7 @@ class RegistryContract(ContractSuite):
     """The suite every model registry provider passes."""
 
     capability = "registry"
+    protocol = RegistryProvider
     features = {
         "export": "export_model() pushes a folder as a new commit that import_model() "
         "then returns (fixture export_repo_id names a repository the test may create)",
@@ -124,7 +125,7 @@ class RegistryContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_model_registry(self, provider: RegistryProvider) -> None:
+    def test_provider_is_a_registry_provider(self, provider: RegistryProvider) -> None:
         assert isinstance(provider, RegistryProvider), (
             f"{type(provider).__name__} lacks methods of the RegistryProvider Protocol"
         )

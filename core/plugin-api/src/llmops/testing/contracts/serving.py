@@ -41,6 +41,7 @@ class ServingContract(ContractSuite):
     """The suite every serving provider passes."""
 
     capability = "serving"
+    protocol = ServingProvider
     features = {
         "traffic": "status() reports the traffic split: one 'stable' split at 100% without "
         "a canary",
@@ -165,7 +166,7 @@ class ServingContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_serving_backend(self, provider: ServingProvider) -> None:
+    def test_provider_is_a_serving_provider(self, provider: ServingProvider) -> None:
         assert isinstance(provider, ServingProvider), (
             f"{type(provider).__name__} lacks methods of the ServingProvider Protocol"
         )

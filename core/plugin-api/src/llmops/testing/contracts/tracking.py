@@ -43,6 +43,7 @@ class TrackingContract(ContractSuite):
     """The suite every tracking provider passes."""
 
     capability = "tracking"
+    protocol = TrackingProvider
     features = {
         "artifacts": "log_artifact() and list_artifacts() keep files and folders",
         "search_filter": "RunQuery.filter understands params.<k> = '<v>' and tags.<k> = '<v>' "
@@ -119,7 +120,7 @@ class TrackingContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_tracking_backend(self, provider: TrackingProvider) -> None:
+    def test_provider_is_a_tracking_provider(self, provider: TrackingProvider) -> None:
         assert isinstance(provider, TrackingProvider), (
             f"{type(provider).__name__} lacks members of the TrackingProvider Protocol"
         )

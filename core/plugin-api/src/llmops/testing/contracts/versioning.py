@@ -46,6 +46,7 @@ class VersioningContract(ContractSuite):
     """The suite every dataset versioning provider passes."""
 
     capability = "versioning"
+    protocol = VersioningProvider
     features = {
         "restart": "a second provider on the same repository (fixture restarted_provider) "
         "knows the first one's versions and idempotency keys",
@@ -110,7 +111,7 @@ class VersioningContract(ContractSuite):
 
     # -- the Protocol ----------------------------------------------------------------
 
-    def test_provider_is_a_data_versioner(self, provider: VersioningProvider) -> None:
+    def test_provider_is_a_versioning_provider(self, provider: VersioningProvider) -> None:
         assert isinstance(provider, VersioningProvider), (
             f"{type(provider).__name__} lacks methods of the VersioningProvider Protocol"
         )
