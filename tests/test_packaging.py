@@ -2,7 +2,8 @@
 environment, find each other through the ``llmops.plugins`` entry point alone.
 
 One environment is built per module (tens of seconds with a warm uv cache): the wheels
-of ``core``, ``tests/example_plugin``, ``plugins/mlflow`` and ``plugins/kserve`` are built
+of ``core/plugin-api``, ``core``, ``tests/example_plugin``, ``plugins/mlflow`` and
+``plugins/kserve`` are built
 with ``uv build`` and installed with ``uv pip install``, pinned to the workspace's lock so
 that the cache usually answers without the network.
 """
@@ -115,10 +116,22 @@ def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
     root = tmp_path_factory.mktemp("packaging")
     dist = root / "dist"
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    for source in ("core", "tests/example_plugin", "plugins/mlflow", "plugins/kserve"):
+    for source in (
+        "core/plugin-api",
+        "core",
+        "tests/example_plugin",
+        "plugins/mlflow",
+        "plugins/kserve",
+    ):
         _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
     wheels = {w.name.split("-")[0]: w for w in dist.glob("*.whl")}
-    assert set(wheels) == {"llmops_core", "llmops_example", "llmops_mlflow", "llmops_kserve"}
+    assert set(wheels) == {
+        "llmops_plugin_api",
+        "llmops_core",
+        "llmops_example",
+        "llmops_mlflow",
+        "llmops_kserve",
+    }
 
     venv = root / "venv"
     _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
