@@ -272,6 +272,7 @@ class InMemoryModelRegistry:
         self.repos: dict[str, _Repo] = {}
         self.reachable = reachable
         self._counter = itertools.count(1)
+        self._exported: dict[tuple[str, str | None], str] = {}
 
     def push(
         self, repo_id: str, files: dict[str, bytes], tags: frozenset[str] = frozenset()
@@ -334,7 +335,12 @@ class InMemoryModelRegistry:
         )
 
     def export_model(self, request: ExportRequest) -> ExportResult:
-        commit = self.push(request.repo_id, read_tree(request.local_path))
+        key = (request.repo_id, request.idempotency_key)
+        commit = self._exported.get(key) if request.idempotency_key else None
+        if commit is None:
+            commit = self.push(request.repo_id, read_tree(request.local_path))
+            if request.idempotency_key:
+                self._exported[key] = commit
         return ExportResult(
             repo_id=request.repo_id, commit=commit, url=f"{self.base_url}/{request.repo_id}"
         )

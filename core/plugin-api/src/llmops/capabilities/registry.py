@@ -63,6 +63,12 @@ class ExportRequest(Value):
     commit_message: str = "Upload from llmops"
     private: bool = True
     create_pr: bool = False
+    idempotency_key: str | None = Field(
+        default=None,
+        description="the same key again returns the commit the first export made instead "
+        "of a second one (the provider keeps it with the commit: a trailer in its message, "
+        "a tag), so a retried export never commits twice",
+    )
 
 
 class ExportResult(Value):

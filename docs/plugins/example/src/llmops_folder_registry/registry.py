@@ -65,6 +65,8 @@ class Commit(BaseModel):
     message: str
     created_at: datetime
     files: list[RegistryFile]
+    #: the export request's key: asked again with it, export returns this commit
+    idempotency_key: str | None = None
 
 
 class FolderRegistry:
@@ -167,6 +169,11 @@ class FolderRegistry:
         repo = self._repo(request.repo_id)
         with self._lock:
             parent = self._latest(repo)
+            done = self._exported_with(request.repo_id, parent, request.idempotency_key)
+            if done is not None:  # a retried export: the commit it made the first time
+                return ExportResult(
+                    repo_id=request.repo_id, commit=done, url=self._files_url(request.repo_id, done)
+                )
             staging = repo / "commits" / f".staging-{uuid.uuid4().hex}"
             shutil.copytree(request.local_path, staging / "files")
             files = _list_files(staging / "files")
@@ -180,6 +187,7 @@ class FolderRegistry:
                     message=request.commit_message,
                     created_at=datetime.now(UTC),
                     files=files,
+                    idempotency_key=request.idempotency_key,
                 )
                 (staging / "commit.json").write_text(record.model_dump_json(indent=2))
                 if (repo / "commits" / commit).is_dir():  # made before a crash: reuse it
@@ -252,6 +260,16 @@ class FolderRegistry:
     def _info(self, repo_id: str) -> RepoInfo:
         path = self._repo(repo_id) / "repo.json"
         return RepoInfo.model_validate_json(path.read_bytes()) if path.is_file() else RepoInfo()
+
+    def _exported_with(self, repo_id: str, head: str | None, key: str | None) -> str | None:
+        """The commit on the branch that an export with ``key`` made, newest first."""
+        commit = head if key is not None else None
+        while commit is not None:
+            record = self._commit(repo_id, commit)
+            if record.idempotency_key == key:
+                return commit
+            commit = record.parent
+        return None
 
     def _commit(self, repo_id: str, commit: str) -> Commit:
         path = self._repo(repo_id) / "commits" / commit / "commit.json"

@@ -69,7 +69,8 @@ class RegistryContract(ContractSuite):
     protocol = RegistryProvider
     features = {
         "export": "export_model() pushes a folder as a new commit that import_model() "
-        "then returns (fixture export_repo_id names a repository the test may create)",
+        "then returns, once per idempotency key (fixture export_repo_id names a repository "
+        "the test may create)",
         "search_tags": "search(tags=[...]) keeps to models carrying every tag "
         "(SeededModel.tags must hold one)",
         "unreachable": "the subclass can build a provider whose hub cannot be reached "
@@ -348,6 +349,30 @@ class RegistryContract(ContractSuite):
         assert second.commit != first.commit
         check = provider.check_update(export_repo_id, first.commit)
         assert (check.latest_revision, check.update_available) == (second.commit, True)
+
+    @requires("export")
+    def test_an_export_retried_with_its_key_makes_no_second_commit(
+        self, provider: RegistryProvider, export_repo_id: str, tmp_path: Path
+    ) -> None:
+        first_files = {"config.json": b'{"layers": 2}', "weights.bin": b"\x01\x02"}
+        source = write_tree(tmp_path / "first", first_files)
+        request = ExportRequest(
+            repo_id=export_repo_id, local_path=source, idempotency_key="export-a1"
+        )
+        first = provider.export_model(request)
+        # another export lands in between, then the first one's caller retries
+        other = write_tree(tmp_path / "other", {"config.json": b'{"layers": 8}'})
+        between = provider.export_model(
+            ExportRequest(repo_id=export_repo_id, local_path=other, idempotency_key="export-b2")
+        )
+
+        retried = provider.export_model(request)
+
+        assert retried.commit == first.commit, "the retry names the first export's commit"
+        assert between.commit != first.commit
+        check = provider.check_update(export_repo_id, between.commit)
+        assert check.latest_revision == between.commit, "the retry made no new commit"
+        assert check.update_available is False
 
 
 def _assert_lists_files(listed: Sequence[RegistryFile], expected: Mapping[str, bytes]) -> None:
