@@ -1,16 +1,21 @@
 """Every page of the console: it becomes interactive (timed, for the report), it is
-captured in a screenshot, and it has its loading, empty and error states."""
+captured in a screenshot, and it has its loading, empty and error states; every list pages
+on with "Load more", offers to clear filters that leave nothing, and keeps its rows when a
+refresh or the next page fails."""
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from llmops.testing.console import Console, ConsoleServer
 from llmops.testing.waiting import wait_for
@@ -115,6 +120,13 @@ LOADED: list[tuple[str, str, str]] = [
 ]
 LISTS = [entry for entry in LOADED if "{" not in entry[1] and entry[0] != "integration"]
 
+#: the keyset-paginated lists (one list component): (ready name, path, call, API resource)
+PAGED: list[tuple[str, str, str, str]] = [
+    (ready, path, call, call.removeprefix(f"{API}/").removesuffix(r"(\?|$)"))
+    for ready, path, call in LISTS
+    if ready != "integrations"
+]
+
 
 def _matcher(pattern: str) -> Callable[[str], bool]:
     compiled = re.compile(pattern)
@@ -216,3 +228,207 @@ def test_a_degraded_answer_is_shown_with_its_reason(
     expect(banner).to_contain_text("connection refused")
     expect(banner).to_contain_text("op-waiting-1")
     console.screenshot(f"degraded-{ready}")
+
+
+def _twins(item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``item`` and a copy of it with another id: one for each page of a list."""
+    other = item["id"] + 1_000_000 if isinstance(item["id"], int) else f"{item['id']}-twin"
+    return item, {**item, "id": other}
+
+
+def _two_pages(
+    console: Console, call: str, first: dict[str, Any], second: dict[str, Any]
+) -> list[str]:
+    """Answer the list call with ``first`` and a cursor, and the call with that cursor with
+    ``second`` and no cursor; returns the URLs asked, for the test to read."""
+    asked: list[str] = []
+
+    def answer(route: Route) -> None:
+        asked.append(route.request.url)
+        cursor = parse_qs(urlsplit(route.request.url).query).get("cursor")
+        body = (
+            {"items": [second], "nextCursor": None}
+            if cursor == ["page-2"]
+            else {"items": [first], "nextCursor": "page-2"}
+        )
+        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
+
+    console.page.route(_matcher(call), answer)
+    return asked
+
+
+@pytest.mark.parametrize(
+    ("ready", "template", "call", "resource"), PAGED, ids=[p[0] for p in PAGED]
+)
+def test_every_list_loads_the_next_page_with_its_cursor_until_the_last(
+    console: Console, seeded: Seeded, ready: str, template: str, call: str, resource: str
+) -> None:
+    listed = console.server.api.get(f"{API}/{resource}", params={"limit": 1}).json()["items"]
+    first, second = _twins(listed[0])
+    console.sign_in("admin")
+    asked = _two_pages(console, call, first, second)
+
+    page = console.open(template, ready, timed=False)
+    rows = page.locator("table.data tbody tr")
+    expect(rows).to_have_count(1)
+    page.get_by_role("button", name="Load more").click()
+
+    expect(rows).to_have_count(2)
+    expect(page.get_by_role("button", name="Load more")).to_have_count(0)  # the last page
+    assert [url for url in asked if "cursor=page-2" in url], asked
+
+
+def test_a_next_page_that_fails_is_explained_and_the_list_stays(
+    console: Console, seeded: Seeded
+) -> None:
+    call = rf"{API}/catalog/models(\?|$)"
+    listed = console.server.api.get(f"{API}/catalog/models", params={"limit": 1}).json()["items"]
+    first, second = _twins(listed[0])
+    console.sign_in("admin")
+    _two_pages(console, call, first, second)
+    page = console.open("/models", "models", timed=False)
+    rows = page.locator("table.data tbody tr")
+    expect(rows).to_have_count(1)
+
+    next_page = _matcher(rf"{API}/catalog/models\?.*cursor=page-2")
+    console.fail_api(next_page)  # the later route answers first
+    page.get_by_role("button", name="Load more").click()
+
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Could not load the next page of models")
+    expect(alert).to_contain_text("Service unavailable: the test made this call fail")
+    expect(rows).to_have_count(1)
+    console.screenshot("error-models-next-page")
+
+    page.unroute(next_page)
+    page.get_by_role("button", name="Load more").click()  # tries again
+    expect(rows).to_have_count(2)
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+
+#: (ready name, filtered path, call, what the empty state says then, its button, the
+#: path once cleared, what it says then, the create link it offers an admin)
+FILTERED: list[tuple[str, str, str, str, str, str, str, str | None]] = [
+    (
+        "models",
+        "/models?status=archived&sort=name",
+        rf"{API}/catalog/models(\?|$)",
+        "No model matches these filters",
+        "Clear filters",
+        "/models?sort=name",
+        "No models yet",
+        "New model",
+    ),
+    (
+        "datasets",
+        "/datasets?q=nothing",
+        rf"{API}/catalog/datasets(\?|$)",
+        "No dataset matches this search",
+        "Clear search",
+        "/datasets",
+        "No datasets yet",
+        "New dataset",
+    ),
+    (
+        "training-jobs",
+        "/training?status=failed&modelId=gone",
+        rf"{API}/training/jobs(\?|$)",
+        "No training job matches these filters",
+        "Clear filters",
+        "/training",
+        "No training jobs yet",
+        "Submit job",
+    ),
+    (
+        "pipelines",
+        "/pipelines?status=failed&sort=name",
+        rf"{API}/workflows/pipelines(\?|$)",
+        "No pipeline matches this filter",
+        "Clear filters",
+        "/pipelines?sort=name",
+        "No pipelines yet",
+        "New pipeline",
+    ),
+    (
+        "operations",
+        "/admin/operations?kind=run.create",
+        rf"{API}/operations(\?|$)",
+        "No operation matches these filters",
+        "Clear filters",
+        "/admin/operations",
+        "The retry queue is empty",
+        None,
+    ),
+    (
+        "audit-logs",
+        "/admin/audit-logs?actor=nobody",
+        rf"{API}/governance/audit-logs(\?|$)",
+        "No entry matches these filters",
+        "Clear filters",
+        "/admin/audit-logs",
+        "The audit log is empty",
+        None,
+    ),
+    (
+        "api-keys",
+        "/admin/api-keys?role=job",
+        rf"{API}/api-keys(\?|$)",
+        "No key matches these filters",
+        "Clear filters",
+        "/admin/api-keys",
+        "No API keys",
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("ready", "path", "call", "no_match", "clear", "cleared", "empty", "create"),
+    FILTERED,
+    ids=[f[0] for f in FILTERED],
+)
+def test_a_filtered_list_that_matches_nothing_offers_to_clear_its_filters(
+    console: Console,
+    ready: str,
+    path: str,
+    call: str,
+    no_match: str,
+    clear: str,
+    cleared: str,
+    empty: str,
+    create: str | None,
+) -> None:
+    console.sign_in("admin")
+    console.answer_api(_matcher(call), {"items": [], "nextCursor": None})
+    page = console.open(path, ready, timed=False)
+    state = page.get_by_test_id("empty-state")
+    expect(state).to_contain_text(no_match)
+
+    state.get_by_role("button", name=clear).click()
+
+    expect(page).to_have_url(console.server.url + cleared)  # the sort order stays
+    expect(state).to_contain_text(empty)
+    expect(state.get_by_role("button", name=clear)).to_have_count(0)
+    if create:
+        expect(state.get_by_role("link", name=create)).to_be_visible()
+
+
+def test_a_list_keeps_its_rows_when_a_refresh_fails(console: Console, seeded: Seeded) -> None:
+    call = _matcher(rf"{API}/workflows/pipelines(\?|$)")
+    console.sign_in("admin")
+    page = console.open("/pipelines", "pipelines", timed=False)
+    rows = page.locator("table.data tbody tr")
+    expect(rows.first).to_be_visible()
+    shown = rows.count()
+
+    console.fail_api(call)
+    page.locator(".page-header").get_by_role("button", name="Refresh").click()
+
+    banner = page.get_by_role("alert")
+    expect(banner).to_contain_text("Could not refresh pipelines")
+    expect(banner).to_contain_text("the test made this call fail")
+    expect(rows).to_have_count(shown)
+
+    page.unroute(call)
+    page.locator(".page-header").get_by_role("button", name="Refresh").click()
+    expect(page.get_by_role("alert")).to_have_count(0)

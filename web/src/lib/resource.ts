@@ -2,6 +2,7 @@
 // keyset pagination ("Load more"), polling while something runs, and the marker the
 // browser tests read to time a page until it is interactive.
 import { getCurrentInstance, onBeforeUnmount, ref, shallowRef, type Ref, type ShallowRef } from "vue";
+import { appendPage } from "@/lib/list";
 
 /** A flag that turns false when the calling component unmounts: an answer that arrives
  * after the user left the page must not mark the next page ready. */
@@ -69,29 +70,42 @@ export interface Page<T> {
 export interface ListResource<T> {
   items: ShallowRef<T[]>;
   nextCursor: Ref<string | null>;
+  /** why the first page could not be loaded (the last reload's error) */
   error: Ref<unknown>;
   loading: Ref<boolean>;
   loadingMore: Ref<boolean>;
+  /** why "Load more" failed; cleared by the next try and by a new first page */
+  moreError: Ref<unknown>;
   /** true once the first page arrived */
   loaded: Ref<boolean>;
+  /** how many pages are on screen: 1 after a reload, one more per "Load more" (a page
+   * that keeps its list live reloads only while it shows the first page, which a reload
+   * would otherwise cut back to) */
+  pages: Ref<number>;
   reload: () => Promise<void>;
   loadMore: () => Promise<void>;
 }
 
-/** A keyset-paginated list: ``fetchPage(cursor)`` returns one page. */
+/** A keyset-paginated list: ``fetchPage(cursor)`` returns one page. With ``key``, an item
+ * that a later page repeats (it moved while the user paged on) is listed once. */
 export function useList<T>(
   fetchPage: (cursor: string | null) => Promise<Page<T>>,
   page?: string,
+  options: { key?: (item: T) => unknown } = {},
 ): ListResource<T> {
   const items = shallowRef<T[]>([]) as ShallowRef<T[]>;
   const nextCursor = ref<string | null>(null);
   const loadingMore = ref(false);
+  const moreError = ref<unknown>(null);
   const loaded = ref(false);
+  const pages = ref(0);
   const { error, loading, reload, generation } = latestLoad(
     () => fetchPage(null),
     (first) => {
       items.value = first.items;
       nextCursor.value = first.nextCursor ?? null;
+      moreError.value = null;
+      pages.value = 1;
       loaded.value = true;
     },
     page,
@@ -100,19 +114,21 @@ export function useList<T>(
     if (!nextCursor.value || loadingMore.value) return;
     const mine = generation(); // a reload meanwhile starts the list over
     loadingMore.value = true;
+    moreError.value = null;
     try {
       const more = await fetchPage(nextCursor.value);
       if (mine !== generation()) return;
-      items.value = [...items.value, ...more.items];
+      items.value = appendPage(items.value, more.items, options.key);
       nextCursor.value = more.nextCursor ?? null;
+      pages.value += 1;
     } catch (caught) {
-      error.value = caught;
+      if (mine === generation()) moreError.value = caught;
     } finally {
       loadingMore.value = false;
     }
   }
   void reload();
-  return { items, nextCursor, error, loading, loadingMore, loaded, reload, loadMore };
+  return { items, nextCursor, error, loading, loadingMore, moreError, loaded, pages, reload, loadMore };
 }
 
 /**

@@ -52,3 +52,6 @@ export const FINAL = new Set(["succeeded", "failed", "cancelled", "dead", "disca
 export function isFinal(status: string | null | undefined): boolean {
   return FINAL.has((status ?? "").toLowerCase());
 }
+
+/** The statuses of a run: a pipeline's, a training job's (their lists filter by them). */
+export const RUN_STATUSES = ["pending", "running", "succeeded", "failed", "cancelled"] as const;
