@@ -7,6 +7,8 @@ InferenceService. A dry run changes nothing, and running it again does nothing m
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,3 +211,23 @@ def test_the_migration_adopts_the_old_object_creates_the_other_and_is_idempotent
     assert again.exit_code == 0, again.output
     assert "nothing to migrate: every serving endpoint has a framework" in again.output
     assert _writes(cluster) == writes, "a second run writes nothing"
+
+
+def test_the_first_name_of_the_command_still_runs_it(
+    recorded: dict[str, str], cluster: KubernetesApiDouble
+) -> None:
+    script = Path(sys.executable).with_name("migrate-serving-to-kserve")
+    writes_before = _writes(cluster)
+
+    result = subprocess.run(
+        [str(script), "--dry-run", "--endpoint", "fresh"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"for endpoint 'fresh' ({recorded['fresh']})" in result.stdout
+    assert "would move 1 of 1 endpoint(s) to kserve (dry run: nothing changed)" in result.stdout
+    assert _writes(cluster) == writes_before

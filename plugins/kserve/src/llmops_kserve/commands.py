@@ -19,12 +19,11 @@ prints what it would do, checks that each object could be built, and changes not
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from llmops.plugins.commands import PlatformCommands
+from llmops.plugins.commands import PlatformCommands, exec_llmops
 
 TARGET = "kserve"
 
@@ -42,5 +41,4 @@ def migrate(platform: PlatformCommands, dry_run: bool, names: tuple[str, ...]) -
 
 def legacy_main() -> None:
     """``migrate-serving-to-kserve [OPTIONS]``: ``llmops kserve migrate [OPTIONS]``."""
-    argv = [sys.executable, "-m", "llmops.cli", TARGET, "migrate", *sys.argv[1:]]
-    os.execv(sys.executable, argv)  # noqa: S606 - the same interpreter, fixed arguments
+    exec_llmops(TARGET, "migrate")

@@ -11,9 +11,12 @@ capabilities' Protocols.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import NoReturn, Protocol, runtime_checkable
 
 from pydantic import Field
 
@@ -72,3 +75,16 @@ class PlatformCommands(Protocol):
         :class:`~llmops.capabilities.serving.AdoptsDeployments`, else the endpoint's model
         is deployed (a deployment the platform made is found by its key)."""
         ...
+
+
+def exec_llmops(*args: str) -> NoReturn:
+    """Replace this process with ``llmops ARGS...`` (the CLI of this environment), followed
+    by this process's own arguments: for a plugin that keeps an old script name for one of
+    its ``llmops <plugin> ...`` commands (``[project.scripts]`` pointing at a function
+    that calls this)."""
+    script = Path(sys.executable).with_name("llmops")
+    if script.is_file():
+        argv = [str(script), *args, *sys.argv[1:]]
+    else:  # an environment without the script on disk: the same CLI through its module
+        argv = [sys.executable, "-m", "llmops.cli", *args, *sys.argv[1:]]
+    os.execv(argv[0], argv)  # noqa: S606 - this environment's own CLI, fixed arguments
