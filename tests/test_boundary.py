@@ -13,6 +13,8 @@ from llmops.testing.boundary import ModuleTree, Violation, check, check_plugin, 
 
 REPO = Path(__file__).resolve().parents[1]
 PLUGIN_API = REPO / "core" / "plugin-api" / "src"
+#: the testing kit (llmops-testing) is on the plugin API's side of the boundary
+TESTING_KIT = REPO / "core" / "testing" / "src"
 SERVER = REPO / "core" / "src"
 
 
@@ -30,13 +32,13 @@ def test_the_repository_keeps_the_plugin_boundary_and_has_no_import_circles() ->
     plugins = repository_plugins()
     assert {"llmops_mlflow", "llmops_kserve", "llmops_rayserve", "llmops_example"} <= set(plugins)
 
-    violations = check(plugin_api=[PLUGIN_API], server=[SERVER], plugins=plugins)
+    violations = check(plugin_api=[PLUGIN_API, TESTING_KIT], server=[SERVER], plugins=plugins)
 
     assert violations == [], "\n".join(map(str, violations))
 
 
 def test_the_check_reads_every_module_of_the_core_and_the_plugins() -> None:
-    core = ModuleTree([PLUGIN_API, SERVER])
+    core = ModuleTree([PLUGIN_API, TESTING_KIT, SERVER])
     # a sample from each tree: the scan sees both halves of the llmops package
     assert {"llmops", "llmops.hookspecs", "llmops.services.moves", "llmops.api.app"} <= set(core)
     edges = scan(core)
@@ -49,6 +51,9 @@ def copy_tree(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
     api = tmp_path / "plugin-api"
     server = tmp_path / "server"
     shutil.copytree(PLUGIN_API, api, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        TESTING_KIT, api, ignore=shutil.ignore_patterns("__pycache__"), dirs_exist_ok=True
+    )
     shutil.copytree(SERVER, server, ignore=shutil.ignore_patterns("__pycache__", "console"))
     plugins = {}
     for package, root in repository_plugins().items():
@@ -157,7 +162,7 @@ def test_an_import_circle_in_a_plugin_fails_its_own_check(tmp_path: Path) -> Non
     (package / "a.py").write_text("from llmops_circle import b\n")
     (package / "b.py").write_text("def f():\n    from llmops_circle.a import x\n")
 
-    violations = check_plugin(root, plugin_api=ModuleTree([PLUGIN_API]))
+    violations = check_plugin(root, plugin_api=ModuleTree([PLUGIN_API, TESTING_KIT]))
 
     assert rules(violations) == ["import circle"]
 

@@ -105,8 +105,10 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
     )
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
     dist = root / "dist"
-    _check([uv, "build", "--wheel", "core/plugin-api", "--out-dir", str(dist)], cwd=REPO, env=env)
+    for source in ("core/plugin-api", "core/testing"):
+        _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
     [wheel] = dist.glob("llmops_plugin_api-*.whl")
+    [kit] = dist.glob("llmops_testing-*.whl")
 
     venv = root / "venv"
     _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
@@ -121,7 +123,11 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
     )  # fmt: skip
     if exported.returncode == 0:
         install += ["--constraint", str(constraints)]  # the locked versions: in uv's cache
-    install += [f"llmops-plugin-api[testing] @ {wheel.as_uri()}", str(project)]
+    install += [
+        f"llmops-plugin-api[testing] @ {wheel.as_uri()}",
+        f"llmops-testing @ {kit.as_uri()}",  # what the testing extra names, from its wheel
+        str(project),
+    ]
     offline = subprocess.run(
         [*install, "--offline"], env=env, capture_output=True, text=True, timeout=300, check=False
     )
@@ -169,7 +175,13 @@ def test_the_fresh_environment_holds_the_plugin_api_and_none_of_the_server(
     found = json.loads(probe.stdout.strip().splitlines()[-1])
 
     installed = set(found["distributions"])
-    assert {"llmops-plugin-api", "llmops-folder-registry", "pytest", "pluggy"} <= installed
+    assert {
+        "llmops-plugin-api",
+        "llmops-testing",
+        "llmops-folder-registry",
+        "pytest",
+        "pluggy",
+    } <= installed
     assert not installed & SERVER, f"the plugin's environment has {installed & SERVER}"
     assert found["plugins"] == {"folder_registry": "llmops_folder_registry.plugin"}
     venv = plugin_env.python.parents[1]

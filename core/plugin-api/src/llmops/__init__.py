@@ -4,8 +4,9 @@ This package is split over two distributions. ``llmops-plugin-api`` holds what a
 is written against: this module (the hook marker and the version), :mod:`llmops.hookspecs`,
 :mod:`llmops.capabilities`, :mod:`llmops.plugins` (plugin info and settings),
 :mod:`llmops.errors`, :mod:`llmops.deadlines`, the model runtime serving plugins run
-(:mod:`llmops.model_runtime`) and, with its ``testing`` extra, the contract suites and
-tool doubles in :mod:`llmops.testing`. ``llmops-core`` adds the server: the API, the
+(:mod:`llmops.model_runtime`); its ``testing`` extra brings ``llmops-testing``, the
+contract suites and tool doubles in :mod:`llmops.testing`. ``llmops-core`` adds the
+server: the API, the
 database, the services and the platform. ``pkgutil.extend_path`` lets both contribute
 modules to the one ``llmops`` package, installed or editable.
 

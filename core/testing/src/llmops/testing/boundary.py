@@ -214,8 +214,11 @@ def check(
 
 
 def installed_plugin_api() -> ModuleTree:
-    """The modules the installed llmops-plugin-api distribution ships."""
-    return _installed("llmops-plugin-api")
+    """The modules of the installed plugin API: llmops-plugin-api's and the testing kit's
+    (llmops-testing), which a plugin's own test helpers may use."""
+    tree = _installed("llmops-plugin-api")
+    tree.files.update(_installed("llmops-testing").files)
+    return tree
 
 
 def _installed(distribution: str) -> ModuleTree:
