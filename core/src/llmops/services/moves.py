@@ -177,15 +177,16 @@ def move_runs(
                 session.commit()
             except LlmopsError as exc:
                 session.rollback()
-                echo(f"failed to move run {run_id}: {exc.detail}")
-                report.moves.append(
-                    move.model_copy(update={"outcome": MoveOutcome.FAILED, "detail": exc.detail})
+                _done(
+                    report,
+                    move,
+                    MoveOutcome.FAILED,
+                    exc.detail,
+                    echo,
+                    f"failed to move run {run_id}",
                 )
                 continue
-        echo(f"moved {described}: {detail}")
-        report.moves.append(
-            move.model_copy(update={"outcome": MoveOutcome.MOVED, "detail": detail})
-        )
+        _done(report, move, MoveOutcome.MOVED, detail, echo, f"moved {described}")
     _summarise(report, "run", echo)
     return report
 
@@ -301,17 +302,20 @@ def move_endpoints(
                 session.commit()
             except LlmopsError as exc:
                 session.rollback()
-                echo(f"cannot migrate endpoint {move.name!r}: {exc.detail}")
-                report.moves.append(
-                    move.model_copy(update={"outcome": MoveOutcome.FAILED, "detail": exc.detail})
-                )
+                failed = f"cannot migrate endpoint {move.name!r}"
+                _done(report, move, MoveOutcome.FAILED, exc.detail, echo, failed)
                 continue
-        echo(f"did {what} for endpoint {move.name!r} ({move.resource_id}): {status.state.value}")
-        report.moves.append(
-            move.model_copy(update={"outcome": MoveOutcome.MOVED, "detail": status.state.value})
-        )
+        did = f"did {what} for endpoint {move.name!r} ({move.resource_id})"
+        _done(report, move, MoveOutcome.MOVED, status.state.value, echo, did)
     _summarise(report, "endpoint", echo)
     return report
+
+
+def _done(
+    report: MoveReport, move: RecordMove, outcome: MoveOutcome, detail: str, echo: Echo, what: str
+) -> None:
+    echo(f"{what}: {detail}")
+    report.moves.append(move.model_copy(update={"outcome": outcome, "detail": detail}))
 
 
 def _summarise(report: MoveReport, noun: str, echo: Echo) -> None:
