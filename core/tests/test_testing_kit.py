@@ -43,7 +43,7 @@ OPT_IN = 'pytest_plugins = ["llmops.testing.pytest_plugin"]\n'
 
 HELLO_PLUGIN = """
 import llmops
-from llmops.plugins.info import PluginInfo
+from llmops.plugins import PluginInfo
 
 
 @llmops.hookimpl
