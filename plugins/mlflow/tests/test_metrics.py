@@ -3,12 +3,16 @@ background so that a scrape never waits on MLflow."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 
 from llmops.api.app import create_app
 from llmops.capabilities.tracking import RunSpec, RunStatus
@@ -18,6 +22,9 @@ from llmops.testing.waiting import wait_for
 from llmops_mlflow.metrics import MlflowRunsCollector
 from llmops_mlflow.testing import MlflowServer
 from llmops_mlflow.tracker import MlflowTracker
+
+if TYPE_CHECKING:  # the fixture's type (conftest.py is not importable under importlib)
+    from conftest import FakeMlflow
 
 
 def _scrape(collector: MlflowRunsCollector) -> str:
@@ -67,3 +74,53 @@ def test_the_platforms_metrics_include_mlflows(
             timeout=30,
             what="MLflow's counts on /metrics",
         )
+
+
+def test_runs_are_counted_in_every_experiment_past_mlflows_first_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    names = [f"paged-{i}" for i in range(5)]
+    for name in names:
+        tracker.create_run(RunSpec(experiment=name, run_name="r"))
+    original = MlflowClient.search_experiments
+
+    def pages_of_two(self: MlflowClient, *args: Any, **kwargs: Any) -> Any:
+        # as if there were thousands of experiments: 6 here (Default too) make 3 pages
+        kwargs["max_results"] = min(2, kwargs.get("max_results") or 2)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "search_experiments", pages_of_two)
+    collector = MlflowRunsCollector(tracker)
+
+    collector.refresh()
+    text = _scrape(collector)
+
+    for name in names:
+        assert f'llmops_mlflow_runs{{experiment="{name}",status="running"}} 1.0' in text
+    assert "llmops_mlflow_up 1.0" in text
+
+
+def test_registering_the_collector_counts_nothing(
+    fake_mlflow: FakeMlflow, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collected: list[MlflowRunsCollector] = []
+    original = MlflowRunsCollector.collect
+
+    def recording_collect(self: MlflowRunsCollector) -> Iterator[GaugeMetricFamily]:
+        collected.append(self)  # a collect() would start a count in the background
+        return original(self)
+
+    monkeypatch.setattr(MlflowRunsCollector, "collect", recording_collect)
+    before = set(threading.enumerate())
+    collector = MlflowRunsCollector(MlflowTracker(fake_mlflow.url, request_timeout=2))
+    registry = CollectorRegistry()
+
+    registry.register(collector)  # the registry asks for the names: describe(), no count
+
+    assert collected == []
+    assert {t.name for t in set(threading.enumerate()) - before} == set()
+    assert fake_mlflow.requests == []
+    assert "llmops_mlflow_runs" in {m.name for m in collector.describe()}

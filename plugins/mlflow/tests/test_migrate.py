@@ -1,10 +1,12 @@
-"""migrate-experiments-to-mlflow: runs the platform recorded under another tracker (the
-example JSON tracker here) move into a real MLflow server with their params and full
-metric histories; a dry run changes nothing; running it again, or after an interrupted
-run, makes no second run and stores no point twice."""
+"""`llmops mlflow migrate` (the plugin's command through the CLI hook; the core moves the
+records): runs the platform recorded under another tracker (the example JSON tracker
+here) move into a real MLflow server with their params and full metric histories; a dry
+run changes nothing; running it again, or after an interrupted run, makes no second run
+and stores no point twice. On SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +16,39 @@ from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
 from llmops.capabilities.tracking import RunSpec
+from llmops.cli import main
 from llmops.config import CoreSettings
 from llmops.services.api_keys import Role, create_api_key
-from llmops_mlflow.migrate import main
+from llmops.testing.postgres import PostgresServer
 from llmops_mlflow.testing import MlflowServer
 from llmops_mlflow.tracker import MlflowTracker
 
 API = "/llm-ops/v1"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def environment(
-    tmp_path: Path, mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    mlflow_server: MlflowServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> dict[str, str]:
     values = {
         "LLMOPS_DATA_DIR": str(tmp_path / "data"),
         "LLMOPS_MLFLOW__TRACKING_URI": mlflow_server.url,
     }
+    if request.param == "postgresql":
+        values["LLMOPS_DATABASE_URL"] = request.getfixturevalue("postgres").create_database()
+    else:
+        monkeypatch.delenv("LLMOPS_DATABASE_URL", raising=False)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.delenv("LLMOPS_DATABASE_URL", raising=False)
     return values
 
 
@@ -78,7 +93,7 @@ def runs_of_job(tracker: MlflowTracker, job_id: str) -> list[Any]:
 
 
 def migrate(*args: str) -> Any:
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return CliRunner().invoke(main, ["mlflow", "migrate", *args], catch_exceptions=False)
 
 
 def platform_runs() -> dict[str, dict[str, Any]]:
@@ -104,7 +119,7 @@ def test_a_dry_run_prints_each_move_and_changes_nothing(
     assert result.exit_code == 0, result.output
     for arranged in recorded:
         assert f"would move run {arranged['run']['id']}" in result.output
-    assert "would move 2 of 2 runs (dry run)" in result.output
+    assert "would move 2 of 2 run(s) to mlflow (dry run: nothing changed)" in result.output
     assert platform_runs() == before
     tracker = MlflowTracker(mlflow_server.url)
     assert all(not runs_of_job(tracker, a["job"]["id"]) for a in recorded)
@@ -129,7 +144,7 @@ def test_runs_move_with_their_history_once_even_when_run_again_or_interrupted(
     again = migrate()
 
     assert moved.exit_code == 0, moved.output
-    assert "moved 2 of 2 runs" in moved.output
+    assert "moved 2 of 2 run(s) to mlflow" in moved.output
     assert "full history" in moved.output
     assert again.exit_code == 0, again.output
     assert "nothing to move" in again.output

@@ -1,24 +1,41 @@
 """The plugin as the platform loads it: found through its entry point, its settings, the
-embedded default (a local SQLite store in its data dir), and MLflow's client capped so
-that no request waits on MLflow's own retries."""
+embedded default (a local SQLite store in its data dir), one tracker for tracking and
+metrics, nothing contacted until first use, the platform's migrations lock, and MLflow's
+client capped so that no request waits on MLflow's own retries."""
 
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+import llmops
 from llmops.api.app import create_app
-from llmops.capabilities.common import HealthStatus
+from llmops.capabilities.common import Capability, HealthStatus
 from llmops.capabilities.tracking import RunSpec
 from llmops.config import CoreSettings
+from llmops.platform import Platform
 from llmops.plugins import PluginContext
 from llmops.services.api_keys import Role, create_api_key
+from llmops.testing.boundary import ModuleTree, check_plugin
 from llmops.testing.waiting import wait_for
-from llmops_mlflow.plugin import MlflowSettings, llmops_plugin_info, llmops_tracking
+from llmops_mlflow.metrics import MlflowRunsCollector
+from llmops_mlflow.plugin import (
+    MlflowSettings,
+    llmops_metrics_collectors,
+    llmops_plugin_info,
+    llmops_tracking,
+)
 from llmops_mlflow.testing import MlflowServer
+from llmops_mlflow.tracker import MlflowTracker
+
+if TYPE_CHECKING:  # the fixture's type (conftest.py is not importable under importlib)
+    from conftest import FakeMlflow
 
 MLFLOW_CLIENT_VARIABLES = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
@@ -34,13 +51,18 @@ def _clean_mlflow_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _context(tmp_path: Path) -> PluginContext:
+def _context(tmp_path: Path, **extra: Any) -> PluginContext:
     return PluginContext(
         plugin_name="mlflow",
         data_dir=tmp_path / "plugins" / "mlflow",
         api_url="http://127.0.0.1:8000",
         core_version="0.1.0",
+        **extra,
     )
+
+
+def _client_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "mlflow-client"}
 
 
 def test_without_settings_runs_go_to_a_local_store_in_the_plugins_data_dir(
@@ -141,9 +163,9 @@ def test_mlflows_client_starts_in_the_background_and_health_says_starting_until_
     release = threading.Event()
     original = module.MlflowTracker._start_client
 
-    def slow_start(self: module.MlflowTracker) -> None:
+    def slow_start(self: module.MlflowTracker) -> Any:
         release.wait(30)  # as if `import mlflow` took this long
-        original(self)
+        return original(self)
 
     monkeypatch.setattr(module.MlflowTracker, "_start_client", slow_start)
     monkeypatch.setattr(module, "HEALTH_STARTUP_WAIT", 0.05)
@@ -166,3 +188,137 @@ def test_mlflows_client_starts_in_the_background_and_health_says_starting_until_
     assert "starting" in (starting.detail or "")
     assert len(created) == 1
     assert tracker.health().status is HealthStatus.OK
+
+
+# -- one tracker per plugin instance ---------------------------------------------------------
+
+
+def test_the_metrics_collector_counts_through_the_tracking_provider(tmp_path: Path) -> None:
+    settings, context = MlflowSettings(), _context(tmp_path)
+    tracker = llmops_tracking(settings, context)
+
+    collectors = llmops_metrics_collectors(
+        settings, context, providers={Capability.TRACKING: (tracker,)}
+    )
+
+    [collector] = collectors
+    assert isinstance(collector, MlflowRunsCollector)
+    assert collector.tracker is tracker
+
+
+def test_without_a_tracking_provider_the_plugin_contributes_no_collector(tmp_path: Path) -> None:
+    assert llmops_metrics_collectors(MlflowSettings(), _context(tmp_path), providers={}) == []
+
+
+def test_the_platform_builds_one_tracker_for_tracking_and_metrics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[MlflowTracker] = []
+    original = MlflowTracker.__init__
+
+    def counting_init(self: MlflowTracker, *args: Any, **kwargs: Any) -> None:
+        built.append(self)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowTracker, "__init__", counting_init)
+    before = _client_threads()
+    platform = Platform(CoreSettings(data_dir=tmp_path / "data", plugins="mlflow"))
+    platform.start()
+    try:
+        state = platform.runtime.state("mlflow")
+        failure = state.failure
+        trackers = list(state.providers.get(Capability.TRACKING, []))
+        collectors = list(state.collectors)
+        started_by_configuring = _client_threads() - before
+    finally:
+        platform.stop()
+
+    assert failure is None, failure
+    [tracker] = trackers
+    [collector] = collectors
+    assert isinstance(collector, MlflowRunsCollector)
+    assert collector.tracker is tracker
+    assert built == [tracker]
+    assert started_by_configuring == set()  # nothing reached MLflow while configuring
+
+
+# -- no contact until first use ----------------------------------------------------------------
+
+
+def test_configuring_the_plugin_contacts_mlflow_only_on_first_use(
+    fake_mlflow: FakeMlflow, tmp_path: Path
+) -> None:
+    settings, context = MlflowSettings(tracking_uri=fake_mlflow.url), _context(tmp_path)
+    before = _client_threads()
+
+    tracker = llmops_tracking(settings, context)
+    llmops_metrics_collectors(settings, context, providers={Capability.TRACKING: (tracker,)})
+
+    assert _client_threads() - before == set()
+    assert fake_mlflow.requests == []
+    wait_for(lambda: tracker.health().status is HealthStatus.OK, timeout=30, what="MLflow's client")
+    assert fake_mlflow.requests[0] == "POST /api/2.0/mlflow/experiments/search"
+
+
+# -- the platform's migrations lock ------------------------------------------------------------
+
+
+class RecordingLock:
+    """A lock that records who took it and whether the store existed on entry and exit."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self._lock = threading.RLock()
+        self.entries: list[tuple[str, bool]] = []
+        self.exits: list[bool] = []
+
+    def __enter__(self) -> RecordingLock:
+        self._lock.acquire()
+        self.entries.append((threading.current_thread().name, self.store.exists()))
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.exits.append(self.store.exists())
+        self._lock.release()
+
+
+def test_the_local_store_is_created_under_the_platforms_migrations_lock(tmp_path: Path) -> None:
+    store = tmp_path / "plugins" / "mlflow" / "mlflow.db"
+    lock = RecordingLock(store)
+    tracker = llmops_tracking(MlflowSettings(), _context(tmp_path, migrations_lock=lock))
+
+    tracker.create_run(RunSpec(experiment="locked", run_name="r"))
+
+    # taken by the client's start before MLflow created (and migrated) the store, and
+    # released after: MLflow's Alembic never runs beside the core's
+    assert lock.entries == [("mlflow-client", False)]
+    assert lock.exits == [True]
+
+
+def test_the_trackers_plugin_and_metrics_modules_import_only_the_plugin_api(
+    tmp_path: Path,
+) -> None:
+    # the source roots of the llmops package: the plugin API's and the testing kit's, and
+    # the server's (read from the tree: editable installs list no files)
+    roots = [Path(p) for p in llmops.__path__]
+    plugin_api = ModuleTree([r.parent for r in roots if not (r / "platform.py").is_file()])
+    core = ModuleTree([r.parent for r in roots])
+    mine = ("llmops_mlflow.tracker ", "llmops_mlflow.plugin ", "llmops_mlflow.metrics ")
+
+    def server_imports(source: Path) -> list[str]:
+        found = check_plugin(source, package="llmops_mlflow", plugin_api=plugin_api, core=core)
+        return [str(v) for v in found if any(m in str(v) for m in mine)]
+
+    # what the tracker did before: the check sees it
+    earlier = tmp_path / "src" / "llmops_mlflow"
+    earlier.mkdir(parents=True)
+    (earlier / "__init__.py").write_text("")
+    (earlier / "tracker.py").write_text("from llmops.db.migrate import MIGRATIONS_LOCK\n")
+
+    assert len(server_imports(tmp_path / "src")) == 1
+    assert server_imports(Path(__file__).parents[1] / "src") == []

@@ -5,6 +5,9 @@ experiment and status, and whether MLflow answered.
 seconds), while counting runs means paging through MLflow's search. So the collector
 serves the last counts it made and, when they are older than ``max_age`` seconds, starts
 one refresh in a background thread; the first scrape after start-up may be empty.
+
+The collector reads through the plugin's tracking provider (the same tracker, the same
+MLflow client): it never builds a client of its own.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ class MlflowRunsCollector(Collector):
         counts: Counter[tuple[str, str]] = Counter()
         truncated = False
         try:
+            names = self.tracker.experiments()  # every page of them
             client = self.tracker.client
-            names = {e.experiment_id: e.name for e in client.search_experiments(max_results=1000)}
             seen = 0
             token: str | None = None
             while names:
@@ -84,28 +87,52 @@ class MlflowRunsCollector(Collector):
 
     # -- Collector ---------------------------------------------------------------------
 
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        """The metrics' names, without counting: a registry asks for them when the
+        collector is registered, which must not reach MLflow (else it calls collect())."""
+        yield _runs()
+        yield _up()
+        yield _count_seconds()
+        yield _truncated()
+
     def collect(self) -> Iterator[GaugeMetricFamily]:
         self._refresh_if_stale()
         with self._lock:
             counts = dict(self._counts)
             up, duration, truncated = self._up, self._duration, self._truncated
-        runs = GaugeMetricFamily(
-            "llmops_mlflow_runs",
-            "Runs in MLflow by experiment and status (counted in the background)",
-            labels=["experiment", "status"],
-        )
+        runs = _runs()
         for (experiment, status), count in sorted(counts.items()):
             runs.add_metric([experiment, status], count)
         yield runs
         if up is not None:
-            yield GaugeMetricFamily(
-                "llmops_mlflow_up", "1 when the last count reached MLflow, else 0", value=up
-            )
-            yield GaugeMetricFamily(
-                "llmops_mlflow_count_seconds", "How long the last count took", value=duration
-            )
-            yield GaugeMetricFamily(
-                "llmops_mlflow_runs_truncated",
-                f"1 when more than {MAX_RUNS_COUNTED} runs exist and the count stopped there",
-                value=1.0 if truncated else 0.0,
-            )
+            yield _up(up)
+            yield _count_seconds(duration)
+            yield _truncated(1.0 if truncated else 0.0)
+
+
+def _runs() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "llmops_mlflow_runs",
+        "Runs in MLflow by experiment and status (counted in the background)",
+        labels=["experiment", "status"],
+    )
+
+
+def _up(value: float | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "llmops_mlflow_up", "1 when the last count reached MLflow, else 0", value=value
+    )
+
+
+def _count_seconds(value: float | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "llmops_mlflow_count_seconds", "How long the last count took", value=value
+    )
+
+
+def _truncated(value: float | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "llmops_mlflow_runs_truncated",
+        f"1 when more than {MAX_RUNS_COUNTED} runs exist and the count stopped there",
+        value=value,
+    )

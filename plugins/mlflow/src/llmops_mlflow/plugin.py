@@ -1,21 +1,24 @@
 """The module the ``mlflow`` entry point names: the plugin's hook implementations.
 
 It stays import-light (``import mlflow`` takes seconds): the core imports this module to
-list and load the plugin, so MLflow is imported inside the hook that builds the tracker.
+list and load the plugin, so MLflow is imported only when the tracker is first used (in
+a background thread), never by building it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 
 import llmops
-from llmops.capabilities.common import Capability
+from llmops.capabilities.common import Capability, Provider
 from llmops.plugins import PluginContext, PluginInfo, PluginSettings
 from llmops_mlflow import __version__
 
 if TYPE_CHECKING:
+    import click
     from prometheus_client.registry import Collector
 
     from llmops_mlflow.tracker import MlflowTracker
@@ -72,7 +75,8 @@ def llmops_plugin_info() -> PluginInfo:
 
 
 def build_tracker(settings: MlflowSettings, context: PluginContext) -> MlflowTracker:
-    """The tracker for these settings: a tracking server, or the local SQLite store."""
+    """The tracker for these settings: a tracking server, or the local SQLite store.
+    Contacts nothing: MLflow's client starts on the tracker's first use."""
     import os
 
     # before MLflow is first imported: its INFO lines (schema migrations) stay out of the
@@ -94,6 +98,7 @@ def build_tracker(settings: MlflowSettings, context: PluginContext) -> MlflowTra
         request_timeout=settings.request_timeout_seconds,
         job_tracking_uri=settings.job_tracking_uri,
         token=settings.token,
+        migrations_lock=context.migrations_lock,
     )
 
 
@@ -103,7 +108,24 @@ def llmops_tracking(settings: MlflowSettings, context: PluginContext) -> MlflowT
 
 
 @llmops.hookimpl
-def llmops_metrics_collectors(settings: MlflowSettings, context: PluginContext) -> list[Collector]:
+def llmops_metrics_collectors(
+    settings: MlflowSettings,
+    context: PluginContext,
+    providers: Mapping[Capability, Sequence[Provider]],
+) -> list[Collector]:
+    """Counts runs through the tracker ``llmops_tracking`` just built (never a second
+    tracker: one MLflow client per plugin instance)."""
     from llmops_mlflow.metrics import MlflowRunsCollector
+    from llmops_mlflow.tracker import MlflowTracker
 
-    return [MlflowRunsCollector(build_tracker(settings, context))]
+    trackers = [p for p in providers.get(Capability.TRACKING, ()) if isinstance(p, MlflowTracker)]
+    if not trackers:  # no tracker was built: nothing to count
+        return []
+    return [MlflowRunsCollector(trackers[0])]
+
+
+@llmops.hookimpl
+def llmops_cli_commands(context: PluginContext) -> list[click.Command]:
+    from llmops_mlflow.commands import migrate
+
+    return [migrate]

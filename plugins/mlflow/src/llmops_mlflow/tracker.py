@@ -6,8 +6,13 @@
   a timeout, a retried request) returns the first run and never makes a second one.
 * Metrics go in ``log_batch`` calls within MLflow's limits (1,000 metrics per request).
 * MLflow's errors become the core's: an unknown run or experiment is ``NotFound``, a
-  changed param ``Conflict``, a refused value ``InvalidRequest``, and a server that does
-  not answer ``IntegrationUnavailable`` (the guard and the outbox retry those).
+  changed param ``Conflict``, a refused value ``InvalidRequest``, refused credentials
+  (``PERMISSION_DENIED``, ``UNAUTHENTICATED``) ``IntegrationRejected`` (not retried), and
+  a server that does not answer ``IntegrationUnavailable`` (the guard and the outbox
+  retry those).
+* Building a tracker contacts nothing: MLflow's client starts on first use (a call or
+  ``health()``), in a background thread since ``import mlflow`` takes seconds; a start
+  that failed is tried again by the next call.
 
 MLflow's client retries a failed request for minutes by default; :func:`configure_client`
 caps its retries and timeout so that no request handler waits on it (the outbox retries).
@@ -19,10 +24,11 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import SecretStr
@@ -37,10 +43,19 @@ from llmops.capabilities.tracking import (
     RunSpec,
     RunStatus,
 )
-from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, LlmopsError, NotFound
+from llmops.deadlines import deadline_remaining
+from llmops.errors import (
+    Conflict,
+    IntegrationRejected,
+    IntegrationUnavailable,
+    InvalidRequest,
+    LlmopsError,
+    NotFound,
+)
 
 if TYPE_CHECKING:
-    from mlflow.entities import Run
+    from mlflow.entities import Experiment, Run
+    from mlflow.store.entities.paged_list import PagedList
     from mlflow.tracking import MlflowClient
 
 T = TypeVar("T")
@@ -56,6 +71,11 @@ HEALTH_STARTUP_WAIT = 2.0
 #: MLflow's limits for one log_batch request
 MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
+#: Experiments asked for per page when listing them all (MLflow's default page)
+EXPERIMENTS_PAGE_SIZE = 1000
+#: MLflow's error codes for credentials it refused (the same call fails again), with the
+#: HTTP status MLflow answers them with
+REFUSED_CREDENTIALS = {"PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401}
 
 _TO_MLFLOW = {
     RunStatus.SCHEDULED: "SCHEDULED",
@@ -85,7 +105,7 @@ def _moment(ms: int | None) -> datetime | None:
 
 def translate_mlflow_error(exc: BaseException, where: str) -> LlmopsError | None:
     """The core error for an MLflow failure, or None when ``exc`` is not one."""
-    from mlflow.exceptions import MlflowException, RestException
+    from mlflow.exceptions import MlflowException
 
     if not isinstance(exc, MlflowException):
         if isinstance(exc, OSError | TimeoutError):
@@ -101,16 +121,51 @@ def translate_mlflow_error(exc: BaseException, where: str) -> LlmopsError | None
         return InvalidRequest(f"{where}: {message}")
     if code == "RESOURCE_ALREADY_EXISTS":
         return Conflict(f"{where}: {message}")
-    if isinstance(exc, RestException) and code in {"PERMISSION_DENIED", "UNAUTHENTICATED"}:
-        return IntegrationUnavailable(f"{where}: MLflow refused the credentials: {message}")
+    if code in REFUSED_CREDENTIALS:
+        # the server answered (a JSON error, or a bare 401/403 from it or a proxy in front)
+        # and will answer the same until the token or the permissions change
+        return IntegrationRejected(
+            f"{where}: MLflow refused the credentials: {message}",
+            upstream_status=REFUSED_CREDENTIALS[code],
+        )
     # the server did not answer, or answered 5xx: MLflow wraps those as INTERNAL_ERROR
     return IntegrationUnavailable(f"{where}: {message}")
 
 
+@dataclass
+class _ClientStart:
+    """One start of MLflow's client (in a background thread): done, then a client or the
+    error that stopped it."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    client: MlflowClient | None = None
+    error: BaseException | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.done.is_set() and self.client is None
+
+
+@dataclass
+class _NameLock:
+    """The lock of one experiment name being looked up or created, with its users."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    users: int = 0
+
+
 class MlflowTracker:
-    """A tracking provider on an MLflow tracking server or local store."""
+    """A tracking provider on an MLflow tracking server or local store.
+
+    Building one contacts nothing (``import mlflow`` included): MLflow's client starts on
+    first use. ``migrations_lock`` is held while MLflow's SQL store migrates its database
+    (the plugin passes :attr:`PluginContext.migrations_lock`, the lock the core's own
+    Alembic migrations hold); a tracker built directly gets a lock of its own.
+    """
 
     max_metrics_per_batch = MAX_METRICS_PER_BATCH
+    #: experiments per page when listing them all (search over every experiment, metrics)
+    experiments_page_size = EXPERIMENTS_PAGE_SIZE
 
     def __init__(
         self,
@@ -121,51 +176,79 @@ class MlflowTracker:
         request_timeout: float = 10.0,
         job_tracking_uri: str | None = None,
         token: SecretStr | None = None,
+        migrations_lock: AbstractContextManager[Any] | None = None,
     ) -> None:
-
         configure_client(request_timeout=request_timeout)
         self.tracking_uri = tracking_uri
         self.job_tracking_uri = job_tracking_uri or tracking_uri
         self._token = token
         self.artifact_location = artifact_location
         self.ui_url = (ui_url or self._default_ui_url(tracking_uri) or "").rstrip("/") or None
+        self._migrations_lock: AbstractContextManager[Any] = (
+            migrations_lock if migrations_lock is not None else threading.RLock()
+        )
+        # experiment name <-> id, shared by every call; _cache_lock guards both maps and
+        # _name_locks, and a name's own lock makes its lookup-or-create happen once
+        self._cache_lock = threading.Lock()
         self._experiment_ids: dict[str, str] = {}
-        # `import mlflow` takes seconds: the client starts in the background, so the
-        # platform is up at once; calls wait for it, health says "starting" meanwhile
-        self._client: MlflowClient | None = None
-        self._startup_error: BaseException | None = None
-        self._started = threading.Event()
-        threading.Thread(target=self._start_client, name="mlflow-client", daemon=True).start()
+        self._experiment_names: dict[str, str] = {}
+        self._name_locks: dict[str, _NameLock] = {}
+        # `import mlflow` takes seconds: the client starts in the background on first use,
+        # calls wait for it, health says "starting" meanwhile
+        self._start_lock = threading.Lock()
+        self._start: _ClientStart | None = None
 
-    def _start_client(self) -> None:
+    # -- MLflow's client ---------------------------------------------------------------
+
+    def _starting(self) -> _ClientStart:
+        """The client's start: the one under way or done, or a new one (in a background
+        thread) on first use and after one that failed."""
+        with self._start_lock:
+            start = self._start
+            if start is None or start.failed:
+                start = self._start = _ClientStart()
+                threading.Thread(
+                    target=self._run_start, args=(start,), name="mlflow-client", daemon=True
+                ).start()
+            return start
+
+    def _run_start(self, start: _ClientStart) -> None:
         try:
-            from mlflow.tracking import MlflowClient
-
-            from llmops.db.migrate import MIGRATIONS_LOCK
-
-            if self.tracking_uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES:
-                # MLflow's SQL store runs Alembic when it opens the database: not at the
-                # same time as another migration in this process
-                with MIGRATIONS_LOCK:
-                    client = MlflowClient(tracking_uri=self.tracking_uri)
-                    client.search_experiments(max_results=1)
-            else:
-                client = MlflowClient(tracking_uri=self.tracking_uri)
-            self._client = client
-        except BaseException as exc:  # reported by every call and by health
-            self._startup_error = exc
+            start.client = self._start_client()
+        except BaseException as exc:  # reported by the calls and the health check waiting
+            start.error = exc
         finally:
-            self._started.set()
+            start.done.set()
+
+    def _start_client(self) -> MlflowClient:
+        """Import MLflow and build its client (what the background thread runs)."""
+        from mlflow.tracking import MlflowClient
+
+        if self.tracking_uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES:
+            # MLflow's SQL store runs Alembic when it opens the database: not at the
+            # same time as another migration in this process
+            with self._migrations_lock:
+                client = MlflowClient(tracking_uri=self.tracking_uri)
+                client.search_experiments(max_results=1)
+            return client
+        return MlflowClient(tracking_uri=self.tracking_uri)
 
     @property
     def client(self) -> MlflowClient:
-        """MLflow's client, once it has started (waiting up to :data:`STARTUP_WAIT`)."""
-        if not self._started.wait(STARTUP_WAIT):
+        """MLflow's client, started on first use; waits for it up to :data:`STARTUP_WAIT`
+        (or the call's deadline, when sooner)."""
+        start = self._starting()
+        wait = min(STARTUP_WAIT, deadline_remaining(STARTUP_WAIT) or STARTUP_WAIT)
+        if not start.done.wait(wait):
             raise IntegrationUnavailable("MLflow's client is still starting (importing mlflow)")
-        if self._client is None:
-            error = self._startup_error or RuntimeError("unknown error")
+        return self._started_client(start)
+
+    @staticmethod
+    def _started_client(start: _ClientStart) -> MlflowClient:
+        if start.client is None:
+            error = start.error or RuntimeError("unknown error")
             raise IntegrationUnavailable(f"MLflow's client could not start: {_short(error)}")
-        return self._client
+        return start.client
 
     @staticmethod
     def _default_ui_url(tracking_uri: str) -> str | None:
@@ -189,19 +272,57 @@ class MlflowTracker:
         with self._errors(where):
             return fn()
 
-    def _experiment_id(self, name: str, *, create: bool) -> str | None:
-        cached = self._experiment_ids.get(name)
+    # -- experiments -------------------------------------------------------------------
+
+    def _remember(self, name: str, experiment_id: str) -> None:
+        with self._cache_lock:
+            self._experiment_ids[name] = experiment_id
+            self._experiment_names[experiment_id] = name
+
+    def _cached_id(self, name: str) -> str | None:
+        with self._cache_lock:
+            return self._experiment_ids.get(name)
+
+    @contextmanager
+    def _name_lock(self, name: str) -> Iterator[None]:
+        """Hold ``name``'s own lock (other names go on); dropped when nobody holds it."""
+        with self._cache_lock:
+            entry = self._name_locks.setdefault(name, _NameLock())
+            entry.users += 1
+        try:
+            with entry.lock:
+                yield
+        finally:
+            with self._cache_lock:
+                entry.users -= 1
+                if entry.users == 0:
+                    del self._name_locks[name]
+
+    def _find_experiment(self, name: str) -> str | None:
+        """The id of the experiment called ``name``, or None when there is none."""
+        cached = self._cached_id(name)
         if cached is not None:
             return cached
         experiment = self._call("get experiment", lambda: self.client.get_experiment_by_name(name))
         if experiment is None:
-            if not create:
-                return None
-            experiment_id = self._create_experiment(name)
-        else:
-            experiment_id = experiment.experiment_id
-        self._experiment_ids[name] = experiment_id
+            return None
+        experiment_id = str(experiment.experiment_id)
+        self._remember(name, experiment_id)
         return experiment_id
+
+    def _ensure_experiment(self, name: str) -> str:
+        """The id of the experiment called ``name``, created when there is none. Calls for
+        the same new name wait for the first, so the experiment is created once."""
+        cached = self._cached_id(name)
+        if cached is not None:
+            return cached
+        with self._name_lock(name):
+            found = self._find_experiment(name)  # the cache again, then MLflow
+            if found is not None:
+                return found
+            experiment_id = self._create_experiment(name)
+            self._remember(name, experiment_id)
+            return experiment_id
 
     def _create_experiment(self, name: str) -> str:
         try:
@@ -216,12 +337,38 @@ class MlflowTracker:
             return str(again.experiment_id)
 
     def _experiment_name(self, experiment_id: str) -> str:
-        for name, known in self._experiment_ids.items():
-            if known == experiment_id:
-                return name
+        with self._cache_lock:
+            cached = self._experiment_names.get(experiment_id)
+        if cached is not None:
+            return cached
         experiment = self._call("get experiment", lambda: self.client.get_experiment(experiment_id))
-        self._experiment_ids[experiment.name] = experiment_id
-        return str(experiment.name)
+        name = str(experiment.name)
+        self._remember(name, experiment_id)
+        return name
+
+    def experiments(self) -> dict[str, str]:
+        """Every active experiment, id to name, following MLflow's page tokens (pages of
+        :attr:`experiments_page_size`)."""
+        found: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            page = self._experiments_page(token)
+            for experiment in page:
+                found[str(experiment.experiment_id)] = str(experiment.name)
+            token = page.token
+            if not token:
+                break
+        for experiment_id, name in found.items():
+            self._remember(name, experiment_id)
+        return found
+
+    def _experiments_page(self, token: str | None) -> PagedList[Experiment]:
+        return self._call(
+            "search experiments",
+            lambda: self.client.search_experiments(
+                max_results=self.experiments_page_size, page_token=token
+            ),
+        )
 
     def _info(self, run: Run) -> RunInfo:
         data, info = run.data, run.info
@@ -248,8 +395,7 @@ class MlflowTracker:
     # -- runs ------------------------------------------------------------------------
 
     def create_run(self, spec: RunSpec) -> RunInfo:
-        experiment_id = self._experiment_id(spec.experiment, create=True)
-        assert experiment_id is not None
+        experiment_id = self._ensure_experiment(spec.experiment)
         if spec.idempotency_key:
             existing = self._run_with_key(experiment_id, spec.idempotency_key)
             if existing is not None:
@@ -369,17 +515,12 @@ class MlflowTracker:
     def search_runs(self, query: RunQuery) -> RunPage:
         if query.experiments:
             ids = [
-                i
-                for i in (self._experiment_id(n, create=False) for n in query.experiments)
-                if i is not None
+                i for i in (self._find_experiment(n) for n in query.experiments) if i is not None
             ]
-            if not ids:
-                return RunPage(runs=[])
         else:
-            experiments = self._call(
-                "search experiments", lambda: self.client.search_experiments(max_results=1000)
-            )
-            ids = [e.experiment_id for e in experiments]
+            ids = list(self.experiments())
+        if not ids:
+            return RunPage(runs=[])
         found = self._call(
             "search runs",
             lambda: self.client.search_runs(
@@ -415,16 +556,18 @@ class MlflowTracker:
     # -- health ----------------------------------------------------------------------
 
     def health(self) -> Health:
-        """A real request to the tracking server (or store): list one experiment."""
+        """A real request to the tracking server (or store): list one experiment. Starts
+        MLflow's client when it has not started (or its last start failed)."""
         started = time.perf_counter()
-        if not self._started.wait(HEALTH_STARTUP_WAIT):
+        start = self._starting()
+        if not start.done.wait(HEALTH_STARTUP_WAIT):
             return Health(
                 status=HealthStatus.DEGRADED,
                 detail="starting: MLflow's client is still loading",
                 latency_ms=(time.perf_counter() - started) * 1000,
             )
         try:
-            self.client.search_experiments(max_results=1)
+            self._started_client(start).search_experiments(max_results=1)
         except Exception as exc:  # every failure is a DOWN with its reason
             return Health(
                 status=HealthStatus.DOWN,
