@@ -176,3 +176,16 @@ def test_cycles_are_found_as_groups_whatever_their_length() -> None:
     imports = [edge("a", "b"), edge("b", "c"), edge("c", "a"), edge("c", "d"), edge("d", "e")]
 
     assert find_cycles(imports) == [["a", "b", "c"]]
+
+
+def test_a_plugin_checks_itself_against_the_installed_plugin_api(tmp_path: Path) -> None:
+    # no source roots given: the modules of the installed (here editable) distributions
+    assert check_plugin(REPO / "plugins" / "kserve" / "src") == []
+    root = tmp_path / "src"
+    shutil.copytree(REPO / "plugins" / "kserve" / "src", root)
+    append(root / "llmops_kserve" / "plugin.py", "from llmops.services import serving\n")
+
+    violations = check_plugin(root)
+
+    assert rules(violations) == ["plugin imports the server"]
+    assert "imports llmops.services" in str(violations[0])

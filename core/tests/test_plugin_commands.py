@@ -109,7 +109,7 @@ def test_a_plugin_adds_commands_under_its_name_and_help_lists_them(
     assert "cmdplug" in top.output
     assert "plain" not in top.output, "a plugin without commands adds no group"
     assert group.exit_code == 0, group.output
-    assert "Commands of the Commands test plugin." in group.output
+    assert "Commands of the cmdplug plugin." in group.output
     assert "hello" in group.output
     assert "move" in group.output
     assert hello.exit_code == 0, hello.output

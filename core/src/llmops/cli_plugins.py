@@ -10,11 +10,13 @@ ends.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from llmops import __version__
 from llmops.errors import LlmopsError
 from llmops.plugins.commands import MoveReport
 
@@ -70,12 +72,27 @@ class PlatformSession:
 
 
 class PluginCommands(click.Group):
-    """``llmops <plugin>``: the plugin's commands, with the platform as context object;
-    a domain error ends the command with its message (exit 1), not a traceback."""
+    """``llmops <plugin>``: the plugin's commands, with the platform as context object; a
+    domain error ends the command with its message (exit 1), not a traceback.
 
-    def __init__(self, *args: Any, settings: Callable[[], CoreSettings], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    Lazy: the plugin is loaded (stevedore, pluggy) and its hook called only when the group
+    is run or asked for its help, so ``llmops --help`` stays light."""
+
+    def __init__(self, name: str, *, settings: Callable[[], CoreSettings]) -> None:
+        super().__init__(name=name, help=f"Commands of the {name} plugin.")
         self._core_settings = settings
+        self._loaded: dict[str, click.Command] | None = None
+
+    def _commands(self) -> dict[str, click.Command]:
+        if self._loaded is None:
+            self._loaded = _plugin_commands(self.name or "", self._core_settings())
+        return self._loaded
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self._commands())
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._commands().get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         session = PlatformSession(self._core_settings, click.echo)
@@ -87,47 +104,57 @@ class PluginCommands(click.Group):
             raise click.ClickException(exc.detail) from exc
 
 
+def _plugin_commands(name: str, settings: CoreSettings) -> dict[str, click.Command]:
+    """Load the plugin ``name`` and call its ``llmops_cli_commands``."""
+    from llmops.plugins.discovery import call_one, load_plugins, make_plugin_manager
+    from llmops.plugins.info import PluginContext
+
+    pm = make_plugin_manager()
+    loaded, failures = load_plugins([name], pm)
+    if failures or not loaded:
+        reason = failures[0].error if failures else "not installed"
+        raise click.ClickException(f"plugin {name!r} could not be loaded: {reason}")
+    context = PluginContext(
+        plugin_name=name,
+        data_dir=settings.plugin_data_dir(name),
+        api_url=settings.api_url,
+        core_version=__version__,
+    )
+    commands = call_one(pm, loaded[0].module, "llmops_cli_commands", context=context) or []
+    return {command.name or "": command for command in commands}
+
+
+def _offers_commands(target: str) -> bool:
+    """Whether the plugin module ``target`` implements ``llmops_cli_commands``: imported
+    (plugin modules are import-light), its hook not called."""
+    try:
+        module = importlib.import_module(target.split(":", 1)[0])
+    except Exception:  # a broken plugin: `llmops plugins doctor` says why
+        return False
+    return callable(getattr(module, "llmops_cli_commands", None))
+
+
 class LlmopsGroup(click.Group):
-    """The root group: the core's commands, then one group per plugin that adds commands."""
+    """The root group: the core's commands, then one group per installed plugin that
+    adds commands (a plugin named like a core command cannot)."""
 
     settings: Callable[[], CoreSettings]
 
-    def list_commands(self, ctx: click.Context) -> list[str]:
+    def _plugins(self, ctx: click.Context) -> dict[str, str]:
         from llmops.plugins.discovery import installed_plugins
 
-        own = super().list_commands(ctx)
-        extra = [
-            plugin.name
-            for plugin in installed_plugins()
-            if plugin.name not in own and self._plugin_group(plugin.name) is not None
-        ]
-        return [*own, *sorted(extra)]
+        own = set(super().list_commands(ctx))
+        return {p.name: p.target for p in installed_plugins() if p.name not in own}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        offering = [n for n, target in self._plugins(ctx).items() if _offers_commands(target)]
+        return [*super().list_commands(ctx), *sorted(offering)]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, cmd_name) or self._plugin_group(cmd_name)
-
-    def _plugin_group(self, name: str) -> click.Command | None:
-        from llmops.integrations import plugin_context
-        from llmops.plugins.discovery import (
-            call_one,
-            installed_plugins,
-            load_plugins,
-            make_plugin_manager,
-        )
-
-        if name not in {plugin.name for plugin in installed_plugins()}:
+        own = super().get_command(ctx, cmd_name)
+        if own is not None:
+            return own
+        target = self._plugins(ctx).get(cmd_name)
+        if target is None or not _offers_commands(target):
             return None
-        pm = make_plugin_manager()
-        loaded, failures = load_plugins([name], pm)
-        if failures or not loaded:
-            return None  # `llmops plugins doctor` says why
-        context = plugin_context(self.settings(), name)
-        commands = call_one(pm, loaded[0].module, "llmops_cli_commands", context=context)
-        if not commands:
-            return None
-        return PluginCommands(
-            name=name,
-            commands=list(commands),
-            help=f"Commands of the {loaded[0].info.display_name} plugin.",
-            settings=self.settings,
-        )
+        return PluginCommands(cmd_name, settings=self.settings)

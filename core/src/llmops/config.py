@@ -76,6 +76,10 @@ class CoreSettings(BaseSettings):
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
 
+    def plugin_data_dir(self, name: str) -> Path:
+        """The folder the plugin ``name`` owns (``PluginContext.data_dir``)."""
+        return self.data_dir / "plugins" / name
+
     def default_enabled(self, name: str) -> bool:
         value = self.plugins.strip().lower()
         if value == "all":

@@ -597,8 +597,9 @@ class Gateway:
     async def _send(
         self, upstream: Upstream, path: str, body: dict[str, Any], *, stream: bool
     ) -> aiohttp.ClientResponse:
-        assert upstream.target is not None
         target = upstream.target
+        if target is None:
+            raise RuntimeError(f"endpoint {upstream.endpoint_name!r} has no inference target")
         send = partial(
             self.session().post,
             target.base_url.rstrip("/") + path,

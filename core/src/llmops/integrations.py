@@ -87,7 +87,7 @@ def plugin_context(settings: CoreSettings, name: str) -> PluginContext:
     """What the core hands to the hooks of the plugin ``name``."""
     return PluginContext(
         plugin_name=name,
-        data_dir=settings.data_dir / "plugins" / name,
+        data_dir=settings.plugin_data_dir(name),
         api_url=settings.api_url,
         core_version=__version__,
         migrations_lock=MIGRATIONS_LOCK,
@@ -314,7 +314,8 @@ class IntegrationRuntime:
         return model.model_validate({**known, **clear})
 
     def _configure(self, state: PluginState, stored: Mapping[str, Any]) -> None:
-        assert state.loaded is not None
+        if state.loaded is None:
+            raise Conflict(f"plugin {state.installed.name!r} is not loaded")
         name = state.installed.name
         try:
             settings = self.resolve_settings(name, stored)

@@ -414,8 +414,8 @@ class AuditMiddleware:
         platform: Platform | None = getattr(scope["app"].state, "platform", None)
         route = scope["route"]
         template = route_template(scope)
-        assert isinstance(route, APIRoute)
-        assert template is not None
+        if not isinstance(route, APIRoute) or template is None:
+            raise RuntimeError(f"no API route matched {scope.get('path')!r}")
         if platform is None:
             return
         authentication = await _authentication(scope)

@@ -329,7 +329,8 @@ class KServeBackend:
     def _start_canary(self, obj: dict[str, Any], record: DeploymentSpec) -> None:
         """The second step of a deployment created with a canary: the stable revision
         serves, so the candidate may take its share now."""
-        assert record.canary is not None
+        if record.canary is None:
+            raise InvalidRequest("the deployment has no canary to start", parameter="canary")
         body = objects.predictor(
             record,
             self.placement,

@@ -56,7 +56,8 @@ class KubernetesApi:
     @property
     def namespace(self) -> str:
         self._api()
-        assert self._namespace is not None
+        if self._namespace is None:  # _api() sets it with the client
+            raise IntegrationUnavailable("the Kubernetes client is not configured")
         return self._namespace
 
     def _api(self) -> CustomObjectsApi:
@@ -76,7 +77,8 @@ class KubernetesApi:
                 self._namespace = self.settings.namespace or namespace or "default"
                 self._where = f"the Kubernetes API at {self._client.configuration.host}"
                 self._custom = CustomObjectsApi(self._client)
-            assert self._custom is not None
+            if self._custom is None:
+                raise IntegrationUnavailable("the Kubernetes client is not configured")
             return self._custom
 
     def _build(self) -> tuple[ApiClient, str | None]:

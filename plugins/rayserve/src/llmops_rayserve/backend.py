@@ -329,7 +329,8 @@ class RayServeBackend:
 
     def _status(self, name: str, app: ApplicationDetails) -> DeploymentStatus:
         record = _record(app)
-        assert record is not None  # the callers checked it
+        if record is None:  # the callers checked it: an application llmops did not deploy
+            raise NotFound(f"Serve application {name!r} was not deployed by llmops")
         deployment = app.deployments.get(DEPLOYMENT_NAME)
         replicas = [] if deployment is None else _replicas(deployment)
         desired = None if deployment is None else deployment.target_num_replicas

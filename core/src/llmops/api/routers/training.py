@@ -54,7 +54,8 @@ def submit_training_job(
             )
         ]
     else:
-        assert body.stages is not None
+        if body.stages is None:  # the request model requires command or stages
+            raise InvalidRequest("give a command or stages", parameter="stages")
         stages = [
             s.to_spec().model_copy(update={"env": {**body.env, **s.env}}) for s in body.stages
         ]

@@ -232,6 +232,13 @@ def _installed(distribution: str) -> ModuleTree:
         if str(file).endswith(".py") and parts and parts[0] == CORE:
             parts = parts[:-1] if parts[-1] == "__init__" else parts
             tree.files[".".join(parts)] = Path(str(file.locate()))
+        elif str(file).endswith(".pth"):
+            # an editable install lists a .pth naming its source folders, not the modules
+            for line in Path(str(file.locate())).read_text(encoding="utf-8").splitlines():
+                folder = Path(line.strip())
+                if line.strip() and not line.startswith(("#", "import")) and folder.is_dir():
+                    found = ModuleTree([folder]).files
+                    tree.files.update({m: f for m, f in found.items() if m.split(".")[0] == CORE})
     return tree
 
 
