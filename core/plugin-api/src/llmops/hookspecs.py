@@ -191,8 +191,9 @@ def llmops_cli_commands(context: PluginContext) -> Sequence[click.Command] | Non
 
     Calling rule: called for this plugin only, when ``llmops <plugin-name> ...`` runs (a
     command, or its help) and the plugin is installed; ``llmops --help`` only imports the
-    plugin's module. Must stay import-light (import the tool's SDK inside the command). A plugin named like one of the core's
-    own commands (``up``, ``plugins``, ...) cannot add commands.
+    plugin's module. Must stay import-light (import the tool's SDK inside the command). A
+    plugin named like one of the core's own commands (``up``, ``plugins``, ...) cannot add
+    commands.
 
     .. versionadded:: 0.1
     """
