@@ -487,3 +487,40 @@ def test_revoked_on_the_command_line_is_refused_by_the_running_server(
     )
     assert result.exit_code == 0, result.output
     assert call(app_client, "GET", f"{API}/catalog/models", key).status_code == 401
+
+
+def test_a_key_cannot_revoke_itself_and_keeps_working(app_client: TestClient) -> None:
+    new_key(app_client, "admin", name="other-admin")  # so the last-admin rule is not why
+    admin = new_key(app_client, "admin")
+    me = call(app_client, "GET", f"{API}/me", admin).json()
+
+    refused = call(app_client, "DELETE", f"{API}/api-keys/{me['keyId']}", admin)
+
+    assert refused.status_code == 409
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    assert "cannot revoke itself" in refused.json()["detail"]
+    assert call(app_client, "GET", f"{API}/catalog/models", admin).status_code == 200
+
+
+def test_the_last_admin_key_cannot_be_revoked_but_one_of_two_can(
+    app_client: TestClient,
+) -> None:
+    first = new_key(app_client, "admin", name="first")
+    second = new_key(app_client, "admin", name="second")
+    ids = {
+        k["name"]: k["id"]
+        for k in call(app_client, "GET", f"{API}/api-keys", first, params={"role": "admin"})
+        .json()["items"]
+    }
+
+    revoked = call(app_client, "DELETE", f"{API}/api-keys/{ids['second']}", first)
+    with app_client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
+        from llmops.errors import Conflict
+        from llmops.services.api_keys import revoke_api_key
+
+        with pytest.raises(Conflict, match="last admin key"):
+            revoke_api_key(session=session, key_id=ids["first"])
+
+    assert revoked.status_code == 204
+    assert call(app_client, "GET", f"{API}/catalog/models", second).status_code == 401
+    assert call(app_client, "GET", f"{API}/catalog/models", first).status_code == 200

@@ -332,7 +332,8 @@ def api_keys_revoke(key_id: str) -> None:
 
     try:
         with _migrated_transaction(_settings()) as session:
-            name = revoke_api_key(session=session, key_id=key_id).name
+            # the operator may revoke the last admin key: `llmops up` makes a new one
+            name = revoke_api_key(session=session, key_id=key_id, keep_an_admin=False).name
     except NotFound as exc:
         raise click.ClickException(exc.detail) from exc
     click.echo(f"revoked key {key_id} ({name})")

@@ -24,7 +24,7 @@ from sqlalchemy import Select, event, inspect, or_, select, update
 from sqlalchemy.orm import Session, object_session
 
 from llmops.db.models import ApiKey, utcnow
-from llmops.errors import NotFound
+from llmops.errors import Conflict, NotFound
 from llmops.services.pagination import Page, paginate
 
 KEY_PREFIX = "llmops"
@@ -96,12 +96,40 @@ def create_initial_admin_key(*, session: Session) -> tuple[ApiKey, str] | None:
     return create_api_key(session=session, name=INITIAL_ADMIN, role=Role.ADMIN)
 
 
-def revoke_api_key(*, session: Session, key_id: str) -> ApiKey:
+def revoke_api_key(
+    *,
+    session: Session,
+    key_id: str,
+    by_key_id: str | None = None,
+    keep_an_admin: bool = True,
+) -> ApiKey:
+    """Revoke a key. ``by_key_id``, the key of the caller, may not be the one revoked
+    (sign in with another), and with ``keep_an_admin`` the last active admin key is not
+    revoked: the API would have no one left to administer it. The operator's CLI may
+    (``keep_an_admin=False``): the next ``llmops up`` then prints a new initial admin key.
+    """
     row = session.get(ApiKey, key_id)
     if row is None:
         raise NotFound(f"no API key with id {key_id!r}")
-    if row.revoked_at is None:
-        row.revoked_at = utcnow()
+    if row.revoked_at is not None:
+        return row
+    if by_key_id is not None and key_id == by_key_id:
+        raise Conflict(
+            "a key cannot revoke itself: revoke it with another admin key", parameter="keyId"
+        )
+    if keep_an_admin and row.role == Role.ADMIN.value:
+        # locked (PostgreSQL), so two admins revoking each other cannot both succeed
+        admins = session.scalars(
+            select(ApiKey.id)
+            .where(ApiKey.role == Role.ADMIN.value, ApiKey.revoked_at.is_(None))
+            .with_for_update()
+        ).all()
+        if list(admins) == [key_id]:
+            raise Conflict(
+                "the last admin key cannot be revoked: create another admin key first",
+                parameter="keyId",
+            )
+    row.revoked_at = utcnow()
     session.flush()
     return row
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from llmops.api.deps import Cursor, Limit, SessionDep
 from llmops.api.schemas import ApiKeyOut, ListPage
 from llmops.api.schemas_auth import ApiKeyCreate, ApiKeyCreated
+from llmops.auth import current_principal
 from llmops.services import api_keys
 from llmops.services.api_keys import Role
 
@@ -41,6 +42,10 @@ def list_api_keys(
 
 @router.delete("/{keyId}", status_code=204, response_class=Response, summary="Revoke an API key")
 def revoke_api_key(keyId: str, session: SessionDep) -> Response:
-    """Takes effect with the next request that presents the key."""
-    api_keys.revoke_api_key(session=session, key_id=keyId)
+    """Takes effect with the next request that presents the key. A key cannot revoke
+    itself, and the last admin key cannot be revoked (409)."""
+    principal = current_principal.get()
+    api_keys.revoke_api_key(
+        session=session, key_id=keyId, by_key_id=principal.key_id if principal else None
+    )
     return Response(status_code=204)
