@@ -509,8 +509,9 @@ def test_the_last_admin_key_cannot_be_revoked_but_one_of_two_can(
     second = new_key(app_client, "admin", name="second")
     ids = {
         k["name"]: k["id"]
-        for k in call(app_client, "GET", f"{API}/api-keys", first, params={"role": "admin"})
-        .json()["items"]
+        for k in call(app_client, "GET", f"{API}/api-keys", first, params={"role": "admin"}).json()[
+            "items"
+        ]
     }
 
     revoked = call(app_client, "DELETE", f"{API}/api-keys/{ids['second']}", first)
