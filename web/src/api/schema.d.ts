@@ -52,7 +52,8 @@ export type paths = {
         post?: never;
         /**
          * Revoke an API key
-         * @description Takes effect with the next request that presents the key.
+         * @description Takes effect with the next request that presents the key. A key cannot revoke
+         *     itself, and the last admin key cannot be revoked (409).
          */
         delete: operations["revoke_api_key"];
         options?: never;
