@@ -16,16 +16,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from llmops.testing.contracts.registry import RegistryContract
+from llmops.testing.wheels import build_wheels, fresh_venv, install
 
 pytestmark = pytest.mark.slow
 
@@ -75,24 +74,8 @@ class PluginEnv:
         )
 
 
-def _uv() -> str:
-    found = os.environ.get("UV") or shutil.which("uv")
-    if found is None:
-        pytest.skip("uv is not installed")
-    return found
-
-
-def _check(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        args, capture_output=True, text=True, timeout=300, check=False, **kwargs
-    )
-    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
-    uv = _uv()
     root = tmp_path_factory.mktemp("docs-example")
     assert not root.resolve().is_relative_to(REPO), "the example is built outside the repo"
     project = root / "llmops-folder-registry"
@@ -103,36 +86,18 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> PluginEnv:
             "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".venv", "*.egg-info"
         ),
     )
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    dist = root / "dist"
-    for source in ("core/plugin-api", "core/testing"):
-        _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
-    [wheel] = dist.glob("llmops_plugin_api-*.whl")
-    [kit] = dist.glob("llmops_testing-*.whl")
-
-    venv = root / "venv"
-    _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
-    python = venv / "bin" / "python"
-
-    install = [uv, "pip", "install", "--quiet", "--python", str(python)]
-    constraints = root / "constraints.txt"
-    exported = subprocess.run(
-        [uv, "export", "--frozen", "--no-dev", "--no-emit-workspace", "--no-hashes",
-         "--no-header", "--output-file", str(constraints)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    if exported.returncode == 0:
-        install += ["--constraint", str(constraints)]  # the locked versions: in uv's cache
-    install += [
-        f"llmops-plugin-api[testing] @ {wheel.as_uri()}",
-        f"llmops-testing @ {kit.as_uri()}",  # what the testing extra names, from its wheel
-        str(project),
-    ]
-    offline = subprocess.run(
-        [*install, "--offline"], env=env, capture_output=True, text=True, timeout=300, check=False
+    wheels = build_wheels(REPO, ("core/plugin-api", "core/testing"), root / "dist")
+    python = fresh_venv(root / "venv")
+    install(
+        python,
+        [
+            f"llmops-plugin-api[testing] @ {wheels['llmops_plugin_api'].as_uri()}",
+            # what the testing extra names, from its wheel
+            f"llmops-testing @ {wheels['llmops_testing'].as_uri()}",
+            project,
+        ],
+        repo=REPO,
     )
-    if offline.returncode != 0:  # something is not cached yet: let uv fetch it
-        _check(install, env=env)
     return PluginEnv(project=project, python=python)
 
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from llmops.testing.wheels import build_wheels, fresh_venv, install
 
 pytestmark = pytest.mark.slow
 
@@ -95,36 +95,17 @@ class FreshEnv:
         return probe
 
 
-def _uv() -> str:
-    found = os.environ.get("UV") or shutil.which("uv")
-    if found is None:
-        pytest.skip("uv is not installed")
-    return found
-
-
-def _check(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        args, capture_output=True, text=True, timeout=300, check=False, **kwargs
-    )
-    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout}\n{result.stderr}"
-    return result
-
-
 @pytest.fixture(scope="module")
 def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
-    uv = _uv()
     root = tmp_path_factory.mktemp("packaging")
-    dist = root / "dist"
-    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    for source in (
+    sources = (
         "core/plugin-api",
         "core",
         "tests/example_plugin",
         "plugins/mlflow",
         "plugins/kserve",
-    ):
-        _check([uv, "build", "--wheel", source, "--out-dir", str(dist)], cwd=REPO, env=env)
-    wheels = {w.name.split("-")[0]: w for w in dist.glob("*.whl")}
+    )
+    wheels = build_wheels(REPO, sources, root / "dist")
     assert set(wheels) == {
         "llmops_plugin_api",
         "llmops_core",
@@ -133,26 +114,9 @@ def fresh_env(tmp_path_factory: pytest.TempPathFactory) -> FreshEnv:
         "llmops_kserve",
     }
 
-    venv = root / "venv"
-    _check([uv, "venv", "--quiet", "--python", sys.executable, str(venv)], env=env)
-    python = venv / "bin" / "python"
-
-    install = [uv, "pip", "install", "--quiet", "--python", str(python)]
-    constraints = root / "constraints.txt"
-    exported = subprocess.run(
-        [uv, "export", "--frozen", "--no-dev", "--no-emit-workspace", "--no-hashes",
-         "--no-header", "--output-file", str(constraints)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    if exported.returncode == 0:
-        install += ["--constraint", str(constraints)]  # the locked versions: in uv's cache
-    install += [str(wheel) for wheel in wheels.values()]
-    offline = subprocess.run(
-        [*install, "--offline"], env=env, capture_output=True, text=True, timeout=300, check=False
-    )
-    if offline.returncode != 0:  # something is not cached yet: let uv fetch it
-        _check(install, env=env)
-    return FreshEnv(root=root, python=python, llmops=venv / "bin" / "llmops", wheels=wheels)
+    python = fresh_venv(root / "venv")
+    install(python, wheels.values(), repo=REPO)
+    return FreshEnv(root=root, python=python, llmops=python.with_name("llmops"), wheels=wheels)
 
 
 def plugin_rows(fresh_env: FreshEnv, data_dir: Path, **extra: str) -> dict[str, dict[str, Any]]:

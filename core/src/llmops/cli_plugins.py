@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from llmops import __version__
 from llmops.errors import LlmopsError
 from llmops.plugins.commands import MoveReport
 
@@ -106,20 +105,15 @@ class PluginCommands(click.Group):
 
 def _plugin_commands(name: str, settings: CoreSettings) -> dict[str, click.Command]:
     """Load the plugin ``name`` and call its ``llmops_cli_commands``."""
+    from llmops.integrations import plugin_context
     from llmops.plugins.discovery import call_one, load_plugins, make_plugin_manager
-    from llmops.plugins.info import PluginContext
 
     pm = make_plugin_manager()
     loaded, failures = load_plugins([name], pm)
     if failures or not loaded:
         reason = failures[0].error if failures else "not installed"
         raise click.ClickException(f"plugin {name!r} could not be loaded: {reason}")
-    context = PluginContext(
-        plugin_name=name,
-        data_dir=settings.plugin_data_dir(name),
-        api_url=settings.api_url,
-        core_version=__version__,
-    )
+    context = plugin_context(settings, name)
     commands = call_one(pm, loaded[0].module, "llmops_cli_commands", context=context) or []
     return {command.name or "": command for command in commands}
 

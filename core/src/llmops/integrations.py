@@ -61,7 +61,6 @@ from llmops.secrets import SecretCipher, SecretUndecryptable
 
 log = logging.getLogger(__name__)
 
-
 #: Plugins that ship inside the core and cannot be disabled: graceful degradation needs them.
 BUILTIN_PLUGINS = frozenset({"local"})
 
@@ -123,7 +122,7 @@ class PluginState:
     is_default_for: list[Capability] = field(default_factory=list)
 
     def serving_providers(self) -> list[ServingProvider]:
-        """The plugin's serving frameworks (checked against the Protocol when built)."""
+        """The plugin's serving frameworks (their contract suite proves the Protocol)."""
         return [cast(ServingProvider, p) for p in self.providers.get(Capability.SERVING, [])]
 
 
@@ -606,13 +605,9 @@ class IntegrationRuntime:
 
     def iter_serving_providers(self) -> Iterator[tuple[str, str, ServingProvider]]:
         """(plugin, framework name, provider) for every live serving framework."""
-        for plugin, _, name, provider in self.iter_providers_of(Capability.SERVING):
-            yield plugin, name, cast(ServingProvider, provider)
-
-    def iter_providers_of(
-        self, capability: Capability
-    ) -> Iterator[tuple[str, Capability, str, Provider]]:
-        return (entry for entry in self.iter_providers() if entry[1] is capability)
+        with self._lock:
+            for name, (state, provider) in sorted(self._provider_names(Capability.SERVING).items()):
+                yield state.installed.name, name, cast(ServingProvider, provider)
 
     def validate_default(self, capability: Capability, provider: str) -> None:
         with self._lock:

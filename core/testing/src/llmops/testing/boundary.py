@@ -61,10 +61,20 @@ class Violation:
         return f"{self.rule}: {self.detail}"
 
 
-class ModuleTree:
-    """The modules found under source roots (``src`` folders), by dotted name."""
+ImportNode = ast.Import | ast.ImportFrom
 
-    def __init__(self, roots: Iterable[Path]) -> None:
+
+class ModuleTree:
+    """The modules found under source roots (``src`` folders), by dotted name.
+
+    Each file is read and parsed once, on the first :meth:`imports` of its module; trees
+    given the same ``parsed`` cache share it.
+    """
+
+    def __init__(
+        self, roots: Iterable[Path], *, parsed: dict[Path, list[ImportNode]] | None = None
+    ) -> None:
+        self.parsed = parsed if parsed is not None else {}
         self.files: dict[str, Path] = {}
         for root in roots:
             for path in sorted(root.rglob("*.py")):
@@ -83,6 +93,14 @@ class ModuleTree:
     def is_package(self, module: str) -> bool:
         return self.files[module].name == "__init__.py"
 
+    def imports(self, module: str) -> list[ImportNode]:
+        """The import statements of ``module`` that run (not under ``TYPE_CHECKING``)."""
+        path = self.files[module]
+        if path not in self.parsed:
+            tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+            self.parsed[path] = list(_import_nodes(tree))
+        return self.parsed[path]
+
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
@@ -90,7 +108,7 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+def _import_nodes(node: ast.AST) -> Iterator[ImportNode]:
     """Every import under ``node`` except those in an ``if TYPE_CHECKING:`` body."""
     for child in ast.iter_child_nodes(node):
         if isinstance(child, ast.Import | ast.ImportFrom):
@@ -117,8 +135,7 @@ def scan(tree: ModuleTree, *, known: ModuleTree | None = None) -> list[Import]:
     known = known or tree
     found: list[Import] = []
     for module, path in tree.files.items():
-        parsed = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in _import_nodes(parsed):
+        for node in tree.imports(module):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -201,8 +218,8 @@ def check(
 ) -> list[Violation]:
     """Check the whole repository: the plugin API's and the server's source roots, and
     each plugin's source root by its import package name (``llmops_mlflow``)."""
-    api = ModuleTree(plugin_api)
     core = ModuleTree([*plugin_api, *server])
+    api = ModuleTree(plugin_api, parsed=core.parsed)
     violations: list[Violation] = []
     for edge in scan(api, known=core):
         if edge.imported not in api:
@@ -268,8 +285,7 @@ def check_plugin(
     violations: list[Violation] = []
     imports = scan(own)
     for path_module, path in own.files.items():
-        parsed = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-        for node in _import_nodes(parsed):
+        for node in own.imports(path_module):
             names = (
                 [alias.name for alias in node.names]
                 if isinstance(node, ast.Import)
@@ -288,9 +304,7 @@ def check_plugin(
     return violations
 
 
-def _outside_api(
-    name: str, node: ast.Import | ast.ImportFrom, api: ModuleTree, known: ModuleTree
-) -> str | None:
+def _outside_api(name: str, node: ImportNode, api: ModuleTree, known: ModuleTree) -> str | None:
     """The first module this import takes from outside the plugin API: ``name`` itself,
     or for ``from name import x`` a submodule ``name.x``; None when all is the API's."""
     candidates = [name]
