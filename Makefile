@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
-.PHONY: help bootstrap uv sync system-deps web-deps console console-build console-check run test lint typecheck pytest bench clean
+.PHONY: help bootstrap uv sync system-deps run-deps web-deps console console-build console-check run test lint typecheck pytest bench clean
 
 help:
 	@echo "make run    start the platform with embedded defaults on http://127.0.0.1:8000"
@@ -30,17 +30,26 @@ uv:
 sync: uv
 	$(UV) sync --frozen --all-packages
 
-# Debian packages the tests use: PostgreSQL's server binaries (the tests start their own
-# server in a temp dir) and Chromium (the console's browser tests; Playwright drives it,
-# it never downloads a browser of its own).
-DEBIAN_PACKAGES := $(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
+# Debian packages: bubblewrap, the sandbox the local executor runs pipeline stages in
+# (without it a server running as root refuses to start stages), for `make run` and the
+# tests; for the tests also PostgreSQL's server binaries (they start their own server in a
+# temp dir) and Chromium (the console's browser tests; Playwright drives it, it never
+# downloads a browser of its own).
+RUN_DEBIAN_PACKAGES := $(if $(wildcard /usr/bin/bwrap),,bubblewrap)
+DEBIAN_PACKAGES := $(RUN_DEBIAN_PACKAGES) \
+	$(if $(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
 	$(if $(wildcard /usr/bin/chromium),,chromium)
-system-deps:
-	@if [ -n "$(strip $(DEBIAN_PACKAGES))" ]; then \
-		echo "installing Debian packages: $(strip $(DEBIAN_PACKAGES))"; \
+define apt_install
+	@if [ -n "$(strip $(1))" ]; then \
+		echo "installing Debian packages: $(strip $(1))"; \
 		$(APT_GET) update -qq && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y -qq \
-			--no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+			--no-install-recommends $(1) >/dev/null; \
 	fi
+endef
+system-deps:
+	$(call apt_install,$(DEBIAN_PACKAGES))
+run-deps:
+	$(call apt_install,$(RUN_DEBIAN_PACKAGES))
 
 bootstrap: sync
 
@@ -67,7 +76,7 @@ console-check: sync web-deps
 
 # The platform without the dev group (which holds the example plugin from tests/), with
 # the train extra so that `llmops example train` has torch and transformers to run.
-run: uv web-deps
+run: uv run-deps web-deps
 	$(UV) sync --frozen --all-packages --no-dev --extra train
 	$(MAKE) --no-print-directory console-build
 	$(UV) run --no-sync llmops up

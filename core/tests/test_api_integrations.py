@@ -256,7 +256,13 @@ def test_local_is_listed_as_builtin_enabled_loaded_default_orchestrator(
     assert local["capabilities"] == ["orchestration"]
     assert local["defaultFor"] == ["orchestration"]
     assert local["providers"] == {"orchestration": ["local"]}
-    assert local["settings"] == {"max_parallel": 4, "kill_grace_seconds": 1.0}
+    assert local["settings"] == {
+        "max_parallel": 4,
+        "kill_grace_seconds": 1.0,
+        "isolation": "auto",
+        "inherit_env": [],
+        "writable_paths": [],
+    }
     defaults = client.get(f"{api}/integrations/defaults").json()["defaults"]
     assert defaults["orchestration"] == "local"
     assert defaults["tracking"] is None

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +252,22 @@ def start_server(env: dict[str, str], port: int, log: Any) -> subprocess.Popen[b
     return process
 
 
+def _pids_with_env(entry: str, program: str) -> list[int]:
+    """Host pids of live ``program`` processes whose environment holds ``entry``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0]
+        except OSError:
+            continue
+        if entry.encode() in environ and Path(argv0.decode()).name == program:
+            found.append(int(proc.name))
+    return found
+
+
 def test_a_killed_server_leaves_no_run_running_after_restart(
     tmp_path: Path, database_url: str
 ) -> None:
@@ -264,6 +281,7 @@ def test_a_killed_server_leaves_no_run_running_after_restart(
     port = free_port()
     api = f"http://127.0.0.1:{port}/llm-ops/v1"
     marker = tmp_path / "pid"
+    mark = uuid.uuid4().hex
     server = start_server(env, port, (tmp_path / f"server-{port}.log").open("wb"))
     # the first start prints the initial admin key once, as its own line
     printed = (tmp_path / f"server-{port}.log").read_text().splitlines()
@@ -275,13 +293,18 @@ def test_a_killed_server_leaves_no_run_running_after_restart(
             json={
                 "name": "orphan",
                 "stages": [
-                    {"name": "long", "command": ["sh", "-c", f"echo $$ > {marker}; exec sleep 60"]}
+                    {
+                        "name": "long",
+                        "command": ["sh", "-c", f"echo $$ > {marker}; exec sleep 60"],
+                        "env": {"ORPHAN_MARK": mark},
+                    }
                 ],
             },
         ).json()
         assert "id" in body, body
         wait_for(lambda: marker.exists() and marker.read_text().strip())
-        stage_pid = int(marker.read_text())
+        # $$ is the stage's pid in its sandbox's namespace: find the host's by its env
+        [stage_pid] = wait_for(lambda: _pids_with_env(f"ORPHAN_MARK={mark}", "sleep"))
     finally:
         os.killpg(server.pid, signal.SIGKILL)
         server.wait()

@@ -69,6 +69,8 @@ def llmops_api_routes(settings, context):
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 ADMIN_PREFIXES = (f"{API}/api-keys", f"{API}/operations", f"{API}/governance")
+#: a job's tracker proxy: the job's own token and admins
+TRACKER_PROXY = f"{API}/training/jobs/{{jobId}}/experiment-run/tracker/{{path}}"
 VIEWER_POSTS = {
     ("POST", f"{API}/experiments/search"),
     ("POST", f"{API}/experiments/compare"),
@@ -84,6 +86,8 @@ JOB_ROUTES = {
     ("POST", f"{API}/training/jobs/{{jobId}}/experiment-run"),
     ("POST", f"{API}/training/jobs/{{jobId}}/experiment-run/metrics"),
     ("GET", f"{API}/training/jobs/{{jobId}}/logs"),
+    ("GET", TRACKER_PROXY),
+    ("POST", TRACKER_PROXY),
 }
 ROLES = ("anonymous", "viewer", "editor", "admin", "job")
 
@@ -92,7 +96,7 @@ def needed_role(method: str, path: str) -> str | None:
     """The least role that may call a route (None: public)."""
     if (method, path) in PUBLIC:
         return None
-    if path.startswith(ADMIN_PREFIXES):
+    if path.startswith(ADMIN_PREFIXES) or path == TRACKER_PROXY:
         return "admin"
     if path.startswith(f"{API}/integrations") and method != "GET":
         return "admin"

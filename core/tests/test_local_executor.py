@@ -22,7 +22,7 @@ from pydantic import SecretStr, ValidationError
 
 import llmops
 from llmops.builtin import local_plugin
-from llmops.builtin.local_executor import INTERRUPTED_MESSAGE, LocalExecutor
+from llmops.builtin.local_executor import INTERRUPTED_MESSAGE, LocalExecutor, _marked_processes
 from llmops.capabilities.common import Capability, HealthStatus
 from llmops.capabilities.orchestration import (
     OrchestrationProvider,
@@ -64,6 +64,18 @@ def stage_of(status: PipelineStatus, name: str) -> Any:
 
 def run_dir(executor: LocalExecutor, run_id: str) -> Path:
     return executor.state_dir / "runs" / run_id
+
+
+def stage_processes(run_id: str, program: str = "sleep") -> list[int]:
+    """Host pids of the run's live processes running ``program`` (a sandboxed stage sees
+    pids of its own namespace: ``$!`` is not a host pid). They carry the run marker."""
+    found = []
+    for pid in _marked_processes(run_id):
+        with contextlib.suppress(OSError):
+            argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+            if Path(argv0.decode()).name == program and _alive(pid):
+                found.append(pid)
+    return found
 
 
 def live_group_members(pgid: int) -> list[int]:
@@ -185,14 +197,15 @@ def test_failing_stage_is_run_retries_plus_one_times_then_dependents_are_skipped
 
 
 def test_a_failure_stops_scheduling_but_lets_running_stages_finish(
-    executor: LocalExecutor,
+    executor: LocalExecutor, tmp_path: Path
 ) -> None:
+    gate = tmp_path / "fails-was-recorded"
     spec = pipeline(
         sh("exit 2", name="fails"),
         sh(
-            """
+            f"""
             i=0
-            until grep -q '"exit_code": 2' ../state.json; do
+            until [ -e {gate} ]; do
                 i=$((i + 1)); [ "$i" -gt 1000 ] && exit 4; sleep 0.005
             done
             """,
@@ -201,6 +214,8 @@ def test_a_failure_stops_scheduling_but_lets_running_stages_finish(
         sh("true", name="after-slow", depends_on=["slow"]),
     )
     run_id = executor.submit(spec).external_id
+    wait_until(lambda: stage_of(executor.status(run_id), "fails").exit_code == 2)
+    gate.touch()
 
     status = wait_terminal(executor, run_id)
 
@@ -280,8 +295,8 @@ def test_cancel_stops_a_sleeping_stage_and_its_children_within_two_seconds(
     child_pid_file = run_dir(executor, run_id) / "work" / "child.pid"
     wait_until(lambda: child_pid_file.exists() and child_pid_file.read_text().strip() != "")
     pgid = recorded_pid(executor, run_id, "a")
-    child = int(child_pid_file.read_text())
-    assert child in live_group_members(pgid)
+    wait_until(lambda: len(stage_processes(run_id)) == 2, what="both sleeps to start")
+    assert set(stage_processes(run_id)) <= set(live_group_members(pgid))
 
     started = time.monotonic()
     status = executor.cancel(run_id)
@@ -336,8 +351,8 @@ def test_a_stage_leaves_no_background_process_behind(executor: LocalExecutor) ->
     run_id = executor.submit(spec).external_id
 
     assert wait_terminal(executor, run_id).state is PipelineState.SUCCEEDED
-    child = int((run_dir(executor, run_id) / "work" / "child.pid").read_text())
-    wait_until(lambda: child not in live_group_members(child) and not _alive(child), 2.0)
+    assert (run_dir(executor, run_id) / "work" / "child.pid").read_text().strip()
+    wait_until(lambda: not stage_processes(run_id), 2.0, what="the background sleep to die")
 
 
 def _alive(pid: int) -> bool:
@@ -474,10 +489,13 @@ def test_stages_get_their_env_and_secrets_but_not_the_server_config(
         if "=" in line
     )
     assert "LLMOPS_DATABASE_URL" not in env
-    assert env["PLAIN_SERVER_VAR"] == "inherited"
+    assert "PLAIN_SERVER_VAR" not in env  # built, not inherited
+    assert env["PATH"] == os.environ["PATH"]  # the allow-list
+    assert env["HOME"] == str(folder / "work")
     assert env["STAGE_VAR"] == "stage"
     assert env["LLMOPS_API_URL"] == "http://x"
     assert env["JOB_TOKEN"] == secret
+    assert secret not in executor.logs(run_id)[0].text
     written = [p for p in folder.rglob("*") if p.is_file() and p.name != "env.txt"]
     assert {"spec.json", "state.json", "a.log"} <= {p.name for p in written}
     for path in written:
@@ -534,7 +552,8 @@ def abandoned_run(tmp_path: Path) -> Iterator[tuple[Path, str, int, int]]:
     folder = state_dir / "runs" / run_id
     state = json.loads((folder / "state.json").read_text())
     pgid = state["stages"][0]["pid"]
-    child = int((folder / "work" / "child.pid").read_text())
+    wait_until(lambda: len(stage_processes(run_id)) == 2, what="both sleeps")
+    child = min(stage_processes(run_id))  # the background one started first
     try:
         yield state_dir, run_id, pgid, child
     finally:

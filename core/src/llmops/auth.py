@@ -117,6 +117,14 @@ POLICY: tuple[Rule, ...] = (
         Role.EDITOR,
         audited=False,
     ),
+    # a job's tracker proxy: for the job's own token (JOB_ROUTES) and admins, who may look
+    # at what a job sees; editors write runs through the metrics route. Telemetry too.
+    Rule(
+        frozenset({"GET", "POST"}),
+        f"{API}/training/jobs/{{jobId}}/experiment-run/tracker/{{path}}",
+        Role.ADMIN,
+        audited=False,
+    ),
 )
 
 #: What a training job's own token may call, and only with its own ``jobId``.
@@ -127,6 +135,8 @@ JOB_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", f"{API}/training/jobs/{{jobId}}/experiment-run"),
         ("POST", f"{API}/training/jobs/{{jobId}}/experiment-run/metrics"),
         ("GET", f"{API}/training/jobs/{{jobId}}/logs"),
+        ("GET", f"{API}/training/jobs/{{jobId}}/experiment-run/tracker/{{path}}"),
+        ("POST", f"{API}/training/jobs/{{jobId}}/experiment-run/tracker/{{path}}"),
     }
 )
 

@@ -61,7 +61,17 @@ def up(host: str | None, port: int | None, data_dir: Path | None, log_level: str
     settings = _settings(host=host, port=port, data_dir=data_dir)
     click.echo(f"llmops: data in {settings.data_dir}, API on {settings.api_url}/llm-ops/v1")
     _ensure_admin_key(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        # X-Forwarded-For names the client only when a trusted proxy sent it (uvicorn would
+        # trust any local process): failed authentications are limited per client address
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
 
 
 @main.command()

@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from llmops.url_policy import AllowlistSetting
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
@@ -39,11 +41,36 @@ class CoreSettings(BaseSettings):
     max_archive_members: int = 100_000
     max_archive_bytes: int = 10 * 1024**3
     health_cache_seconds: float = 5.0
+    integration_url_allowlist: AllowlistSetting = Field(
+        default="",
+        description="internal hosts integration URLs set through the API may name: host "
+        "names, '*.domain', addresses and CIDRs, comma-separated; loopback, link-local and "
+        "private addresses are refused otherwise",
+    )
     provider_timeout_seconds: float = Field(
         default=10.0, gt=0, description="deadline of one call to a tool from a request"
     )
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=30.0, gt=0)
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=1,
+        description="failed authentications (unknown, malformed or revoked keys) one source "
+        "may make within auth_failure_window_seconds before it is blocked",
+    )
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    auth_block_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a blocked source gets 429 for any key this process has not "
+        "accepted before",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="comma-separated addresses or networks (10.0.0.0/8) of reverse proxies "
+        "whose X-Forwarded-For names the client to `llmops up`; empty: the connecting "
+        "address is the client",
+    )
     outbox_max_attempts: int = Field(default=10, ge=1)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
     executor_max_parallel: int = 4
@@ -75,6 +102,27 @@ class CoreSettings(BaseSettings):
     @property
     def storage_dir(self) -> Path:
         return self.data_dir / "storage"
+
+    def sqlite_path(self) -> Path | None:
+        """The database file when the database is SQLite."""
+        url = self.resolved_database_url
+        for prefix in ("sqlite:///", "sqlite+pysqlite:///"):
+            if url.startswith(prefix):
+                path = url[len(prefix) :].split("?", 1)[0]
+                return Path(path) if path and path != ":memory:" else None
+        return None
+
+    def protected_paths(self) -> tuple[Path, ...]:
+        """What no stage may read (``PluginContext.protected_paths``): the data dir and,
+        where they lie elsewhere, the SQLite database (with its journal files)."""
+        paths = [self.data_dir.resolve()]
+        database = self.sqlite_path()
+        if database is not None:
+            database = database.resolve()
+            if not database.is_relative_to(paths[0]):
+                suffixes = ("", "-wal", "-shm", "-journal")
+                paths += [database.with_name(database.name + s) for s in suffixes]
+        return tuple(paths)
 
     def plugin_data_dir(self, name: str) -> Path:
         """The folder the plugin ``name`` owns (``PluginContext.data_dir``)."""

@@ -90,6 +90,7 @@ def plugin_context(settings: CoreSettings, name: str) -> PluginContext:
         api_url=settings.api_url,
         core_version=__version__,
         migrations_lock=MIGRATIONS_LOCK,
+        protected_paths=settings.protected_paths(),
     )
 
 
@@ -177,6 +178,10 @@ class IntegrationRuntime:
 
     def context(self, name: str) -> PluginContext:
         return plugin_context(self.settings, name)
+
+    def environment_settings(self, name: str) -> dict[str, Any]:
+        """The plugin's ``LLMOPS_<PLUGIN>__<FIELD>`` values in this process's environment."""
+        return env_settings(name, self._environ)
 
     @staticmethod
     def generation(session: Session) -> tuple[Any, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,10 @@ log = logging.getLogger(__name__)
 class Platform:
     def __init__(self, settings: CoreSettings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # the data dir holds the key file, the database and every upload: its owner's only
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            settings.data_dir.chmod(0o700)
         self.engine = make_engine(settings.resolved_database_url)
         self.sessions = make_session_factory(self.engine)
         self.metrics = PlatformMetrics()

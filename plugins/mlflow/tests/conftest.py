@@ -21,11 +21,13 @@ def mlflow_server() -> Iterator[MlflowServer]:
 
 @dataclass
 class FakeMlflow:
-    """An HTTP server on 127.0.0.1 that records ``"METHOD /path"`` of every request and
-    answers each with ``status``, ``body`` and ``content_type``."""
+    """An HTTP server on 127.0.0.1 that records ``"METHOD /path"`` of every request (and
+    its Authorization header, None when it had none, in ``authorizations``) and answers
+    each with ``status``, ``body`` and ``content_type``."""
 
     url: str = ""
     requests: list[str] = field(default_factory=list)
+    authorizations: list[str | None] = field(default_factory=list)
     status: int = 200
     body: bytes = b"{}"
     content_type: str = "application/json"
@@ -43,6 +45,7 @@ def fake_mlflow() -> Iterator[FakeMlflow]:
                 self.rfile.read(length)
             with lock:
                 fake.requests.append(f"{self.command} {self.path.split('?')[0]}")
+                fake.authorizations.append(self.headers.get("Authorization"))
             self.send_response(fake.status)
             self.send_header("Content-Type", fake.content_type)
             self.send_header("Content-Length", str(len(fake.body)))

@@ -106,15 +106,66 @@ def test_a_server_run_links_to_mlflows_ui(mlflow_server: MlflowServer, tmp_path:
     assert tracker.run_url(run.run_id) == run.ui_url
 
 
-def test_the_token_is_a_write_only_secret_and_reaches_mlflows_client(tmp_path: Path) -> None:
+def test_the_token_is_a_write_only_secret_that_reaches_mlflow_but_not_the_environment(
+    fake_mlflow: FakeMlflow, tmp_path: Path
+) -> None:
     schema = MlflowSettings.model_json_schema()["properties"]["token"]
-    settings = MlflowSettings.model_validate({"token": "s3cret"})
+    settings = MlflowSettings.model_validate({"tracking_uri": fake_mlflow.url, "token": "s3cret"})
 
-    llmops_tracking(settings, _context(tmp_path))
+    tracker = llmops_tracking(settings, _context(tmp_path))
+    wait_for(lambda: tracker.health().status is HealthStatus.OK, timeout=30, what="MLflow")
+    tracker.experiments()
 
     assert "s3cret" not in repr(settings)
     assert any(option.get("writeOnly") for option in schema.get("anyOf", [schema]))
-    assert os.environ["MLFLOW_TRACKING_TOKEN"] == "s3cret"
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ  # subprocesses inherit nothing
+    assert len(fake_mlflow.authorizations) >= 2
+    assert set(fake_mlflow.authorizations) == {"Bearer s3cret"}
+
+
+def _tested(client: TestClient) -> dict[str, Any]:
+    """The integration's connection test, once MLflow's client has started."""
+
+    def started() -> dict[str, Any] | None:
+        found: dict[str, Any] = client.post("/llm-ops/v1/integrations/mlflow/test").json()
+        return None if "starting" in found["results"][0]["detail"] else found
+
+    answer: dict[str, Any] | None = wait_for(
+        started, timeout=30, interval=0.2, what="MLflow's client to start"
+    )
+    assert answer is not None
+    return answer
+
+
+def test_a_token_removed_from_the_integration_is_sent_no_more_and_was_never_in_the_environment(
+    fake_mlflow: FakeMlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LLMOPS_MLFLOW__TRACKING_URI", fake_mlflow.url)
+    app = create_app(CoreSettings(data_dir=tmp_path / "data", plugins="mlflow"), start_worker=False)
+    config = "/llm-ops/v1/integrations/mlflow/config"
+    with TestClient(app) as client:
+        with app.state.platform.transaction() as session:
+            _, key = create_api_key(session=session, name="t", role=Role.ADMIN)
+        client.headers["Authorization"] = f"Bearer {key}"
+        set_token = client.put(config, json={"settings": {"token": "canary-5f1e"}})
+        with_token = _tested(client)
+        sent_with_token = list(fake_mlflow.authorizations)
+        environment_with_token = dict(os.environ)
+        fake_mlflow.authorizations.clear()
+        removed = client.put(config, json={"settings": {"token": None}})
+        without_token = _tested(client)
+        sent_without_token = list(fake_mlflow.authorizations)
+
+    assert set_token.status_code == 200, set_token.text
+    assert removed.status_code == 200, removed.text
+    assert with_token["ok"] is True
+    assert without_token["ok"] is True
+    assert sent_with_token
+    assert set(sent_with_token) == {"Bearer canary-5f1e"}
+    assert sent_without_token
+    assert set(sent_without_token) == {None}
+    assert not [k for k, v in environment_with_token.items() if "canary-5f1e" in v]
+    assert "MLFLOW_TRACKING_TOKEN" not in os.environ
 
 
 def test_the_platform_finds_the_plugin_and_reports_mlflows_health(

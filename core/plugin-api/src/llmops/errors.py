@@ -56,6 +56,18 @@ class PayloadTooLarge(LlmopsError):
     title = "Payload too large"
 
 
+class TooManyRequests(LlmopsError):
+    """The caller must wait ``retry_after`` seconds (answered with ``Retry-After``)."""
+
+    status = 429
+    slug = "too-many-requests"
+    title = "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int, **extensions: Any) -> None:
+        super().__init__(detail, **extensions)
+        self.retry_after = max(1, retry_after)
+
+
 class IntegrationUnavailable(LlmopsError):
     """The tool behind a provider could not be reached or timed out."""
 

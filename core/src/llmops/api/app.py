@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops import __version__
 from llmops.api import errors
-from llmops.api.console import CONSOLE_DIR, ConsoleFiles, console_built
+from llmops.api.console import CONSOLE_DIR, console_built, console_route
 from llmops.api.errors import PROBLEM_SCHEMA
 from llmops.api.idempotency import IdempotencyMiddleware
 from llmops.api.routers import (
@@ -163,6 +163,9 @@ def create_app(
         summary="The LLM Ops platform: catalog, training, serving, pipelines, integrations.",
         lifespan=lifespan,
         generate_unique_id_function=operation_id,
+        # one spelling per path: /catalog/models/ is a 404, not a redirect built from the
+        # caller's Host header
+        redirect_slashes=False,
         # every route, plugins' included, passes the access policy (llmops.auth)
         dependencies=[Depends(authorize)],
         responses={
@@ -173,6 +176,11 @@ def create_app(
             401: {"description": "No API key, or an invalid or revoked one", **problem},
             403: {"description": "The key's role may not call this route", **problem},
             422: {"description": "Invalid request", **problem},
+            429: {
+                "description": "Too many failed authentications from this address: retry "
+                "after Retry-After",
+                **problem,
+            },
             500: {"description": "Internal error", **problem},
             503: {
                 "description": "A tool or the database is busy: retry after Retry-After",
@@ -219,5 +227,5 @@ def create_app(
 
     console = console_dir or CONSOLE_DIR
     if console_built(console):
-        app.mount("/", ConsoleFiles(directory=console, html=True), name="console")
+        app.router.routes.append(console_route(console))
     return app

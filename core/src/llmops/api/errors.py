@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from functools import lru_cache
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -12,7 +14,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from llmops.errors import LlmopsError, Unauthenticated
+from llmops.api.console import route_path
+from llmops.errors import LlmopsError, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +61,60 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
-def _allow_header(request: Request) -> dict[str, str]:
-    """Every method the path supports (Starlette's own Allow names one route's only)."""
+def _allow_header(request: Request, exc: StarletteHTTPException) -> dict[str, str]:
+    """The methods the OpenAPI document gives the path (Starlette's own Allow names one
+    route's only): those of the first template that matches it, as routes match in order,
+    so ``/integrations/defaults`` allows its own GET, not the PATCH of
+    ``/integrations/{name}``. Plugins' routes and the inference routes served below
+    FastAPI are in the document too. A 405 raised elsewhere (the console's files) keeps
+    the Allow it came with."""
+    path = route_path(request.scope)
     for template, item in request.app.openapi().get("paths", {}).items():
-        pattern, _, _ = compile_path(template)
-        if pattern.match(request.url.path):  # routes match in order: the first one owns it
+        if _template_regex(template).match(path):
             return {"Allow": ", ".join(sorted(m.upper() for m in item if m.upper() in _METHODS))}
+    if exc.headers and "Allow" in exc.headers:
+        return {"Allow": exc.headers["Allow"]}
     return {"Allow": ""}
 
 
 _METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
+@lru_cache(maxsize=1024)
+def _template_regex(template: str) -> re.Pattern[str]:
+    return compile_path(template)[0]
+
+
+#: The longest map key a 422 repeats in its locations: the key is the caller's own input,
+#: and an oversized one (the reason for the 422) is not sent back whole.
+LOCATION_PART_LENGTH = 100
+
+
+def _location_part(part: object) -> str:
+    text = str(part)
+    return text if len(text) <= LOCATION_PART_LENGTH else text[:LOCATION_PART_LENGTH] + "…"
+
+
+def error_headers(exc: LlmopsError) -> dict[str, str] | None:
+    """The headers an error's answer carries: a 401's Bearer challenge, a 429's
+    Retry-After."""
+    if isinstance(exc, Unauthenticated):
+        return {"WWW-Authenticate": exc.challenge}
+    if isinstance(exc, TooManyRequests):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(LlmopsError)
     async def _domain(request: Request, exc: LlmopsError) -> JSONResponse:
-        headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
         return problem(
             exc.status,
             exc.slug,
             exc.title,
             exc.detail,
             request.url.path,
-            headers=headers,
+            headers=error_headers(exc),
             **exc.extensions,
         )
 
@@ -88,7 +122,7 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {
-                "location": [str(p) for p in err.get("loc", ())],
+                "location": [_location_part(p) for p in err.get("loc", ())],
                 "message": err.get("msg", ""),
                 "type": err.get("type", ""),
             }
@@ -112,7 +146,7 @@ def install(app: FastAPI) -> None:
             str(exc.detail),
             str(exc.detail),
             request.url.path,
-            headers=_allow_header(request)
+            headers=_allow_header(request, exc)
             if exc.status_code == 405
             else (dict(exc.headers) if exc.headers else None),
         )

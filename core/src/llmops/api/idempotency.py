@@ -3,8 +3,10 @@
 The first request with a key runs and its answer is stored; the same key with the same
 request replays that answer (``Idempotent-Replayed: true``); the same key with another
 body or path is refused with 422; a request whose twin is still running gets 409. Keys are
-scoped to the caller's credential and kept for 24 hours. A 5xx answer is not kept, so
-the client may try again with the same key.
+scoped to the caller's credential and kept for 24 hours. A 5xx or 429 answer is not
+kept, so the client may try again with the same key. A request without a valid key runs
+without its key: the app refuses it (401, or 429 for a blocked source, whose keys are not
+even looked up) and nothing is stored or replayed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmops.api.errors import PROBLEM, TYPE_BASE
-from llmops.auth import authenticate
+from llmops.api.security import authentication_of
 from llmops.db.models import IdempotencyRecord, utcnow
 from llmops.platform import Platform
 
@@ -83,16 +85,16 @@ class IdempotencyMiddleware:
                 ),
             )
             return
+        authentication = await authentication_of(scope)  # the app's own check reuses it
+        if authentication is None or authentication.failure is not None:
+            await self.app(scope, _replaying(body), send)  # refused: nothing is replayed
+            return
         platform: Platform = scope["app"].state.platform
         scope_hash = hashlib.sha256(headers.get(b"authorization", b"")).hexdigest()
         request_hash = hashlib.sha256(path.encode() + b"\0" + body).hexdigest()
-        token = headers.get(b"authorization", b"").decode("latin-1")
         verdict = await anyio.to_thread.run_sync(
-            _begin, platform, scope_hash, key, path, request_hash, token
+            _begin, platform, scope_hash, key, path, request_hash
         )
-        if verdict == "unauthenticated":  # the app answers 401, nothing is replayed
-            await self.app(scope, _replaying(body), send)
-            return
         if isinstance(verdict, tuple):
             status, stored_headers, stored_body = verdict
             await _replay(send, status, stored_headers, stored_body)
@@ -169,17 +171,11 @@ def _replaying(body: bytes) -> Receive:
 
 
 def _begin(
-    platform: Platform, scope_hash: str, key: str, path: str, request_hash: str, token: str
+    platform: Platform, scope_hash: str, key: str, path: str, request_hash: str
 ) -> str | tuple[int, dict[str, str], bytes]:
-    """Claim the key (the record's id), or the stored answer, or 'conflict'/'mismatch';
-    'unauthenticated' when the credential is no longer valid (a revoked key replays
-    nothing)."""
+    """Claim the key (the record's id), or the stored answer, or 'conflict'/'mismatch'."""
     now = utcnow()
     with platform.sessions() as session:
-        bearer = token.removeprefix("Bearer ").strip()
-        if authenticate(session=session, token=bearer).failure is not None:
-            session.rollback()
-            return "unauthenticated"
         session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.expires_at < now))
         existing = session.scalars(
             select(IdempotencyRecord).where(
@@ -216,7 +212,7 @@ def _finish(platform: Platform, record_id: str, captured: dict[str, Any]) -> Non
         record = session.get(IdempotencyRecord, record_id)
         if record is None:
             return
-        if captured["status"] >= 500:
+        if captured["status"] >= 500 or captured["status"] == 429:
             session.delete(record)  # not an answer worth keeping: the client may retry
             return
         record.state = "done"

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 from llmops.capabilities.orchestration import STAGE_NAME_PATTERN, StageSpec
+
+#: a stage's name (STAGE_NAME_PATTERN says 63 characters too) and a pipeline's stages
+STAGE_NAME_LENGTH = 63
+MAX_STAGES = 200
 
 T = TypeVar("T")
 
@@ -36,9 +42,106 @@ class ApiModel(BaseModel):
 
 
 class Input(ApiModel):
-    """Request bodies refuse unknown fields, so a misspelt key is an error, not a no-op."""
+    """Request bodies refuse unknown fields, so a misspelt key is an error, not a no-op.
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    They are strict too: a value must have the JSON type the schema gives, so ``"3"`` is
+    no integer and ``"false"`` no boolean (lax validation would convert both, and obey a
+    body that breaks the documented schema). An integer for a number and an enum's string
+    pass strict validation as they are; a date-time, which JSON can only carry as a
+    string, is declared :data:`JsonDatetime`.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", strict=True
+    )
+
+
+def _date_time_string(value: object) -> object:
+    if isinstance(value, str | datetime):
+        return value
+    raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time string")
+
+
+#: A date-time in a request body: an ISO 8601 string, parsed although the model is strict
+#: (strict validation of Python input would take a ``datetime`` object only); a number,
+#: which lax parsing would read as a Unix time, is still refused.
+JsonDatetime = Annotated[datetime, BeforeValidator(_date_time_string), Strict(False)]
+
+
+# -- bounds -----------------------------------------------------------------------------
+# Every string, list and map of a request body has a bound (a test walks the OpenAPI
+# document for one without). Where the value ends up in a tool, its limit is the tool's.
+
+#: a catalog entry's, a job's or a pipeline's name (NAME says 200 characters too)
+NAME_LENGTH = 200
+#: an id the platform made (32 hex digits), or a name in its place
+REF_LENGTH = 200
+#: a plugin's or a provider's name
+PROVIDER_LENGTH = 80
+#: descriptions
+TEXT_LENGTH = 10_000
+#: URIs of models and artifacts
+URI_LENGTH = 1000
+#: an experiment's name, a tracker's filter expression or page token
+EXPERIMENT_LENGTH = 500
+#: keys of params, tags and hyperparameters (MLflow's limit for keys)
+KEY_LENGTH = 250
+#: values of experiment params and tags (MLflow's tag values; its params allow 6000)
+TRACKING_VALUE_LENGTH = 8000
+#: a map of a tool's own settings or options, as JSON
+JSON_MAP_LENGTH = 64 * 1024
+
+#: a catalog tag (a hub's "base_model:finetune:<org>/<repo>" fits)
+Tag = Annotated[str, Field(max_length=256)]
+#: a Kubernetes label's key (a 253-character DNS prefix, "/", a 63-character name)
+LabelKey = Annotated[str, Field(max_length=317)]
+#: a Kubernetes label's value
+LabelValue = Annotated[str, Field(max_length=63)]
+Labels = Annotated[dict[LabelKey, LabelValue], Field(max_length=64)]
+EnvName = Annotated[str, Field(max_length=256)]
+#: an environment variable's value (Linux takes 128 KiB for one)
+EnvValue = Annotated[str, Field(max_length=32 * 1024)]
+Env = Annotated[dict[EnvName, EnvValue], Field(max_length=200)]
+#: one argument of a command (an inline script included)
+Arg = Annotated[str, Field(max_length=64 * 1024)]
+Command = Annotated[list[Arg], Field(min_length=1, max_length=1000)]
+#: a path in a stage's file system (Linux's PATH_MAX)
+FilePath = Annotated[str, Field(max_length=4096)]
+#: a key of params, tags, metrics or a free-form map
+Key = Annotated[str, Field(max_length=KEY_LENGTH)]
+TrackingValue = Annotated[str, Field(max_length=TRACKING_VALUE_LENGTH)]
+TrackingMap = Annotated[dict[Key, TrackingValue], Field(max_length=200)]
+
+
+def json_within(length: int) -> AfterValidator:
+    """The bound of a free-form map of any JSON values as a whole: at most ``length``
+    characters as JSON. Declare it with ``json_schema_extra={"x-max-json-length": length}``
+    as :data:`JsonMap` does: JSON Schema has no word for it."""
+
+    def within(value: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(value, default=str)) > length:
+            raise PydanticCustomError(
+                "too_long", "Map should be at most {limit} characters as JSON", {"limit": length}
+            )
+        return value
+
+    return AfterValidator(within)
+
+
+#: A free-form map for a tool (hyperparameters, a framework's options, a plugin's
+#: settings): values are any JSON, so the map is bounded as a whole.
+JsonMap = Annotated[
+    dict[Key, Any],
+    Field(max_length=200, json_schema_extra={"x-max-json-length": JSON_MAP_LENGTH}),
+    json_within(JSON_MAP_LENGTH),
+]
+#: A request of a job's process forwarded to its tracker's own API (MLflow's REST API
+#: takes up to 1 MB in one request).
+ToolRequestBody = Annotated[
+    dict[Key, Any],
+    Field(max_length=100, json_schema_extra={"x-max-json-length": 1024 * 1024}),
+    json_within(1024 * 1024),
+]
 
 
 class ListPage(ApiModel, Generic[T]):
@@ -64,26 +167,28 @@ NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 
 class ModelCreate(Input):
-    name: str = Field(pattern=NAME)
+    name: str = Field(pattern=NAME, max_length=NAME_LENGTH)
     version: str = Field(default="1", max_length=64)
-    description: str = Field(default="", max_length=10_000)
+    description: str = Field(default="", max_length=TEXT_LENGTH)
     task: str | None = Field(default=None, max_length=64)
     framework: str | None = Field(default=None, max_length=64)
-    uri: str | None = Field(default=None, max_length=1000)
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    labels: dict[str, str] = Field(default_factory=dict)
+    uri: str | None = Field(default=None, max_length=URI_LENGTH)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    labels: Labels = Field(default_factory=dict)
 
 
 class ModelUpdate(Input):
-    name: str | None = Field(default=None, pattern=NAME)
+    name: str | None = Field(default=None, pattern=NAME, max_length=NAME_LENGTH)
     version: str | None = Field(default=None, max_length=64)
-    description: str | None = Field(default=None, max_length=10_000)
+    description: str | None = Field(default=None, max_length=TEXT_LENGTH)
     task: str | None = Field(default=None, max_length=64)
     framework: str | None = Field(default=None, max_length=64)
-    status: str | None = Field(default=None, pattern=r"^(registered|ready|archived)$")
-    uri: str | None = Field(default=None, max_length=1000)
-    tags: list[str] | None = Field(default=None, max_length=50)
-    labels: dict[str, str] | None = None
+    status: str | None = Field(
+        default=None, pattern=r"^(registered|ready|archived)$", max_length=10
+    )
+    uri: str | None = Field(default=None, max_length=URI_LENGTH)
+    tags: list[Tag] | None = Field(default=None, max_length=50)
+    labels: Labels | None = None
 
 
 class ModelOut(ApiModel):
@@ -103,10 +208,10 @@ class ModelOut(ApiModel):
 
 
 class DatasetCreate(Input):
-    name: str = Field(pattern=NAME)
-    description: str = Field(default="", max_length=10_000)
+    name: str = Field(pattern=NAME, max_length=NAME_LENGTH)
+    description: str = Field(default="", max_length=TEXT_LENGTH)
     format: str | None = Field(default=None, max_length=32)
-    tags: list[str] = Field(default_factory=list, max_length=50)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
 
 
 class DatasetOut(ApiModel):
@@ -139,30 +244,49 @@ class UploadResult(ApiModel):
 
 
 class StageIn(Input):
-    name: str = Field(pattern=STAGE_NAME_PATTERN)
-    command: list[str] = Field(min_length=1)
-    env: dict[str, str] = Field(default_factory=dict)
-    working_dir: str | None = None
-    depends_on: list[str] = Field(default_factory=list)
+    name: str = Field(pattern=STAGE_NAME_PATTERN, max_length=STAGE_NAME_LENGTH)
+    command: Command
+    env: Env = Field(default_factory=dict)
+    working_dir: FilePath | None = None
+    depends_on: list[Annotated[str, Field(max_length=STAGE_NAME_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_STAGES
+    )
     retries: int = Field(default=0, ge=0, le=20)
     timeout_seconds: float | None = Field(default=None, gt=0)
-    image: str | None = None
+    image: str | None = Field(default=None, max_length=URI_LENGTH)
 
     def to_spec(self) -> StageSpec:
         return StageSpec(**self.model_dump())
 
 
 class PipelineCreate(Input):
-    name: str = Field(min_length=1, max_length=200)
-    stages: list[StageIn] = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=NAME_LENGTH)
+    stages: list[StageIn] = Field(min_length=1, max_length=MAX_STAGES)
     max_parallel: int | None = Field(default=None, ge=1, le=64)
-    labels: dict[str, str] = Field(default_factory=dict)
-    provider: str | None = Field(default=None, description="orchestrator; the default if null")
+    labels: Labels = Field(default_factory=dict)
+    provider: str | None = Field(
+        default=None, max_length=PROVIDER_LENGTH, description="orchestrator; the default if null"
+    )
+
+
+class StageSpecOut(ApiModel):
+    """A stage as stored: :class:`StageIn`'s fields without its bounds, as the platform
+    adds its own (a training job's stage gets LLMOPS_HYPERPARAMETERS, which may be longer
+    than a caller's environment value may be)."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str] = Field(default_factory=dict)
+    working_dir: str | None = None
+    depends_on: list[str] = Field(default_factory=list)
+    retries: int = 0
+    timeout_seconds: float | None = None
+    image: str | None = None
 
 
 class PipelineSpecOut(ApiModel):
     name: str
-    stages: list[StageIn]
+    stages: list[StageSpecOut]
     max_parallel: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
 
@@ -208,18 +332,17 @@ class LogsOut(ApiModel):
 
 
 class TrainingJobCreate(Input):
-    name: str = Field(pattern=NAME)
-    model_id: str | None = None
-    dataset_id: str | None = None
-    command: list[str] | None = Field(
-        default=None, min_length=1, description="a one-stage job; or give stages"
-    )
-    stages: list[StageIn] | None = Field(default=None, min_length=1, max_length=200)
-    env: dict[str, str] = Field(default_factory=dict)
-    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    #: its pipeline is named "training-<name>", within a pipeline name's 200 characters
+    name: str = Field(pattern=NAME, max_length=NAME_LENGTH - len("training-"))
+    model_id: str | None = Field(default=None, max_length=REF_LENGTH)
+    dataset_id: str | None = Field(default=None, max_length=REF_LENGTH)
+    command: Command | None = Field(default=None, description="a one-stage job; or give stages")
+    stages: list[StageIn] | None = Field(default=None, min_length=1, max_length=MAX_STAGES)
+    env: Env = Field(default_factory=dict)
+    hyperparameters: JsonMap = Field(default_factory=dict)
     retries: int = Field(default=0, ge=0, le=20)
     timeout_seconds: float | None = Field(default=None, gt=0)
-    provider: str | None = None
+    provider: str | None = Field(default=None, max_length=PROVIDER_LENGTH)
     track: bool = Field(
         default=True,
         description="give the job an experiment run in the default tracker, when one is "
@@ -227,16 +350,20 @@ class TrainingJobCreate(Input):
         "MLFLOW_RUN_ID)",
     )
     experiment: str | None = Field(
-        default=None, description="the run's experiment; the job's model name if null"
+        default=None,
+        max_length=EXPERIMENT_LENGTH,
+        description="the run's experiment; the job's model name if null",
     )
 
 
 class JobModelRegister(Input):
     """Register the model a succeeded training job saved into its output's ``model/``."""
 
-    name: str | None = Field(default=None, pattern=NAME, description="default: the job's name")
+    name: str | None = Field(
+        default=None, pattern=NAME, max_length=NAME_LENGTH, description="default: the job's name"
+    )
     version: str = Field(default="1", max_length=64)
-    description: str = Field(default="", max_length=10_000)
+    description: str = Field(default="", max_length=TEXT_LENGTH)
 
 
 class TrainingJobOut(Degradable):
@@ -295,12 +422,20 @@ class IntegrationOut(ApiModel):
     )
 
 
+class IntegrationConfiguredOut(IntegrationOut):
+    secrets_cleared: list[str] = Field(
+        default_factory=list,
+        description="secret fields this change cleared because a URL they are sent to "
+        "changed; send them again with the new URL",
+    )
+
+
 class IntegrationPatch(Input):
     enabled: bool
 
 
 class IntegrationConfigIn(Input):
-    settings: dict[str, Any] = Field(
+    settings: JsonMap = Field(
         description="fields to set, named as in the plugin's settingsSchema (its own names, "
         "like its LLMOPS_<PLUGIN>__<FIELD> variables); null removes a stored value; secret "
         "fields omitted keep their stored value"
@@ -308,7 +443,7 @@ class IntegrationConfigIn(Input):
 
 
 class DefaultProviderIn(Input):
-    provider: str
+    provider: str = Field(max_length=PROVIDER_LENGTH)
 
 
 class DefaultsOut(ApiModel):
@@ -370,7 +505,9 @@ class AutoscalingIn(Input):
     min_replicas: int = Field(default=1, ge=0)
     max_replicas: int = Field(default=1, ge=1)
     target_ongoing_requests: float | None = Field(default=None, gt=0)
-    scale_metric: str | None = Field(default=None, pattern=r"^(concurrency|rps|cpu|memory)$")
+    scale_metric: str | None = Field(
+        default=None, pattern=r"^(concurrency|rps|cpu|memory)$", max_length=11
+    )
     scale_target: int | None = Field(default=None, gt=0)
 
 
@@ -381,28 +518,33 @@ class ResourcesIn(Input):
 
 
 class CanaryIn(Input):
-    model_uri: str = Field(max_length=1000)
+    model_uri: str = Field(max_length=URI_LENGTH)
     traffic_percent: int = Field(ge=0, le=100)
 
 
 class EndpointCreate(Input):
-    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-    model_id: str
-    framework: str | None = Field(default=None, description="serving framework; default if null")
-    model_uri: str | None = Field(default=None, description="defaults to the model's uri")
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", max_length=63)
+    model_id: str = Field(max_length=REF_LENGTH)
+    framework: str | None = Field(
+        default=None, max_length=PROVIDER_LENGTH, description="serving framework; default if null"
+    )
+    model_uri: str | None = Field(
+        default=None, max_length=URI_LENGTH, description="defaults to the model's uri"
+    )
     runtime: str | None = Field(
         default=None,
         max_length=253,
         description="the framework's model server (one of the framework's runtimes); "
         "its default if null",
     )
-    description: str = ""
+    description: str = Field(default="", max_length=TEXT_LENGTH)
     autoscaling: AutoscalingIn = AutoscalingIn()
     resources: ResourcesIn = ResourcesIn()
     canary: CanaryIn | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: JsonMap = Field(default_factory=dict)
     fallback_endpoint: str | None = Field(
         default=None,
+        max_length=REF_LENGTH,
         description="another endpoint (name or id) the gateway tries when this one fails "
         "before its first byte",
     )
@@ -420,9 +562,11 @@ class EndpointHealthOut(ApiModel):
 
 
 class EndpointPatch(Input):
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=TEXT_LENGTH)
     fallback_endpoint: str | None = Field(
-        default=None, description="name or id; an empty string removes the fallback"
+        default=None,
+        max_length=REF_LENGTH,
+        description="name or id; an empty string removes the fallback",
     )
     request_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
 
@@ -457,10 +601,11 @@ class EndpointOut(Degradable):
 class DeploymentPatch(Input):
     model_id: str | None = Field(
         default=None,
+        max_length=REF_LENGTH,
         description="serve another catalog model (a new version): its uri, unless modelUri "
         "is given too; the endpoint's model becomes this one",
     )
-    model_uri: str | None = None
+    model_uri: str | None = Field(default=None, max_length=URI_LENGTH)
     autoscaling: AutoscalingIn | None = None
     resources: ResourcesIn | None = None
     canary: CanaryIn | None = None
@@ -473,10 +618,12 @@ class DeploymentPatch(Input):
 
 class ExperimentRunCreate(Input):
     experiment: str | None = Field(
-        default=None, description="experiment name; the job's model name if null"
+        default=None,
+        max_length=EXPERIMENT_LENGTH,
+        description="experiment name; the job's model name if null",
     )
-    params: dict[str, str] = Field(default_factory=dict)
-    tags: dict[str, str] = Field(default_factory=dict)
+    params: TrackingMap = Field(default_factory=dict)
+    tags: TrackingMap = Field(default_factory=dict)
 
 
 class ExperimentRunOut(Degradable):
@@ -498,8 +645,10 @@ class ExperimentRunOut(Degradable):
 class MetricIn(Input):
     key: str = Field(min_length=1, max_length=250)
     value: float = Field(allow_inf_nan=False, description="a finite number")
-    step: int = 0
-    timestamp: datetime | None = None
+    step: int = Field(
+        default=0, ge=-(2**63), le=2**63 - 1, description="a 64-bit integer, as in every tracker"
+    )
+    timestamp: JsonDatetime | None = None
 
 
 class MetricsIn(Input):
@@ -512,12 +661,16 @@ class MetricsAccepted(Degradable):
 
 
 class ExperimentSearchIn(Input):
-    experiments: list[str] = Field(default_factory=list)
-    filter: str = ""
-    order_by: list[str] = Field(default_factory=list)
+    experiments: list[Annotated[str, Field(max_length=EXPERIMENT_LENGTH)]] = Field(
+        default_factory=list, max_length=100
+    )
+    filter: str = Field(default="", max_length=TEXT_LENGTH)
+    order_by: list[Annotated[str, Field(max_length=EXPERIMENT_LENGTH)]] = Field(
+        default_factory=list, max_length=20
+    )
     page_size: int = Field(default=100, ge=1, le=1000)
-    page_token: str | None = None
-    provider: str | None = None
+    page_token: str | None = Field(default=None, max_length=4096)
+    provider: str | None = Field(default=None, max_length=PROVIDER_LENGTH)
 
 
 class RunSummaryOut(ApiModel):
@@ -540,15 +693,15 @@ class ExperimentSearchOut(ApiModel):
 
 
 class CompareIn(Input):
-    run_ids: list[str] = Field(
+    run_ids: list[Annotated[str, Field(max_length=REF_LENGTH)]] = Field(
         min_length=1, max_length=10, description="the tracker's run ids, in display order"
     )
-    metrics: list[str] | None = Field(
+    metrics: list[Key] | None = Field(
         default=None,
         max_length=50,
         description="metric keys to fetch the history of; every key the runs have if null",
     )
-    provider: str | None = None
+    provider: str | None = Field(default=None, max_length=PROVIDER_LENGTH)
 
 
 class MetricPointOut(ApiModel):

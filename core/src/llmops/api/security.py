@@ -11,6 +11,10 @@
   forgets every remembered key at once (:mod:`llmops.services.api_keys`); when the key was
   last used is still recorded, at most once a minute, by a write the request does not
   wait for.
+* Failed authentications are counted per source address (:class:`AuthenticationLimiter`):
+  too many within a window block the source for a while, in which it gets 429 with
+  ``Retry-After`` and the keys it presents are not looked up, except the keys this process
+  accepted before. One audit entry records each block.
 * :class:`AuditMiddleware` gives each request an id (``X-Request-ID``, taken from the
   request when it sends a sane one) and records each write, refused ones included, in
   its own short transaction once the status is known and before the answer leaves. For a
@@ -21,11 +25,16 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
+import math
 import re
+import threading
+import time
 import uuid
 import weakref
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,7 +62,7 @@ from llmops.auth import (
     rule_for,
 )
 from llmops.db.models import ApiKey, utcnow
-from llmops.errors import Forbidden, Unauthenticated
+from llmops.errors import Forbidden, TooManyRequests, Unauthenticated
 from llmops.platform import Platform
 from llmops.services import api_keys, audit
 from llmops.services.audit import Outcome
@@ -81,6 +90,10 @@ class _Access:
     authentication: Authentication | None = None
     looked_up: bool = False
     refusal: str | None = None
+    #: what the route adds to its audit entry (:func:`add_audit_details`)
+    details: dict[str, Any] | None = None
+    #: seconds until the request's source may present unknown keys again (it is blocked)
+    retry_after: int | None = None
 
 
 def _access(scope: Scope) -> _Access:
@@ -89,6 +102,13 @@ def _access(scope: Scope) -> _Access:
     if not isinstance(access, _Access):
         access = state[_STATE] = _Access()
     return access
+
+
+def add_audit_details(request: Request, **details: Any) -> None:
+    """Add ``details`` to the audit entry of this request's write (what a route learnt
+    while acting: names of what it changed, never values a client sent)."""
+    access = _access(request.scope)
+    access.details = {**(access.details or {}), **details}
 
 
 #: The policy's rule for a route, looked up once: routes are few (an unmatched URL is a
@@ -143,11 +163,12 @@ class PrincipalCache:
         #: lookups under way, by key hash, with the generation they started in
         self._pending: dict[str, tuple[int, asyncio.Future[Authentication]]] = {}
 
-    async def authenticate(self, token: str) -> Authentication:
+    async def authenticate(self, token: str, key_hash: str | None = None) -> Authentication:
         """The key's authentication: remembered, or looked up once however many requests
         present it at the same time (a lookup that started before a key changed is not
-        shared with the requests that come after the change)."""
-        key_hash = api_keys.hash_key(token)
+        shared with the requests that come after the change). ``key_hash``: the token's
+        hash, when the caller has it already."""
+        key_hash = key_hash or api_keys.hash_key(token)
         known = self.keys.get(key_hash)
         if known is not None:
             self._note_use(known)
@@ -219,16 +240,201 @@ def principals(platform: Platform) -> PrincipalCache:
     return cache
 
 
-async def _authentication(scope: Scope) -> Authentication | None:
-    """The request's key, looked up once (``None`` when it sends none)."""
+# -- failed authentications -------------------------------------------------------------
+
+#: How long a key this process accepted still passes a block of its source: the console of
+#: a loopback deployment (every client is 127.0.0.1) is not locked out by a script that
+#: retries a stale key, however long the console was left open.
+REMEMBERED_KEY_SECONDS = 24 * 3600.0
+
+
+def source_of(scope: Scope) -> str:
+    """The source failed authentications are counted against: the client address the ASGI
+    server put in the scope (behind a reverse proxy, the proxy's, unless the server trusts
+    its X-Forwarded-For: ``trusted_proxies``). An IPv6 address counts as its /64 network,
+    which one host commonly holds whole."""
+    client = scope.get("client")
+    host = client[0] if client else None
+    if not host:
+        return "unknown"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return str(host)[:100]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+class AuthenticationLimiter:
+    """Failed authentications per source: ``limit`` of them within ``window`` seconds
+    block the source for ``block`` seconds; the failures are then forgotten, so a source
+    whose block ended is counted afresh. During a block the source's keys are not looked
+    up (a right guess must look like a wrong one) unless this process accepted them before
+    (:meth:`remember`). Every table is bounded: the least recently used entry goes first,
+    and failures never push a block out (blocks have a table of their own)."""
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        window: float,
+        block: float,
+        max_sources: int = 10_000,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self.block = block
+        self.max_sources = max_sources
+        self.max_keys = max_keys
+        self.clock = clock
+        #: the times of each source's recent failures, least recently failed first
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        #: when each blocked source's block ends, soonest first
+        self._blocked: OrderedDict[str, float] = OrderedDict()
+        #: the hashes of the keys accepted, and until when they pass a block
+        self._keys: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()  # a platform may serve from several event loops
+
+    def blocked_for(self, source: str) -> float | None:
+        """The seconds left of the source's block; ``None`` when it is not blocked."""
+        with self._lock:
+            return self._left(source, self.clock())
+
+    def _left(self, source: str, now: float) -> float | None:
+        ends = self._blocked.get(source)
+        if ends is None:
+            return None
+        if ends > now:
+            return ends - now
+        del self._blocked[source]
+        return None
+
+    def failed(self, source: str) -> bool:
+        """Count a failed authentication of ``source``; true when it starts a block."""
+        now = self.clock()
+        with self._lock:
+            if self._left(source, now) is not None:
+                return False  # a remembered key that is refused now: the block holds
+            failures = self._failures.pop(source, None) or deque(maxlen=self.limit)
+            while failures and failures[0] <= now - self.window:
+                failures.popleft()
+            failures.append(now)
+            if len(failures) >= self.limit:
+                self._blocked[source] = now + self.block
+                if len(self._blocked) > self.max_sources:
+                    self._blocked.popitem(last=False)
+                return True
+            self._failures[source] = failures
+            if len(self._failures) > self.max_sources:
+                self._failures.popitem(last=False)
+            return False
+
+    def remember(self, key_hash: str) -> None:
+        """Note that the key was accepted: it passes its source's blocks for a while."""
+        with self._lock:
+            self._keys[key_hash] = self.clock() + REMEMBERED_KEY_SECONDS
+            self._keys.move_to_end(key_hash)
+            if len(self._keys) > self.max_keys:
+                self._keys.popitem(last=False)
+
+    def remembers(self, key_hash: str) -> bool:
+        until = self._keys.get(key_hash)
+        return until is not None and until > self.clock()
+
+    def remembered_keys(self) -> int:
+        return len(self._keys)
+
+    def __len__(self) -> int:
+        """The sources known: failing or blocked."""
+        return len(self._failures) + len(self._blocked)
+
+
+_LIMITERS = weakref.WeakKeyDictionary[Platform, AuthenticationLimiter]()
+
+
+def limiter(platform: Platform) -> AuthenticationLimiter:
+    """The platform's count of failed authentications, as its settings say."""
+    limits = _LIMITERS.get(platform)
+    if limits is None:
+        settings = platform.settings
+        limits = _LIMITERS[platform] = AuthenticationLimiter(
+            limit=settings.auth_failure_limit,
+            window=settings.auth_failure_window_seconds,
+            block=settings.auth_block_seconds,
+        )
+    return limits
+
+
+async def _record_block(platform: Platform, limits: AuthenticationLimiter, source: str) -> None:
+    """The one audit entry of a block (the refusals during it are counted in the metrics)."""
+    details = {
+        "source": source,
+        "failures": limits.limit,
+        "windowSeconds": limits.window,
+        "blockSeconds": limits.block,
+    }
+    log.warning(
+        "blocked %s for %s s: %d failed authentications within %s s",
+        source,
+        limits.block,
+        limits.limit,
+        limits.window,
+    )
+
+    def write() -> None:
+        with platform.transaction() as session:
+            audit.record(
+                session=session,
+                action="block_authentication_source",
+                resource_type="authentication",
+                resource_id=source,
+                outcome=Outcome.DENIED,
+                details=details,
+                principal=ANONYMOUS,
+            )
+
+    try:
+        await anyio.to_thread.run_sync(write)
+    except SQLAlchemyError:
+        platform.metrics.audit_failures.inc()
+        log.exception("could not write the audit entry of the block of %s", source)
+
+
+async def authentication_of(scope: Scope) -> Authentication | None:
+    """The request's key, looked up once: ``None`` when it sends none, or when its source
+    is blocked and the key is not one this process accepted before (the scope's access
+    then says for how long)."""
     access = _access(scope)
-    if not access.looked_up:
-        token = _bearer_token(scope)
-        platform: Platform | None = getattr(scope["app"].state, "platform", None)
-        if token is not None and platform is not None:
-            access.authentication = await principals(platform).authenticate(token)
-        access.looked_up = True
-    return access.authentication
+    if access.looked_up:
+        return access.authentication
+    access.looked_up = True
+    token = _bearer_token(scope)
+    platform: Platform | None = getattr(scope["app"].state, "platform", None)
+    if token is None or platform is None:
+        return None
+    limits = limiter(platform)
+    key_hash = api_keys.hash_key(token)
+    if not limits.remembers(key_hash):
+        left = limits.blocked_for(source_of(scope))
+        if left is not None:
+            access.retry_after = math.ceil(left)
+            platform.metrics.authentication_refusals.labels("blocked").inc()
+            return None
+    authentication = await principals(platform).authenticate(token, key_hash)
+    access.authentication = authentication
+    if authentication.failure is None:
+        limits.remember(key_hash)
+        return authentication
+    platform.metrics.authentication_refusals.labels("invalid").inc()
+    source = source_of(scope)
+    if limits.failed(source):
+        await _record_block(platform, limits, source)
+    return authentication
 
 
 def route_template(scope: Scope) -> str | None:
@@ -265,7 +471,14 @@ async def check_access(
     if _rule(method, template).role is None:
         return
     access = _access(scope)
-    authentication = await _authentication(scope)
+    authentication = await authentication_of(scope)
+    if access.retry_after is not None:
+        access.refusal = "too many failed authentications from this address"
+        raise TooManyRequests(
+            "too many failed authentications from this address: only keys this server "
+            f"accepted before are checked for the next {access.retry_after} s",
+            retry_after=access.retry_after,
+        )
     if authentication is None:
         access.refusal = "no API key"
         raise Unauthenticated(
@@ -296,7 +509,7 @@ def document_access(app: FastAPI) -> None:
                 for method, operation in item.items():
                     if isinstance(operation, dict) and rule_for(method, path).role is None:
                         operation.pop("security", None)
-                        for status in ("401", "403"):
+                        for status in ("401", "403", "429"):
                             operation.get("responses", {}).pop(status, None)
         return document
 
@@ -403,8 +616,8 @@ class AuditMiddleware:
             or method not in (route.methods or ())
         ):
             return False  # requests that reached no route, or a route without this method
-        if not is_write(method):
-            return False
+        if not is_write(method) or _access(scope).retry_after is not None:
+            return False  # a blocked source's refusals: its block has one entry
         rule = _rule(method, template)
         return rule.audited or audit.outcome_of(status) is Outcome.DENIED
 
@@ -418,7 +631,7 @@ class AuditMiddleware:
             raise RuntimeError(f"no API route matched {scope.get('path')!r}")
         if platform is None:
             return
-        authentication = await _authentication(scope)
+        authentication = await authentication_of(scope)
         principal = (authentication.principal if authentication else None) or ANONYMOUS
         resource_type, resource_id = resource_of(template, scope.get("path_params", {}))
         details: dict[str, Any] = {
@@ -434,6 +647,7 @@ class AuditMiddleware:
         reason = _access(scope).refusal
         if reason is not None:
             details["reason"] = reason
+        details.update(_access(scope).details or {})
 
         def write() -> None:
             with platform.transaction() as session:

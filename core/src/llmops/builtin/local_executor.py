@@ -17,16 +17,22 @@ Each run lives in its own folder, ``<state_dir>/runs/<run_id>/``:
 
 A stage is a subprocess in a session of its own, so its whole process group can be
 signalled: when the stage ends, times out or is cancelled, nothing it started survives it.
+Its environment is built, not inherited (:func:`llmops.builtin.sandbox.stage_environment`),
+it runs in a bubblewrap sandbox that hides the platform's data dir, database and key file
+where the host allows one (:mod:`llmops.builtin.sandbox`), and its output passes through
+the executor, which scrubs the run's secret values out of it before it reaches the log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import logging
 import os
 import re
 import select
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -40,6 +46,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from llmops.builtin.sandbox import (
+    DEFAULT_ENV_ALLOWLIST,
+    Isolation,
+    IsolationUnavailable,
+    Sandbox,
+    refusal,
+    resolve,
+    stage_environment,
+)
 from llmops.capabilities.common import Health, HealthStatus, utcnow
 from llmops.capabilities.orchestration import (
     PipelineSpec,
@@ -52,14 +67,13 @@ from llmops.capabilities.orchestration import (
     validate_pipeline,
 )
 from llmops.errors import Conflict, IntegrationUnavailable, NotFound
+from llmops.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
 #: The message of a run that a previous server process left unfinished.
 INTERRUPTED_MESSAGE = "interrupted: the server stopped while this run was active"
 
-#: Variables of the server's own environment with this prefix never reach a stage.
-SERVER_ENV_PREFIX = "LLMOPS_"
 #: Every stage process (and what it starts) carries its run id in this variable, so a
 #: restarted server finds the orphans of a crash even where no pid was recorded yet.
 RUN_MARKER = "LLMOPS_EXECUTOR_RUN_ID"
@@ -158,6 +172,8 @@ class _Run:
         self.cancel_requested = False
         self.stage_failed = False
         self.thread: threading.Thread | None = None
+        #: scrubs the run's secret values out of its stages' output
+        self.redactor = Redactor(v.get_secret_value() for v in spec.secret_env.values())
 
     @property
     def active(self) -> bool:
@@ -186,8 +202,19 @@ class LocalExecutor:
     """
 
     def __init__(
-        self, state_dir: Path, *, max_parallel: int = 4, kill_grace_seconds: float = 1.0
+        self,
+        state_dir: Path,
+        *,
+        max_parallel: int = 4,
+        kill_grace_seconds: float = 1.0,
+        isolation: Isolation = Isolation.AUTO,
+        protected_paths: Sequence[Path] = (),
+        writable_paths: Sequence[Path] = (),
+        env_allowlist: Sequence[str] = DEFAULT_ENV_ALLOWLIST,
     ) -> None:
+        """``protected_paths`` are hidden from stages (the state dir always is, but for
+        each run's own work dir); ``writable_paths`` they may write besides their work
+        dir and /tmp; ``env_allowlist`` names the server's variables they inherit."""
         if max_parallel < 1:
             raise ValueError("max_parallel must be at least 1")
         if kill_grace_seconds < 0:
@@ -195,6 +222,19 @@ class LocalExecutor:
         self.state_dir = Path(state_dir)
         self.max_parallel = max_parallel
         self.kill_grace_seconds = kill_grace_seconds
+        self.isolation = Isolation(isolation)
+        self.env_allowlist = tuple(env_allowlist)
+        bwrap, self.isolation_detail = resolve(self.isolation)
+        self.refusal = refusal(self.isolation, bwrap, self.isolation_detail)
+        self.sandbox = (
+            None
+            if bwrap is None
+            else Sandbox(
+                bwrap,
+                protected=[self.state_dir.resolve(), *(Path(p) for p in protected_paths)],
+                writable=[Path("/tmp"), *(Path(p) for p in writable_paths)],  # noqa: S108
+            )
+        )
         self._runs_dir = self.state_dir / "runs"
         self._lock = threading.RLock()  # guards _runs, _keys, _closed; taken before run.cond
         self._runs: dict[str, _Run] = {}
@@ -206,6 +246,7 @@ class LocalExecutor:
     def submit(self, spec: PipelineSpec) -> PipelineStatus:
         """Persist the run and start it in the background; returns at once."""
         order = validate_pipeline(spec)
+        self._refuse_if_unisolated()
         with self._lock:
             self._refuse_if_closed()
             key = spec.idempotency_key
@@ -248,6 +289,7 @@ class LocalExecutor:
 
     def retry(self, external_id: str) -> PipelineStatus:
         """Run the failed, cancelled and skipped stages of a finished run again."""
+        self._refuse_if_unisolated()
         with self._lock:
             self._refuse_if_closed()
             run = self._in_memory(external_id) or self._load_run(external_id)
@@ -306,10 +348,16 @@ class LocalExecutor:
             )
         with self._lock:
             active = sum(1 for run in self._runs.values() if run.active)
+        if self.refusal is not None:
+            return Health(
+                status=HealthStatus.DOWN,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                detail=self.refusal,
+            )
         return Health(
             status=HealthStatus.OK,
             latency_ms=(time.perf_counter() - started) * 1000,
-            detail=f"{active} active run(s); state in {self.state_dir}",
+            detail=f"{active} active run(s); {self.isolation_detail}; state in {self.state_dir}",
         )
 
     # -- life cycle ---------------------------------------------------------------------
@@ -587,16 +635,43 @@ class LocalExecutor:
             cwd = cwd / stage.working_dir  # an absolute working_dir replaces work/
             if not Path(stage.working_dir).is_absolute():
                 cwd.mkdir(parents=True, exist_ok=True)
+        work_dir = run.folder / "work"
+        read = [Path(p) for p in run.spec.read_paths]
+        write = [Path(p) for p in run.spec.write_paths]
+        argv = list(stage.command)
+        env = self._stage_env(run, stage)
+        program = _find_program(argv[0], env.get("PATH", os.defpath), cwd)
+        if program is None and "/" not in argv[0]:
+            message = f"could not start {argv[0]!r}: not found on the stage's PATH"
+        elif program is None or (
+            self.sandbox is not None
+            and self.sandbox.hides(program, granted=[work_dir, *read, *write])
+        ):
+            message = f"could not start {argv[0]!r}: no such program"
+        else:
+            message = ""
+        if message:
+            with log_path.open("ab") as log:
+                log.write(f"--- attempt {attempt}/{total} ---\n--- {message} ---\n".encode())
+            return _Outcome(False, False, None, message)
+        if self.sandbox is not None:
+            argv = self.sandbox.command(
+                argv,
+                cwd=cwd,
+                work_dir=work_dir,
+                read=read,
+                write=write,
+            )
         with log_path.open("ab") as log:
             log.write(f"--- attempt {attempt}/{total} ---\n".encode())
             log.flush()
             try:
                 proc = subprocess.Popen(
-                    stage.command,
+                    argv,
                     cwd=cwd,
-                    env=_stage_env(run.spec, stage, run.run_id),
+                    env=env,
                     stdin=subprocess.DEVNULL,
-                    stdout=log,
+                    stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )
@@ -604,6 +679,14 @@ class LocalExecutor:
                 message = f"could not start {stage.command[0]!r}: {exc}"
                 log.write(f"--- {message} ---\n".encode())
                 return _Outcome(False, False, None, message)
+        assert proc.stdout is not None
+        pump = threading.Thread(
+            target=_pump,
+            args=(proc.stdout, log_path, run.redactor),
+            name=f"llmops-local-{run.run_id[:8]}-{stage.name}-log",
+            daemon=True,
+        )
+        pump.start()
         # Only this thread reaps ``proc``, under run.cond and after its group is killed.
         try:
             pidfd = os.pidfd_open(proc.pid)
@@ -633,6 +716,9 @@ class LocalExecutor:
                 cancelled = run.cancel_requested
         finally:
             os.close(pidfd)
+            # the group is dead: the pipe ends once the pump has read what is left (a
+            # process that left the group may hold it open: the pump goes on alone)
+            pump.join(timeout=self.kill_grace_seconds + 5)
         if cancelled:
             outcome = _Outcome(False, True, exit_code, "cancelled")
         elif timed_out:
@@ -645,6 +731,19 @@ class LocalExecutor:
         with log_path.open("ab") as log:
             log.write(f"--- {outcome.message} ---\n".encode())
         return outcome
+
+    def _stage_env(self, run: _Run, stage: StageSpec) -> dict[str, str]:
+        """What the stage's process gets: the allow-listed variables of the server's
+        environment, HOME in its work dir, the run marker, its declared env, its secrets."""
+        secrets = {name: value.get_secret_value() for name, value in run.spec.secret_env.items()}
+        env = stage_environment(
+            allowlist=self.env_allowlist,
+            declared=stage.env,
+            secrets=secrets,
+            platform={"HOME": str(run.folder / "work")},
+        )
+        env[RUN_MARKER] = run.run_id  # last: a stage cannot hide from recover()
+        return env
 
     def _stop(self, pid: int, pidfd: int) -> None:
         """SIGTERM a stage's own, unreaped group; SIGKILL it after the grace period."""
@@ -698,6 +797,10 @@ class LocalExecutor:
             self._keys = keys
         return self._keys
 
+    def _refuse_if_unisolated(self) -> None:
+        if self.refusal is not None:
+            raise IsolationUnavailable(self.refusal, isolation=self.isolation.value)
+
     def _refuse_if_closed(self) -> None:
         if self._closed:
             raise IntegrationUnavailable("the local executor is shut down")
@@ -708,12 +811,23 @@ class LocalExecutor:
 # -------------------------------------------------------------------------------------
 
 
-def _stage_env(spec: PipelineSpec, stage: StageSpec, run_id: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SERVER_ENV_PREFIX)}
-    env.update(stage.env)
-    env.update({name: value.get_secret_value() for name, value in spec.secret_env.items()})
-    env[RUN_MARKER] = run_id
-    return env
+def _find_program(name: str, path: str, cwd: Path) -> Path | None:
+    """The executable a stage's ``command[0]`` names, as ``execvp`` in ``cwd`` finds it."""
+    if "/" in name:
+        candidate = cwd / name  # an absolute name replaces cwd
+        return candidate if os.access(candidate, os.X_OK) and candidate.is_file() else None
+    found = shutil.which(name, path=path)
+    return Path(found) if found is not None else None
+
+
+def _pump(source: io.BufferedReader, log_path: Path, redactor: Redactor) -> None:
+    """Copy a stage's output into its log as it comes, its secrets scrubbed."""
+    stream = redactor.stream()
+    with source, log_path.open("ab") as log:
+        while chunk := source.read1(65536):
+            log.write(stream.feed(chunk))
+            log.flush()
+        log.write(stream.flush())
 
 
 def _carries_marker(pid: int, run_id: str) -> bool:

@@ -7,11 +7,16 @@ calls its ``close()`` at shutdown.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 from pydantic import BaseModel, Field
 
 import llmops
 from llmops.builtin.local_executor import LocalExecutor
+from llmops.builtin.sandbox import DEFAULT_ENV_ALLOWLIST, Isolation
 from llmops.capabilities.common import Capability
+from llmops.plugins.fields import OperatorOnly, ServerPath
 from llmops.plugins.info import PluginContext, PluginInfo, PluginSettings
 
 
@@ -21,6 +26,29 @@ class LocalSettings(PluginSettings):
     max_parallel: int = Field(4, ge=1, le=64, description="stages run at once per pipeline")
     kill_grace_seconds: float = Field(
         1.0, ge=0, le=60, description="between SIGTERM and SIGKILL when a stage is stopped"
+    )
+    isolation: Annotated[Isolation, OperatorOnly("it decides whether stages are sandboxed")] = (
+        Field(
+            Isolation.AUTO,
+            description="'auto': stages run in a bubblewrap sandbox that hides the platform's "
+            "data dir, database and key file where bubblewrap works, unisolated otherwise "
+            "(refused when the server runs as root); 'sandbox': the sandbox or no stage; "
+            "'none': unisolated (refused as root)",
+        )
+    )
+    inherit_env: Annotated[
+        list[str], OperatorOnly("it hands the server's environment to stages")
+    ] = Field(
+        default_factory=list,
+        max_length=100,
+        description="more variables of the server's environment that stages inherit "
+        f"(names, * as a wildcard), besides {', '.join(DEFAULT_ENV_ALLOWLIST)}",
+    )
+    writable_paths: Annotated[list[Path], ServerPath()] = Field(
+        default_factory=list,
+        max_length=100,
+        description="host paths sandboxed stages may write besides their work dir and /tmp "
+        "(the rest of the host's filesystem is read-only to them)",
     )
 
 
@@ -47,6 +75,10 @@ def llmops_orchestration(settings: BaseModel, context: PluginContext) -> LocalEx
         context.ensure_data_dir(),
         max_parallel=settings.max_parallel,
         kill_grace_seconds=settings.kill_grace_seconds,
+        isolation=settings.isolation,
+        protected_paths=context.protected_paths,
+        writable_paths=settings.writable_paths,
+        env_allowlist=(*DEFAULT_ENV_ALLOWLIST, *settings.inherit_env),
     )
     executor.recover()
     return executor

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
@@ -68,11 +69,30 @@ class HealthChecker:
                         f"{self.runtime.breaker(cap, name).last_error}".lstrip("; "),
                     }
                 )
+            health = health.model_copy(update={"detail": bounded_detail(health.detail)})
             results.append(ProviderHealth(plugin, cap, name, health, circuit))
         return results
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+#: The longest ``detail`` a health result keeps.
+MAX_DETAIL_CHARS = 300
+
+
+def bounded_detail(text: object) -> str:
+    """``text`` as one short line: its first line, control and invisible format characters
+    (line and paragraph separators, bidi overrides) made spaces, runs of whitespace one,
+    at most :data:`MAX_DETAIL_CHARS`. A provider's detail may quote what its tool answered;
+    whatever a plugin puts there, the health routes show a short reason, not a page."""
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    first = lines[0] if lines else ""
+    clean = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in first)
+    line = " ".join(clean.split())
+    if len(line) > MAX_DETAIL_CHARS:
+        line = line[: MAX_DETAIL_CHARS - 1].rstrip() + "…"
+    return line
 
 
 def _timed_health(provider: object) -> Health:

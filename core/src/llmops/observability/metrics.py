@@ -33,6 +33,13 @@ class PlatformMetrics:
             ["plugin"],
             registry=self.registry,
         )
+        self.authentication_refusals = Counter(
+            "llmops_authentication_refusals",
+            "API keys refused: 'invalid' (unknown, malformed or revoked) or 'blocked' (not "
+            "checked: the source failed too often)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.audit_failures = Counter(
             "llmops_audit_write_failures",
             "Audit entries that could not be written (the database refused them)",

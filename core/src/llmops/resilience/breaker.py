@@ -2,7 +2,8 @@
 
 Closed: calls go through; ``failure_threshold`` failures in a row open it. Open: calls are
 refused at once for ``reset_timeout`` seconds. Half-open: one trial call goes through; its
-success closes the breaker, its failure opens it again.
+success closes the breaker, its failure opens it again. Only transient failures count (the
+guard decides): a tool that refuses a call has answered.
 """
 
 from __future__ import annotations
@@ -72,6 +73,13 @@ class CircuitBreaker:
         with self._lock:
             self._state = CircuitState.CLOSED
             self._failures = 0
+            self._trial_running = False
+
+    def release(self) -> None:
+        """A call ended that says nothing about the tool (it failed before reaching it, or
+        in a way nobody can classify): no verdict, but a half-open trial is over, so the
+        next call may be the trial."""
+        with self._lock:
             self._trial_running = False
 
     def record_failure(self, error: str) -> None:

@@ -25,12 +25,16 @@ from prometheus_client.registry import Collector
 from llmops.deadlines import deadline
 from llmops.errors import IntegrationUnavailable, LlmopsError
 from llmops.resilience.breaker import CircuitBreaker, CircuitState
-from llmops.resilience.errors import Translator, retryable, translate
+from llmops.resilience.errors import Translator, retryable, translate, unclassified
 
 T = TypeVar("T")
 
 #: Methods that are not calls to the tool: passed through unguarded.
-UNGUARDED = frozenset({"health", "framework", "close", "active_work", "translate_error"})
+#: ``validate_run_write`` decides from the values alone, on the request path: it must
+#: neither wait for an open circuit nor count as the tool's answer.
+UNGUARDED = frozenset(
+    {"health", "framework", "close", "active_work", "translate_error", "validate_run_write"}
+)
 
 
 class GuardMetrics(Collector):
@@ -178,8 +182,10 @@ class Guard:
         self.metrics.errors.labels(
             self.plugin, self.capability, operation, type(error).__name__
         ).inc()
-        if retryable(error):
+        if retryable(error):  # only transient failures count against the tool
             self.breaker.record_failure(error.detail)
+        elif unclassified(error):
+            self.breaker.release()  # says nothing about the tool (see UnclassifiedFailure)
         else:
             self.breaker.record_success()  # the tool answered: it is up
         if error is exc:

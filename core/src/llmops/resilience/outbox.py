@@ -68,6 +68,22 @@ class Delivery:
     operation: Operation
     session: Session
     payload: Mapping[str, Any] = field(default_factory=dict)
+    #: Other pending operations whose writes this delivery carried (coalesced metric
+    #: points): id -> (status, result, reason). They are recorded with this delivery's
+    #: own outcome, whether it succeeds or fails: their part reached the tool, or was
+    #: refused by it, either way.
+    settled: dict[str, tuple[OperationStatus, dict[str, Any] | None, str | None]] = field(
+        default_factory=dict
+    )
+
+    def took_along(self, operation_id: str, result: dict[str, Any]) -> None:
+        """Another pending operation's write reached the tool with this one."""
+        self.settled[operation_id] = (OperationStatus.SUCCEEDED, result, None)
+
+    def refused(self, operation_id: str, reason: str) -> None:
+        """The tool refused another pending operation's write for good: it is
+        dead-lettered with ``reason``, as if delivered on its own."""
+        self.settled[operation_id] = (OperationStatus.DEAD, None, reason)
 
 
 #: A handler performs the tool call of one kind of operation (through a guarded
@@ -287,14 +303,16 @@ class Outbox:
             if operation is None:
                 return Outcome(OutcomeKind.NOT_CLAIMED)
             spec = self.handlers.get(operation.kind)
+            delivery = Delivery(operation, session, operation.payload)
             try:
                 if spec is None:
                     raise Conflict(f"no handler for operations of kind {operation.kind!r}")
-                result = spec.deliver(Delivery(operation, session, operation.payload))
+                result = spec.deliver(delivery)
             except Exception as exc:  # translated, recorded on the operation, and counted
                 session.rollback()
                 error = translate(exc, where=f"{operation.provider} {operation.kind}")
-                return self._failed(operation_id, error)
+                return self._failed(operation_id, error, delivery.settled)
+            self._settle(session, delivery.settled)
             operation.status = OperationStatus.SUCCEEDED.value
             operation.result = result
             operation.lease_until = None
@@ -306,9 +324,18 @@ class Outbox:
             session.commit()
             return Outcome(OutcomeKind.DELIVERED)
 
-    def _failed(self, operation_id: str, error: LlmopsError) -> Outcome:
+    def _failed(
+        self,
+        operation_id: str,
+        error: LlmopsError,
+        settled: Mapping[str, tuple[OperationStatus, dict[str, Any] | None, str | None]],
+    ) -> Outcome:
+        """Record a failed delivery: put the operation back in line when the failure is
+        transient (or kept the write from its tool), else dead-letter it at once: a
+        refusal is refused again on every delivery."""
         now = self._clock()
         with self.sessions() as session, session.begin():
+            self._settle(session, settled)
             operation = session.get(Operation, operation_id)
             if operation is None or operation.status != OperationStatus.RUNNING.value:
                 return Outcome(OutcomeKind.NOT_CLAIMED, error)
@@ -333,6 +360,25 @@ class Outbox:
             session.flush()
             self._dead(session, operation_id, error.detail)
             return Outcome(OutcomeKind.DEAD, error)
+
+    def _settle(
+        self,
+        session: Session,
+        settled: Mapping[str, tuple[OperationStatus, dict[str, Any] | None, str | None]],
+    ) -> None:
+        """Record what became of the other operations a delivery carried; one that a
+        worker claimed meanwhile (no longer pending) is left to it."""
+        now = self._clock()
+        for operation_id, (status, result, reason) in settled.items():
+            pending = Operation.status == OperationStatus.PENDING.value
+            done = session.execute(
+                update(Operation)
+                .where(Operation.id == operation_id, pending)
+                .values(status=status.value, result=result, last_error=reason, updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if done.rowcount == 1 and status is OperationStatus.DEAD:  # type: ignore[attr-defined]
+                self._dead(session, operation_id, reason or "refused by its tool")
 
     def _dead(self, session: Session, operation_id: str, reason: str) -> None:
         operation = session.get(Operation, operation_id)

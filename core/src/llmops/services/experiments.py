@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from llmops.auth import API
 from llmops.capabilities.common import Capability
 from llmops.capabilities.tracking import (
+    JobAccess,
     MetricPoint,
     ProvidesJobEnvironment,
     RunInfo,
@@ -20,6 +24,11 @@ from llmops.capabilities.tracking import (
     RunQuery,
     RunSpec,
     RunStatus,
+    ServesJobRequests,
+    TrackerRequest,
+    TrackerResponse,
+    TrackingProvider,
+    ValidatesRunWrites,
 )
 from llmops.db.models import ExperimentRun, Operation, TrainingJob, utcnow
 from llmops.errors import IntegrationUnavailable, LlmopsError, NoProviderEnabled, NotFound
@@ -77,6 +86,24 @@ RUN_FINISH = "run.finish"
 MAX_COALESCED_OPERATIONS = 200
 
 
+def validate_run_write(
+    runtime: IntegrationRuntime,
+    provider: str,
+    *,
+    experiment: str | None = None,
+    params: dict[str, str] | None = None,
+    metrics: Sequence[MetricPoint] = (),
+    tags: dict[str, str] | None = None,
+) -> None:
+    """Refuse now (422, nothing stored or queued) what the provider's tool would refuse on
+    every delivery, when the provider states its tool's rules (:class:`ValidatesRunWrites`;
+    the call is not guarded and contacts nothing). Without them, such a write dies on its
+    first delivery instead."""
+    _, tracker = runtime.tracking_provider(provider)
+    if isinstance(tracker, ValidatesRunWrites):
+        tracker.validate_run_write(experiment=experiment, params=params, metrics=metrics, tags=tags)
+
+
 def create_job_run(
     *,
     session: Session,
@@ -105,6 +132,9 @@ def create_job_run(
         params={**{k: str(v) for k, v in job.hyperparameters.items()}, **params},
         tags={**tags, "llmops.training_job_id": job.id},
         idempotency_key=f"training-job-{job.id}",
+    )
+    validate_run_write(
+        runtime, provider_name, experiment=experiment, params=spec.params, tags=spec.tags
     )
     row = ExperimentRun(
         training_job_id=job.id,
@@ -157,7 +187,7 @@ def log_job_metrics(
         raise NotFound(f"training job {job_id!r} has no experiment run", resource="experiment-run")
     if row.provider is None:
         raise NotFound("the experiment run has no tracker behind it")
-    runtime.tracking_provider(row.provider)  # 409 when its plugin is off
+    validate_run_write(runtime, row.provider, metrics=metrics)  # 409 when its plugin is off
     latest = dict(row.latest_metrics)
     for point in sorted(metrics, key=lambda p: (p.step, p.timestamp)):
         latest[point.key] = point.value
@@ -179,7 +209,12 @@ def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict
     """The outbox handler of :data:`RUN_METRICS`. It takes along the run's other queued
     metric operations, so that points piled up during an outage leave in as few calls as
     the tool's batch limit allows. A repeated delivery sends identical points (key, value,
-    step, time), which trackers such as MLflow store once."""
+    step, time), which trackers such as MLflow store once.
+
+    When the tool refuses the coalesced points for good, each operation is sent on its
+    own: the tool gets every write it takes, and each refused one is dead-lettered with
+    its reason (this one by raising), so one poison write neither takes good points down
+    with it nor comes back with every later delivery."""
     session = delivery.session
     row = session.get(ExperimentRun, delivery.payload["runId"])
     if row is None:
@@ -188,6 +223,7 @@ def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict
         raise IntegrationUnavailable(
             "the run is not created in its tracker yet", waits_on=RUN_CREATE
         )
+    run_id = row.external_id
     _, tracker = runtime.tracking_provider(row.provider)
     siblings = list(
         session.scalars(
@@ -202,42 +238,69 @@ def deliver_run_metrics(runtime: IntegrationRuntime, delivery: Delivery) -> dict
             .limit(MAX_COALESCED_OPERATIONS)
         )
     )
-    payloads = [delivery.payload, *(op.payload for op in siblings)]
+    carried = {"coalescedInto": delivery.operation.id}
+    points = _points(delivery.payload, *(op.payload for op in siblings))
+    try:
+        batches = _log_points(tracker, run_id, points)
+    except LlmopsError as exc:
+        if not siblings or not _refused_points(exc):
+            raise
+        batches = 0
+        for op in siblings:
+            try:
+                batches += _log_points(tracker, run_id, _points(op.payload))
+            except LlmopsError as refused:
+                if not _refused_points(refused):
+                    raise  # transient: this delivery is retried; what was sent is kept
+                delivery.refused(op.id, refused.detail)
+            else:
+                delivery.took_along(op.id, carried)
+        batches += _log_points(tracker, run_id, _points(delivery.payload))
+    else:
+        for op in siblings:  # a worker that claimed one meanwhile sends identical points
+            delivery.took_along(op.id, carried)
+    row.synced_at = utcnow()
+    return {"batches": batches, "points": len(points), "coalesced": len(siblings)}
+
+
+def _points(*payloads: Mapping[str, Any]) -> list[MetricPoint]:
     points = [MetricPoint.model_validate(p) for payload in payloads for p in payload["points"]]
-    points.sort(key=lambda p: (p.timestamp, p.step))
+    return sorted(points, key=lambda p: (p.timestamp, p.step))
+
+
+def _log_points(tracker: TrackingProvider, run_id: str, points: Sequence[MetricPoint]) -> int:
+    """Send ``points`` in the tracker's batch size; returns the number of calls."""
     size = max(1, int(tracker.max_metrics_per_batch))
     batches = 0
     for start in range(0, len(points), size):
-        tracker.log_metrics(row.external_id, points[start : start + size])
+        tracker.log_metrics(run_id, points[start : start + size])
         batches += 1
-    now = utcnow()
-    taken = 0
-    for op in siblings:  # a worker that claimed one meanwhile sends identical points
-        result = session.execute(
-            update(Operation)
-            .where(Operation.id == op.id, Operation.status == OperationStatus.PENDING.value)
-            .values(
-                status=OperationStatus.SUCCEEDED.value,
-                result={"coalescedInto": delivery.operation.id},
-                last_error=None,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        taken += int(result.rowcount or 0)  # type: ignore[attr-defined]
-    row.synced_at = now
-    return {"batches": batches, "points": len(points), "coalesced": taken}
+    return batches
+
+
+def _refused_points(error: LlmopsError) -> bool:
+    """Whether the tool refused the points themselves, for good: not an outage (retried),
+    not a disabled plugin (waits), not the run gone from the tool (refuses them all)."""
+    return not retryable(error) and not isinstance(error, NoProviderEnabled | NotFound)
+
+
+def tracker_proxy_url(api_url: str, job_id: str) -> str:
+    """Where a job's process reaches its run's tracker through the platform (the route
+    ``/training/jobs/{jobId}/experiment-run/tracker/{path}``)."""
+    job = quote(job_id, safe="")
+    return f"{api_url.rstrip('/')}{API}/training/jobs/{job}/experiment-run/tracker"
 
 
 def job_run_environment(
-    *, session: Session, runtime: IntegrationRuntime, job_id: str
+    *, session: Session, runtime: IntegrationRuntime, job_id: str, job_token: SecretStr
 ) -> tuple[dict[str, str], dict[str, SecretStr]]:
-    """What a job's process needs to log into its own run directly (for MLflow:
-    MLFLOW_TRACKING_URI and MLFLOW_RUN_ID), asked for when the job is handed to its
-    orchestrator. A run not yet created in its tracker is created now, under the key its
-    queued creation uses, so never twice. While the tracker is away the job waits, and the
-    wait is not counted as an attempt: a job that started without its run would log into
-    a second one."""
+    """What a job's process needs to log into its own run with the tool's own client (for
+    MLflow: MLFLOW_TRACKING_URI and MLFLOW_RUN_ID), asked for when the job is handed to its
+    orchestrator. The tracker gets the job's :class:`JobAccess` (its proxy URL and
+    ``job_token``), never more: a secret it returns that is not the job's token is a bug.
+    A run not yet created in its tracker is created now, under the key its queued creation
+    uses, so never twice. While the tracker is away the job waits, and the wait is not
+    counted as an attempt: a job that started without its run would log into a second one."""
     row = _row_for_job(session, job_id)
     if row is None or row.provider is None:
         return {}, {}
@@ -264,14 +327,37 @@ def job_run_environment(
         _apply(row, info)
     if not isinstance(tracker, ProvidesJobEnvironment) or row.external_id is None:
         return {}, {}
+    access = JobAccess(
+        tracker_url=tracker_proxy_url(runtime.settings.api_url, job_id), token=job_token
+    )
     plain: dict[str, str] = {}
     secret: dict[str, SecretStr] = {}
-    for name, value in dict(tracker.job_environment(row.external_id)).items():
+    for name, value in dict(tracker.job_environment(row.external_id, access)).items():
         if isinstance(value, SecretStr):
             secret[name] = value
         else:
             plain[name] = str(value)
     return plain, secret
+
+
+def job_tracker_request(
+    *, session: Session, runtime: IntegrationRuntime, job_id: str, request: TrackerRequest
+) -> TrackerResponse:
+    """Hand a request of the job's process (its tool's own client, at
+    :func:`tracker_proxy_url`) to the tracker of the job's run, through the guard. The
+    tracker answers for that run only, with its own credentials."""
+    get_job(session=session, job_id=job_id)
+    row = _row_for_job(session, job_id)
+    if row is None or row.provider is None:
+        raise NotFound(f"training job {job_id!r} has no experiment run", resource="experiment-run")
+    _, tracker = runtime.tracking_provider(row.provider)
+    if not isinstance(tracker, ServesJobRequests):
+        raise NotFound(f"tracker {row.provider!r} serves no requests of jobs' processes")
+    if row.external_id is None:
+        raise IntegrationUnavailable(
+            "the run is not created in its tracker yet", waits_on=RUN_CREATE
+        )
+    return tracker.job_request(row.external_id, request)
 
 
 _RUN_STATUS_OF_JOB = {

@@ -7,16 +7,20 @@ Secret settings are stored encrypted (:mod:`llmops.secrets`) and never shown.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy.orm import Session
 
 from llmops.capabilities.common import Capability, ReportsActiveWork
 from llmops.db.models import CapabilityDefault, IntegrationConfig, utcnow
 from llmops.errors import Conflict, InvalidRequest
 from llmops.integrations import BUILTIN_PLUGINS, IntegrationRuntime, PluginState, secret_fields
+from llmops.plugins.fields import operator_only_fields, url_fields
 from llmops.secrets import is_encrypted
+from llmops.url_policy import Allowlist, url_problem
 
 
 def describe(state: PluginState) -> dict[str, Any]:
@@ -92,6 +96,84 @@ def set_enabled(
     return runtime.state(name)
 
 
+@dataclass(frozen=True)
+class Configured:
+    """A plugin after :func:`configure`, with the secrets the change cleared."""
+
+    state: PluginState
+    #: secret fields cleared because a URL they are sent to changed (sorted)
+    secrets_cleared: tuple[str, ...] = ()
+
+
+def _refused_settings(
+    runtime: IntegrationRuntime, name: str, model: type[BaseModel], changes: Mapping[str, Any]
+) -> dict[str, str]:
+    """Why each guarded field in ``changes`` may not take its value through the API:
+    :class:`~llmops.plugins.fields.OperatorOnly` fields (paths among them) never do, a
+    :class:`~llmops.plugins.fields.ToolUrl` field must pass :func:`url_problem`. ``None``
+    (remove the stored value) is always allowed: the environment or the default applies."""
+    paths = operator_only_fields(model)
+    urls = url_fields(model)
+    allowlist = Allowlist.parse(runtime.settings.integration_url_allowlist)
+    refused: dict[str, str] = {}
+    for key, value in changes.items():
+        if value is None:
+            continue
+        if key in paths:
+            refused[key] = (
+                f"{paths[key]}: only the environment sets it (LLMOPS_{name.upper()}__{key.upper()})"
+            )
+        elif key in urls:
+            problem = url_problem(value, urls[key], allowlist)
+            if problem is not None:
+                refused[key] = problem
+    return refused
+
+
+def _effective(
+    key: str, stored: Mapping[str, Any], environ: Mapping[str, Any], model: type[BaseModel]
+) -> Any:
+    """The raw value ``key`` takes: stored, else from the environment, else the default."""
+    if key in stored:
+        return stored[key]
+    if key in environ:
+        return environ[key]
+    return model.model_fields[key].get_default(call_default_factory=True)
+
+
+def _clear_credentials(
+    model: type[BaseModel],
+    *,
+    before: Mapping[str, Any],
+    merged: dict[str, Any],
+    changes: Mapping[str, Any],
+    environ: Mapping[str, Any],
+) -> tuple[str, ...]:
+    """Drop from ``merged`` the secrets of every URL that ``changes`` changes, unless the
+    same request sets them; return those that had a value.
+
+    A secret from the environment belongs to the environment's URL: while the URL differs
+    from it, a stored ``None`` masks the environment's secret, so it cannot be sent to a
+    host an admin chose either."""
+    cleared: set[str] = set()
+    for key, rule in url_fields(model).items():
+        if key not in changes:
+            continue
+        new = _effective(key, merged, environ, model)
+        if _effective(key, before, environ, model) == new:
+            continue
+        at_environments_url = new == _effective(key, {}, environ, model)
+        for secret in rule.credentials:
+            if secret in changes:
+                continue
+            had = merged.pop(secret) if secret in merged else environ.get(secret)
+            if environ.get(secret) is not None and not at_environments_url:
+                merged[secret] = None
+            if had is not None:
+                cleared.add(secret)
+    return tuple(sorted(cleared))
+
+
 def configure(
     *,
     session: Session,
@@ -99,11 +181,13 @@ def configure(
     name: str,
     changes: dict[str, Any],
     actor: str | None,
-) -> PluginState:
+) -> Configured:
     """Merge ``changes`` into the stored settings and validate before storing anything.
 
-    A secret left out of ``changes`` keeps its stored value; every secret is stored
-    encrypted, a clear one stored before encryption existed included.
+    A secret left out of ``changes`` keeps its stored value, unless a URL it is sent to
+    changes (:class:`~llmops.plugins.fields.ToolUrl`'s ``credentials``); every secret is
+    stored encrypted, a clear one stored before encryption existed included. URL and
+    server path settings are checked first (:func:`_refused_settings`).
     """
     state = runtime.state(name)
     if state.loaded is None:
@@ -117,6 +201,14 @@ def configure(
         raise InvalidRequest(
             f"settings of {name!r} take clear values, not encrypted ones: {', '.join(forged)}",
             fields=forged,
+        )
+    refused = _refused_settings(runtime, name, model, changes)
+    if refused:
+        raise InvalidRequest(
+            f"settings of {name!r} refused: "
+            + "; ".join(f"{key}: {reason}" for key, reason in sorted(refused.items())),
+            fields=sorted(refused),
+            errors=[{"location": [k], "message": refused[k]} for k in sorted(refused)],
         )
     busy = sum(
         provider.active_work()
@@ -137,6 +229,13 @@ def configure(
             merged.pop(key, None)
         else:
             merged[key] = value
+    cleared = _clear_credentials(
+        model,
+        before=row.settings,
+        merged=merged,
+        changes=changes,
+        environ=runtime.environment_settings(name),
+    )
     try:
         runtime.resolve_settings(name, merged)  # decrypts the stored secrets to validate
     except ValidationError as exc:  # not chained: its text holds the input, secrets included
@@ -151,7 +250,7 @@ def configure(
     row.updated_by = actor
     session.flush()
     runtime.sync(session, committed=False)
-    return runtime.state(name)
+    return Configured(runtime.state(name), cleared)
 
 
 def set_default(

@@ -13,7 +13,8 @@ from llmops.services.api_keys import Role, create_api_key
 
 def job_secret_env(*, session: Session, job_id: str) -> dict[str, SecretStr]:
     """A fresh token scoped to the job, minted when the job is handed to its tool (so it
-    is never stored in clear, not even in the outbox); revoked when the job ends."""
+    is never stored in clear, not even in the outbox); revoked when the job ends. It is
+    also the credential of the job's tracker proxy (the ``token`` of its ``JobAccess``)."""
     _key, token = create_api_key(
         session=session, name=f"job {job_id}", role=Role.JOB, training_job_id=job_id
     )

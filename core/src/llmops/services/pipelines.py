@@ -7,11 +7,13 @@ to (marked stale) when the provider cannot be reached.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
@@ -26,7 +28,8 @@ from llmops.capabilities.orchestration import (
 )
 from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
-from llmops.integrations import IntegrationRuntime
+from llmops.integrations import IntegrationRuntime, secret_fields
+from llmops.redaction import Redactor
 from llmops.resilience.outbox import Delivery, OperationStatus, OutboxPolicy, enqueue, requeue
 from llmops.services.api_keys import revoke_job_tokens
 from llmops.services.experiments import finish_job_run, job_run_environment
@@ -97,18 +100,20 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
         {**row.spec, "idempotency_key": delivery.operation.idempotency_key}
     )
     if row.training_job_id is not None:
+        # the job's token first: the tracker's variables may hand it on (JobAccess)
+        job_secrets = job_secret_env(session=session, job_id=row.training_job_id)
         tracking_env, tracking_secrets = job_run_environment(
-            session=session, runtime=runtime, job_id=row.training_job_id
+            session=session,
+            runtime=runtime,
+            job_id=row.training_job_id,
+            job_token=job_secrets["LLMOPS_JOB_TOKEN"],
         )
         spec = spec.model_copy(
             update={
                 "stages": [
                     s.model_copy(update={"env": {**tracking_env, **s.env}}) for s in spec.stages
                 ],
-                "secret_env": {
-                    **tracking_secrets,
-                    **job_secret_env(session=session, job_id=row.training_job_id),
-                },
+                "secret_env": {**tracking_secrets, **job_secrets},
             }
         )
     _, orchestrator = runtime.orchestration_provider(row.provider)
@@ -330,7 +335,31 @@ def pipeline_logs(
         raise NotFound(f"pipeline {pipeline_id!r} has no stage {stage!r}")
     if row.external_id is None:
         return []
-    return _orchestrator(runtime, row).logs(row.external_id, stage=stage, tail_bytes=tail_bytes)
+    logs = _orchestrator(runtime, row).logs(row.external_id, stage=stage, tail_bytes=tail_bytes)
+    redactor = Redactor(known_secrets(runtime))
+    return [log.model_copy(update={"text": redactor.redact(log.text)}) for log in logs]
+
+
+def known_secrets(runtime: IntegrationRuntime) -> list[str]:
+    """Every secret value the platform holds in clear: each plugin's secret settings
+    (stored or from the environment) and the key that encrypts them. A log is scrubbed of
+    them before it is served, whichever orchestrator wrote it."""
+    values: list[str] = []
+    for state in runtime.states():
+        if state.settings is None:
+            continue
+        for name in secret_fields(type(state.settings)):
+            value = getattr(state.settings, name, None)
+            if isinstance(value, SecretStr):
+                values.append(value.get_secret_value())
+    core = runtime.settings
+    if core.secret_key is not None:
+        values += [v.strip() for v in core.secret_key.get_secret_value().split(",")]
+    key_file = runtime.secrets.key_file
+    if key_file is not None:
+        with contextlib.suppress(OSError):
+            values += key_file.read_text().split()
+    return [v for v in values if v]
 
 
 def delete_pipeline(*, session: Session, runtime: IntegrationRuntime, pipeline_id: str) -> None:

@@ -84,6 +84,9 @@ def submit_job(
         name=f"training-{name}",
         stages=[s.model_copy(update={"env": {**job_env, **s.env}}) for s in stages],
         labels={"llmops.training-job": job.id},
+        # what a sandboxed job may see of the data dir: its dataset, and its output dir
+        read_paths=[job_env["LLMOPS_DATASET_PATH"]] if dataset_id is not None else [],
+        write_paths=[str(output_dir)],
     )
     row, operation = pipelines.submit_pipeline(
         session=session, runtime=runtime, spec=spec, provider=provider, training_job_id=job.id

@@ -113,11 +113,12 @@ def tiny_causal_lm(
 
 
 @contextmanager
-def serving_in_thread(app: Any) -> Iterator[str]:
-    """``app`` on uvicorn on 127.0.0.1, in a thread of this process; yields its URL."""
+def serving_in_thread(app: Any, *, port: int | None = None) -> Iterator[str]:
+    """``app`` on uvicorn on 127.0.0.1 (on ``port``, or a free one), in a thread of this
+    process; yields its URL."""
     import uvicorn
 
-    port = free_port()
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

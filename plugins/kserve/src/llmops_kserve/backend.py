@@ -34,7 +34,7 @@ from llmops.capabilities.serving import (
 from llmops.deadlines import deadline_remaining
 from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, LlmopsError, NotFound
 from llmops_kserve import objects
-from llmops_kserve.client import KubernetesApi
+from llmops_kserve.client import KubernetesApi, health_reason
 from llmops_kserve.settings import KServeSettings
 
 logger = logging.getLogger("llmops_kserve")
@@ -216,7 +216,7 @@ class KServeBackend:
         try:
             items = self.api.select(f"{objects.MANAGED_BY}=llmops")
         except LlmopsError as exc:
-            return Health(status=HealthStatus.DOWN, detail=exc.detail)
+            return Health(status=HealthStatus.DOWN, detail=health_reason(exc, self.api.where))
         return Health(
             status=HealthStatus.OK,
             detail=f"{self.api.where} answers: {len(items)} InferenceService(s) of llmops in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -258,14 +259,43 @@ def _translated(exc: Any, verb: str, what: str, namespace: str, where: str) -> L
 
 
 def _status_message(exc: Any) -> str:
+    """The message of the Kubernetes Status the API server answered (what it refused and
+    why), else the status's reason phrase: a body that is not a Status (a proxy's page,
+    anything at a wrong URL) is never quoted."""
     body = getattr(exc, "body", None)
     try:
         parsed = json.loads(body) if body else None
     except (TypeError, ValueError):
         parsed = None
-    if isinstance(parsed, dict) and parsed.get("message"):
-        return str(parsed["message"])
-    return str(getattr(exc, "reason", "") or body or exc)
+    if isinstance(parsed, dict) and parsed.get("kind") == "Status" and parsed.get("message"):
+        return " ".join(str(parsed["message"]).split())[:1000]
+    return _phrase(int(getattr(exc, "status", 0) or 0))
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"
+
+
+#: What a health check adds to a refusal's status code.
+_HEALTH_HINTS = {
+    401: " (check the token or kubeconfig)",
+    403: " (the platform's service account needs the Role in infra/k8s/platform)",
+    404: " (is KServe installed, with the namespace?)",
+}
+
+
+def health_reason(exc: LlmopsError, where: str) -> str:
+    """Why a health check failed, for ``detail``: the API server's status code and reason
+    phrase when it answered (never what it answered: a health check may reach a server
+    that is not Kubernetes), else ``exc``'s own reason (unreachable, not configured)."""
+    status = getattr(exc.__cause__, "status", None)
+    if not isinstance(status, int) or status <= 0:
+        return exc.detail
+    verb = "refused the check" if status in (401, 403) else "answered"
+    return f"{where} {verb} ({status} {_phrase(status)}){_HEALTH_HINTS.get(status, '')}"
 
 
 def _reason(exc: Exception) -> str:

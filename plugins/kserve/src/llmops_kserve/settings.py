@@ -6,10 +6,11 @@ Read from ``LLMOPS_KSERVE__<FIELD>``, overlaid by the configuration stored throu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 
-from llmops.plugins import PluginSettings
+from llmops.plugins import PluginSettings, ServerPath, ToolUrl
 
 #: KServe's model server for LLMs (vLLM or transformers inside), with OpenAI's routes
 #: under /openai/v1; installed with KServe as a ClusterServingRuntime.
@@ -23,6 +24,10 @@ class KServeSettings(PluginSettings):
     ``token``); ``kubeconfig`` (with ``context``); ``in_cluster`` (the pod's service
     account); else ``$KUBECONFIG`` or ``~/.kube/config`` when one exists, else the in-cluster
     configuration when the platform runs in a pod.
+
+    Through the API, ``api_url`` must pass the platform's URL policy and changing it clears
+    ``token`` unless the request sets it again; ``kubeconfig`` and ``ca_cert`` name files
+    on the server and are set by the environment only (a kubeconfig can run commands).
     """
 
     namespace: str | None = Field(
@@ -31,21 +36,25 @@ class KServeSettings(PluginSettings):
         description="where the InferenceServices live; unset: the pod's own namespace "
         "in-cluster, the kubeconfig context's namespace, else 'default'",
     )
-    api_url: str | None = Field(
+    api_url: Annotated[str | None, ToolUrl(credentials=("token",))] = Field(
         default=None,
         description="the Kubernetes API server (https://host:6443); used with `token`",
     )
     token: SecretStr | None = Field(
         default=None, description="a bearer token for `api_url` (a service account's token)"
     )
-    kubeconfig: Path | None = Field(default=None, description="a kubeconfig file")
+    kubeconfig: Annotated[Path | None, ServerPath()] = Field(
+        default=None, description="a kubeconfig file (from the environment only)"
+    )
     context: str | None = Field(default=None, description="the kubeconfig context to use")
     in_cluster: bool = Field(
         default=False,
         description="use the pod's service account (the platform runs in the cluster)",
     )
-    ca_cert: Path | None = Field(
-        default=None, description="the CA bundle that signs the API server's certificate"
+    ca_cert: Annotated[Path | None, ServerPath()] = Field(
+        default=None,
+        description="the CA bundle that signs the API server's certificate (from the "
+        "environment only)",
     )
     verify_ssl: bool = Field(default=True, description="check the API server's certificate")
     use_cluster_address: bool = Field(

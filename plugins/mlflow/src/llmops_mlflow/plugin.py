@@ -8,13 +8,13 @@ a background thread), never by building it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, SecretStr
 
 import llmops
 from llmops.capabilities.common import Capability, Provider
-from llmops.plugins import PluginContext, PluginInfo, PluginSettings
+from llmops.plugins import PluginContext, PluginInfo, PluginSettings, ToolUrl
 from llmops_mlflow import __version__
 
 if TYPE_CHECKING:
@@ -24,20 +24,39 @@ if TYPE_CHECKING:
     from llmops_mlflow.tracker import MlflowTracker
 
 
-class MlflowSettings(PluginSettings):
-    """Read from ``LLMOPS_MLFLOW__<FIELD>``, overlaid by the stored configuration."""
+#: A tracking server, or one of the SQL stores MLflow opens itself (its SQLAlchemy URIs).
+TRACKING_URL = ToolUrl(
+    schemes=("http", "https", "sqlite", "postgresql", "mysql", "mssql"), credentials=("token",)
+)
 
-    tracking_uri: str | None = Field(
+
+class MlflowSettings(PluginSettings):
+    """Read from ``LLMOPS_MLFLOW__<FIELD>``, overlaid by the stored configuration.
+
+    Through the API, a URL must pass the platform's URL policy (:class:`ToolUrl`): a SQLite
+    store or an artifact folder on the server's disk is set by the environment only, and
+    changing a URL the token is sent to clears the token unless the request sets it again.
+    """
+
+    tracking_uri: Annotated[str | None, TRACKING_URL] = Field(
         default=None,
         description="an MLflow tracking server (http://host:5000), or a store URI "
         "(sqlite:///path/mlflow.db); unset: a local SQLite store in the plugin's data dir",
     )
-    artifact_location: str | None = Field(
+    artifact_location: Annotated[
+        str | None,
+        # the platform uploads artifacts there, with the token for an HTTP artifact store
+        ToolUrl(
+            schemes=("s3", "gs", "wasbs", "mlflow-artifacts", "http", "https", "file"),
+            credentials=("token",),
+            bucket_schemes=("s3", "gs"),
+        ),
+    ] = Field(
         default=None,
         description="where new experiments keep artifacts (a folder, s3://bucket/path); "
         "unset: the server's default, or the plugin's data dir for the local store",
     )
-    ui_url: str | None = Field(
+    ui_url: Annotated[str | None, ToolUrl(link=True)] = Field(
         default=None,
         description="MLflow's UI, for links to runs; defaults to the tracking URI when it "
         "is a server",
@@ -45,7 +64,7 @@ class MlflowSettings(PluginSettings):
     token: SecretStr | None = Field(
         default=None, description="bearer token for the tracking server (MLFLOW_TRACKING_TOKEN)"
     )
-    job_tracking_uri: str | None = Field(
+    job_tracking_uri: Annotated[str | None, TRACKING_URL] = Field(
         default=None,
         description="the tracking URI training jobs log to, when they reach MLflow by "
         "another address than the platform (e.g. the in-cluster Service); unset: the same",
@@ -89,8 +108,8 @@ def build_tracker(settings: MlflowSettings, context: PluginContext) -> MlflowTra
     artifact_location = settings.artifact_location
     if artifact_location is None and settings.tracking_uri is None:
         artifact_location = (data_dir / "artifacts").as_uri()
-    if settings.token is not None:
-        os.environ["MLFLOW_TRACKING_TOKEN"] = settings.token.get_secret_value()
+    # the token stays with the tracker's own client: never in os.environ, which every
+    # subprocess (a pipeline's stage) inherits and which outlives the setting
     return MlflowTracker(
         tracking_uri,
         artifact_location=artifact_location,

@@ -21,12 +21,14 @@ caps its retries and timeout so that no request handler waits on it (the outbox 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -36,12 +38,15 @@ from pydantic import SecretStr
 from llmops.capabilities.common import Health, HealthStatus
 from llmops.capabilities.tracking import (
     ArtifactInfo,
+    JobAccess,
     MetricPoint,
     RunInfo,
     RunPage,
     RunQuery,
     RunSpec,
     RunStatus,
+    TrackerRequest,
+    TrackerResponse,
 )
 from llmops.deadlines import deadline_remaining
 from llmops.errors import (
@@ -52,6 +57,7 @@ from llmops.errors import (
     LlmopsError,
     NotFound,
 )
+from llmops_mlflow import rules
 
 if TYPE_CHECKING:
     from mlflow.entities import Experiment, Run
@@ -76,6 +82,21 @@ EXPERIMENTS_PAGE_SIZE = 1000
 #: MLflow's error codes for credentials it refused (the same call fails again), with the
 #: HTTP status MLflow answers them with
 REFUSED_CREDENTIALS = {"PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401}
+#: MLflow's error codes for what may succeed when tried again: no answer or a 5xx
+#: (INTERNAL_ERROR), and its "try later" codes
+TRANSIENT_CODES = frozenset(
+    {
+        "INTERNAL_ERROR",
+        "TEMPORARILY_UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "REQUEST_LIMIT_EXCEEDED",
+        "RESOURCE_EXHAUSTED",
+        "ABORTED",
+        "CANCELLED",
+    }
+)
+#: How MLflow's client reports an error answer that was not its JSON
+_BARE_STATUS = re.compile(r"failed with error code (\d{3}) != \d{3}")
 
 _TO_MLFLOW = {
     RunStatus.SCHEDULED: "SCHEDULED",
@@ -104,12 +125,20 @@ def _moment(ms: int | None) -> datetime | None:
 
 
 def translate_mlflow_error(exc: BaseException, where: str) -> LlmopsError | None:
-    """The core error for an MLflow failure, or None when ``exc`` is not one."""
+    """The core error for an MLflow failure, or None when ``exc`` is not one.
+
+    Only what may succeed when tried again is ``IntegrationUnavailable`` (retried from the
+    queue, counted by the circuit breaker): no answer, a 5xx, MLflow's own "try later"
+    codes. A value MLflow's client or its local store cannot take (a step beyond 64 bits)
+    fails the same way on every delivery: ``InvalidRequest``."""
     from mlflow.exceptions import MlflowException
 
     if not isinstance(exc, MlflowException):
         if isinstance(exc, OSError | TimeoutError):
             return IntegrationUnavailable(f"{where}: {exc}")
+        if isinstance(exc, ValueError | OverflowError):
+            # raised before anything is sent: protobuf's "Value out of range", ...
+            return InvalidRequest(f"{where}: MLflow's client refused a value: {exc}")
         return None
     code = exc.error_code
     message = exc.message
@@ -128,8 +157,32 @@ def translate_mlflow_error(exc: BaseException, where: str) -> LlmopsError | None
             f"{where}: MLflow refused the credentials: {message}",
             upstream_status=REFUSED_CREDENTIALS[code],
         )
+    if code not in TRANSIENT_CODES:  # ENDPOINT_NOT_FOUND, NOT_IMPLEMENTED...: the same again
+        status = int(exc.get_http_status_code())  # type: ignore[no-untyped-call]
+        return IntegrationRejected(f"{where}: {message}", upstream_status=status)
+    if _refused_value(exc):
+        # MLflow's local store wraps what its database could not bind as INTERNAL_ERROR
+        return InvalidRequest(f"{where}: MLflow's store refused a value: {message}")
+    bare = _BARE_STATUS.search(message)
+    if bare is not None and int(bare[1]) < 500 and int(bare[1]) not in {408, 429}:
+        # a 4xx without MLflow's JSON (a proxy in front refusing a large request: 413)
+        return IntegrationRejected(f"{where}: {message}", upstream_status=int(bare[1]))
     # the server did not answer, or answered 5xx: MLflow wraps those as INTERNAL_ERROR
     return IntegrationUnavailable(f"{where}: {message}")
+
+
+def _refused_value(exc: BaseException) -> bool:
+    """Whether what MLflow raised was caused by a value its store could not take: an
+    ``OverflowError`` (SQLite's INTEGER), a ``ValueError``, or SQLAlchemy's
+    ``DataError`` (PostgreSQL's "integer out of range")."""
+    seen: set[int] = set()
+    cause = exc.__cause__ or exc.__context__
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OverflowError | ValueError) or type(cause).__name__ == "DataError":
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 @dataclass
@@ -221,7 +274,9 @@ class MlflowTracker:
             start.done.set()
 
     def _start_client(self) -> MlflowClient:
-        """Import MLflow and build its client (what the background thread runs)."""
+        """Import MLflow and build its client (what the background thread runs). A client
+        of a tracking server holds the tracker's token itself (:mod:`llmops_mlflow.client`):
+        nothing goes through the process environment, which subprocesses inherit."""
         from mlflow.tracking import MlflowClient
 
         if self.tracking_uri.split(":", 1)[0].split("+", 1)[0] in SQL_SCHEMES:
@@ -231,6 +286,11 @@ class MlflowTracker:
                 client = MlflowClient(tracking_uri=self.tracking_uri)
                 client.search_experiments(max_results=1)
             return client
+        if _is_server(self.tracking_uri):
+            from llmops_mlflow.client import credentialed_client
+
+            token = self._token.get_secret_value() if self._token is not None else None
+            return credentialed_client(self.tracking_uri, token)
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     @property
@@ -510,6 +570,21 @@ class MlflowTracker:
             for item in listed
         ]
 
+    # -- what MLflow refuses ---------------------------------------------------------
+
+    def validate_run_write(
+        self,
+        *,
+        experiment: str | None = None,
+        params: Mapping[str, str] | None = None,
+        metrics: Sequence[MetricPoint] = (),
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """MLflow's rules for names, lengths and ranges (:mod:`llmops_mlflow.rules`),
+        checked without its client, so the core refuses such a write before it is queued
+        (``ValidatesRunWrites``)."""
+        rules.validate_run_write(experiment=experiment, params=params, metrics=metrics, tags=tags)
+
     # -- search ----------------------------------------------------------------------
 
     def search_runs(self, query: RunQuery) -> RunPage:
@@ -533,19 +608,45 @@ class MlflowTracker:
         )
         return RunPage(runs=[self._info(r) for r in found], next_page_token=found.token or None)
 
-    def job_environment(self, run_id: str) -> dict[str, str | SecretStr]:
+    def job_environment(self, run_id: str, access: JobAccess) -> dict[str, str | SecretStr]:
         """What a training job needs so that ``mlflow`` in its process logs into its run:
-        ``mlflow.start_run()`` resumes MLFLOW_RUN_ID. The token stays secret."""
+        ``mlflow.start_run()`` resumes MLFLOW_RUN_ID.
+
+        A job reaches MLflow directly (``job_tracking_uri``) only when that needs nothing
+        of the platform's: a tracking server this process reaches without credentials.
+        Otherwise (a token, basic auth, a local store in the platform's data dir) its
+        client goes through the platform's proxy with the job's own token, and the
+        integration's credentials stay here (:meth:`job_request`)."""
         environment: dict[str, str | SecretStr] = {
-            "MLFLOW_TRACKING_URI": self.job_tracking_uri,
             "MLFLOW_RUN_ID": run_id,
             # a job keeps MLflow's own retries, which the platform's process turns off
             "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "7",
             "MLFLOW_HTTP_REQUEST_TIMEOUT": "120",
         }
-        if self._token is not None:
-            environment["MLFLOW_TRACKING_TOKEN"] = self._token
+        if self._job_reaches_mlflow_directly():
+            environment["MLFLOW_TRACKING_URI"] = self.job_tracking_uri
+        else:
+            environment["MLFLOW_TRACKING_URI"] = access.tracker_url
+            environment["MLFLOW_TRACKING_TOKEN"] = access.token
         return environment
+
+    def _job_reaches_mlflow_directly(self) -> bool:
+        if not _is_server(self.tracking_uri) or self._token is not None:
+            return False
+        self.client  # noqa: B018 -- started: MLflow is imported off the caller's thread
+        from llmops_mlflow.client import has_credentials
+
+        return not has_credentials(self.tracking_uri, None)
+
+    def job_request(self, run_id: str, request: TrackerRequest) -> TrackerResponse:
+        """Serve a request of the job's own MLflow client (through the platform's proxy)
+        for its run ``run_id`` only, with this tracker's client and credentials; see
+        :mod:`llmops_mlflow.job_access` for what is offered."""
+        from llmops_mlflow.job_access import serve
+
+        client = self.client
+        with self._errors("job request"):
+            return serve(client, run_id, request)
 
     def run_url(self, run_id: str) -> str | None:
         if self.ui_url is None:
@@ -571,7 +672,7 @@ class MlflowTracker:
         except Exception as exc:  # every failure is a DOWN with its reason
             return Health(
                 status=HealthStatus.DOWN,
-                detail=f"MLflow at {self.tracking_uri} did not answer: {_short(exc)}",
+                detail=f"MLflow at {self.tracking_uri} failed the check: {_short(exc)}",
                 latency_ms=(time.perf_counter() - started) * 1000,
             )
         return Health(
@@ -581,6 +682,33 @@ class MlflowTracker:
         )
 
 
+def _is_server(tracking_uri: str) -> bool:
+    """Whether the tracking URI is an MLflow tracking server (MLflow's REST API)."""
+    return tracking_uri.split(":", 1)[0].lower() in {"http", "https"}
+
+
 def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
+    """What went wrong, in one line and without what the server answered.
+
+    MLflow quotes the answer in its errors (``Response body: '...'``, a JSON error's
+    message, the field it could not parse), and a tracking URI may name any server:
+    MLflow's error code and the HTTP status say what happened instead.
+    """
+    code = getattr(exc, "error_code", None)
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if isinstance(getattr(exc, "json", None), dict):  # RestException: the server's own error
+        phrase = _status_phrase(status)
+        return f"MLflow answered {code}" + (f" (HTTP {status}{phrase})" if status else "")
+    if type(exc).__module__.startswith("google.protobuf"):  # an answer that is not MLflow's
+        return f"the answer is not MLflow's ({type(exc).__name__})"
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    text = text.split("Response body:", 1)[0].rstrip(" .")
+    return text[:300]
+
+
+def _status_phrase(status: object) -> str:
+    try:
+        return f" {HTTPStatus(int(str(status))).phrase}"
+    except ValueError:
+        return ""

@@ -6,13 +6,13 @@ the first call that needs it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
 import llmops
 from llmops.capabilities.common import Capability
-from llmops.plugins import PluginContext, PluginInfo, PluginSettings
+from llmops.plugins import PluginContext, PluginInfo, PluginSettings, ToolUrl
 from llmops_rayserve import __version__
 
 if TYPE_CHECKING:
@@ -21,9 +21,13 @@ if TYPE_CHECKING:
 
 
 class RayServeSettings(PluginSettings):
-    """Read from ``LLMOPS_RAYSERVE__<FIELD>``, overlaid by the stored configuration."""
+    """Read from ``LLMOPS_RAYSERVE__<FIELD>``, overlaid by the stored configuration.
 
-    address: str | None = Field(
+    Through the API, ``address`` and ``proxy_url`` must pass the platform's URL policy
+    (a cluster on a private network needs LLMOPS_INTEGRATION_URL_ALLOWLIST).
+    """
+
+    address: Annotated[str | None, ToolUrl(schemes=("ray",), bare_address=True)] = Field(
         default=None,
         description="a Ray cluster to deploy on (host:6379 or ray://host:10001); unset: a "
         "local Ray the platform starts on demand (dashboard off, Serve's proxy on 127.0.0.1)",
@@ -35,7 +39,7 @@ class RayServeSettings(PluginSettings):
         description="the port of Serve's HTTP proxy (127.0.0.1 only for the local Ray); "
         "unset or 0: a free port",
     )
-    proxy_url: str | None = Field(
+    proxy_url: Annotated[str | None, ToolUrl()] = Field(
         default=None,
         description="where the platform reaches Serve's proxy on a Ray cluster "
         "(http://ray-head:8000); unset: the cluster address's host and http_port (8000)",

@@ -37,6 +37,17 @@ class PipelineSpec(Value):
         description="environment for every stage that is never persisted or shown "
         "(a job token); providers pass it to the tool's secret mechanism",
     )
+    read_paths: list[str] = Field(
+        default_factory=list,
+        description="host paths the platform lets every stage read (a training job's "
+        "dataset): an orchestrator that hides the platform's files from stages "
+        "(PluginContext.protected_paths) makes these visible; set by the platform only",
+    )
+    write_paths: list[str] = Field(
+        default_factory=list,
+        description="host paths the platform lets every stage write (a training job's "
+        "output dir), like read_paths",
+    )
 
 
 class PipelineState(StrEnum):

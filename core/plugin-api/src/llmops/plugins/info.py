@@ -12,6 +12,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmops.capabilities.common import Capability
+from llmops.plugins.fields import check_markers
 
 PLUGIN_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 
@@ -52,6 +53,7 @@ class PluginInfo(BaseModel):
     def _settings_is_model(cls, value: type[BaseModel]) -> type[BaseModel]:
         if not (isinstance(value, type) and issubclass(value, BaseModel)):
             raise ValueError("settings_model must be a pydantic BaseModel subclass")
+        check_markers(value)
         return value
 
 
@@ -66,6 +68,10 @@ class PluginContext:
     api_url: str
     core_version: str
     extras: dict[str, str] = field(default_factory=dict)
+    #: Where the platform keeps what no user code may read: its data dir, its database
+    #: file, its key file. A plugin that runs stages on the server's own host (the local
+    #: executor) hides these from them.
+    protected_paths: tuple[Path, ...] = ()
     #: Held while Alembic migrates a database in this process: the core's own migrations
     #: take it, and so must a plugin whose tool runs Alembic in the platform's process
     #: (MLflow's SQL store does when it opens its database). Alembic's module-level

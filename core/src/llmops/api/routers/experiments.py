@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request, Response
+from fastapi.responses import JSONResponse
 
 from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
 from llmops.api.routers.views import written
@@ -19,9 +22,10 @@ from llmops.api.schemas import (
     MetricsIn,
     ParamRowOut,
     RunSummaryOut,
+    ToolRequestBody,
 )
 from llmops.capabilities.common import utcnow
-from llmops.capabilities.tracking import MetricPoint, RunQuery
+from llmops.capabilities.tracking import MetricPoint, RunQuery, TrackerRequest
 from llmops.db.models import Operation
 from llmops.services import experiments
 from llmops.services.experiments import RunView
@@ -117,6 +121,68 @@ def log_experiment_metrics(
     delivered = session.get(Operation, result.operation_id) if result.delivered else None
     batches = int((delivered.result or {}).get("batches", 0)) if delivered else 0
     return written(MetricsAccepted(accepted=len(points), batches=batches), result, response)
+
+
+#: The tracker proxy of a job's process (``JobAccess.tracker_url``): its tool's own client
+#: speaks the tool's own API below it, with the job's token.
+TRACKER_PROXY = "/training/jobs/{jobId}/experiment-run/tracker/{path:path}"
+TRACKER_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The tracker's answer, in the tool's own JSON; the tool's own errors "
+        "(another run, an endpoint not offered) keep the tool's status and shape",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _tracker_answer(
+    session: SessionDep, runtime: RuntimeDep, job_id: str, request: TrackerRequest
+) -> JSONResponse:
+    answer = experiments.job_tracker_request(
+        session=session, runtime=runtime, job_id=job_id, request=request
+    )
+    return JSONResponse(status_code=answer.status, content=answer.body)
+
+
+@router.get(
+    TRACKER_PROXY,
+    response_model=None,
+    summary="Read a training job's run with the tracking tool's own client",
+    responses=TRACKER_ANSWERS,
+)
+def read_job_tracker(
+    jobId: str, path: str, request: Request, session: SessionDep, runtime: RuntimeDep
+) -> JSONResponse:
+    """For the job's own process (its token) and admins only. The tracker serves what
+    concerns the job's run, with its own credentials, which never reach the job."""
+    query: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        query.setdefault(name, []).append(value)
+    return _tracker_answer(
+        session, runtime, jobId, TrackerRequest(method="GET", path=path, query=query)
+    )
+
+
+@router.post(
+    TRACKER_PROXY,
+    response_model=None,
+    summary="Write to a training job's run with the tracking tool's own client",
+    responses=TRACKER_ANSWERS,
+)
+def write_job_tracker(
+    jobId: str,
+    path: str,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    body: Annotated[ToolRequestBody | None, Body()] = None,
+) -> JSONResponse:
+    """For the job's own process (its token) and admins only: params, metrics, tags and
+    the status of the job's run, in the tool's own API (not audited: telemetry, like the
+    metrics route). Artifacts are not proxied: the job's LLMOPS_OUTPUT_DIR becomes the
+    run's artifacts when it ends."""
+    return _tracker_answer(
+        session, runtime, jobId, TrackerRequest(method="POST", path=path, body=body)
+    )
 
 
 @router.post(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
 from llmops.api.routers.health import provider_health_out
@@ -13,10 +13,12 @@ from llmops.api.schemas import (
     DefaultProviderIn,
     DefaultsOut,
     IntegrationConfigIn,
+    IntegrationConfiguredOut,
     IntegrationOut,
     IntegrationPatch,
     ListPage,
 )
+from llmops.api.security import add_audit_details
 from llmops.capabilities.common import Capability, HealthStatus
 from llmops.integrations import PluginState
 from llmops.platform import Platform
@@ -77,16 +79,31 @@ def update_integration(
     return IntegrationOut.model_validate(integrations.describe(state))
 
 
-@router.put("/{name}/config", response_model=IntegrationOut, summary="Configure a plugin")
+@router.put("/{name}/config", response_model=IntegrationConfiguredOut, summary="Configure a plugin")
 def configure_integration(
-    name: PluginName, body: IntegrationConfigIn, session: SessionDep, runtime: RuntimeDep
-) -> IntegrationOut:
+    name: PluginName,
+    body: IntegrationConfigIn,
+    request: Request,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> IntegrationConfiguredOut:
     """Validated against the plugin's settings model before anything is stored. Secret
-    fields are write-only: omit one to keep its stored value."""
-    state = integrations.configure(
+    fields are write-only: omit one to keep its stored value. A URL setting must pass the
+    URL policy (its declared schemes; no loopback, link-local or private host unless
+    LLMOPS_INTEGRATION_URL_ALLOWLIST names it), and changing it clears the secrets sent
+    to it unless the request sets them again (`secretsCleared`). Settings that name a
+    file on the server are set by the environment only."""
+    configured = integrations.configure(
         session=session, runtime=runtime, name=name, changes=body.settings, actor=None
     )
-    return IntegrationOut.model_validate(integrations.describe(state))
+    if configured.secrets_cleared:
+        add_audit_details(request, secretsCleared=list(configured.secrets_cleared))
+    return IntegrationConfiguredOut.model_validate(
+        {
+            **integrations.describe(configured.state),
+            "secrets_cleared": list(configured.secrets_cleared),
+        }
+    )
 
 
 @router.post("/{name}/test", response_model=ConnectionTestOut, summary="Test the connection")

@@ -27,11 +27,11 @@ from starlette.responses import Response
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llmops.api.errors import problem
+from llmops.api.errors import error_headers, problem
 from llmops.api.schemas import EndpointHealthOut
 from llmops.api.security import check_access, route_template
 from llmops.capabilities.common import utcnow
-from llmops.errors import LlmopsError, Unauthenticated
+from llmops.errors import LlmopsError
 from llmops.gateway import MAX_BODY_BYTES, GatewayError, Route
 from llmops.platform import Platform
 from llmops.services import serving
@@ -110,15 +110,14 @@ async def serve_inference(
     platform: Platform = scope["app"].state.platform
     try:
         await check_access(scope, "POST", template, path_params)
-    except LlmopsError as exc:  # 401 and 403, as every route answers them
-        headers = {"WWW-Authenticate": exc.challenge} if isinstance(exc, Unauthenticated) else None
+    except LlmopsError as exc:  # 401, 403 and 429, as every route answers them
         answer = problem(
             exc.status,
             exc.slug,
             exc.title,
             exc.detail,
             scope["path"],
-            headers=headers,
+            headers=error_headers(exc),
             **exc.extensions,
         )
         await answer(scope, receive, send)

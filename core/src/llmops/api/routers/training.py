@@ -180,6 +180,9 @@ def get_training_job_logs(
     stage: Annotated[str | None, Query(max_length=63)] = None,
     tail_bytes: Annotated[int | None, Query(alias="tailBytes", ge=1, le=10_000_000)] = None,
 ) -> LogsOut:
+    """The job's output. Readable by every key (viewer and above) and by the job's own
+    token; scrubbed of the secret values the platform knows before it is stored and again
+    before it is served, as a pipeline's logs are."""
     logs = training.job_logs(
         session=session, runtime=runtime, job_id=jobId, stage=stage, tail_bytes=tail_bytes
     )

@@ -151,6 +151,10 @@ def get_pipeline_logs(
     stage: Annotated[str | None, Query(max_length=63)] = None,
     tail_bytes: Annotated[int | None, Query(alias="tailBytes", ge=1, le=10_000_000)] = None,
 ) -> LogsOut:
+    """Each stage's output. Readable by every key (viewer and above), so a stage's output
+    is scrubbed of the secret values the platform knows (a job's token, the stage's
+    secret environment, every integration secret, the key that encrypts them) before it
+    is stored and again before it is served; do not print other secrets from a stage."""
     logs = pipelines.pipeline_logs(
         session=session,
         runtime=runtime,

@@ -8,11 +8,11 @@ the hook that builds it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import llmops
 from llmops.capabilities.common import Capability
-from llmops.plugins import PluginContext, PluginInfo, PluginSettings
+from llmops.plugins import PluginContext, PluginInfo, PluginSettings, ServerPath, ToolUrl
 from pydantic import Field
 
 from llmops_folder_registry import __version__
@@ -24,11 +24,11 @@ if TYPE_CHECKING:
 class FolderRegistrySettings(PluginSettings):
     """Read from ``LLMOPS_FOLDER_REGISTRY__<FIELD>``, overlaid by the stored configuration."""
 
-    root: Path | None = Field(
+    root: Annotated[Path | None, ServerPath()] = Field(
         default=None,
         description="the folder that holds the repositories; the plugin's data dir when unset",
     )
-    web_url: str = Field(
+    web_url: Annotated[str, ToolUrl(link=True)] = Field(
         default="http://127.0.0.1:8900",
         pattern=r"^https?://",
         description="where a web server publishes the folder "

@@ -21,6 +21,7 @@ from pydantic import SecretStr
 from llmops.capabilities.common import HealthStatus, Provider
 from llmops.capabilities.tracking import (
     ArtifactInfo,
+    JobAccess,
     MetricPoint,
     RunInfo,
     RunPage,
@@ -28,9 +29,15 @@ from llmops.capabilities.tracking import (
     RunSpec,
     RunStatus,
     TrackingProvider,
+    ValidatesRunWrites,
 )
-from llmops.errors import Conflict, NotFound
-from llmops.testing.contracts import ContractSuite, requires, timed_health
+from llmops.errors import Conflict, InvalidRequest, NotFound
+from llmops.testing.contracts import (
+    ContractSuite,
+    requires,
+    signature_mismatches,
+    timed_health,
+)
 
 __all__ = ["TrackingContract"]
 
@@ -55,8 +62,13 @@ class TrackingContract(ContractSuite):
         "honours the first one's idempotency keys",
         "unreachable": "the subclass can build a provider whose tool cannot be reached "
         "(fixture unreachable_provider)",
-        "job_environment": "job_environment(run_id) gives the variables with which the "
-        "tool's own client in a job's process logs into that run (secrets as SecretStr)",
+        "job_environment": "job_environment(run_id, access) gives the variables with which "
+        "the tool's own client in a job's process logs into that run; its only secret is "
+        "the job's own token (access.token), never one of the integration's (fixture "
+        "integration_secrets)",
+        "validates_run_writes": "validate_run_write() (ValidatesRunWrites) refuses what "
+        "the tool would refuse with InvalidRequest naming the field (fixture "
+        "refused_run_writes), and lets through what the suite logs",
     }
 
     #: Seconds health() may take.
@@ -89,6 +101,16 @@ class TrackingContract(ContractSuite):
         )
 
     @pytest.fixture
+    def refused_run_writes(self) -> list[dict[str, Any]]:
+        """Writes the tool refuses, each as keyword arguments of ``validate_run_write``
+        (``{"metrics": [MetricPoint(key="bad\u2028name", value=1.0)]}``, ...; needed by
+        ``validates_run_writes``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} declares 'validates_run_writes' and must define a "
+            "`refused_run_writes` fixture"
+        )
+
+    @pytest.fixture
     def experiment(self) -> str:
         """An experiment name no other test uses."""
         return f"contract-{uuid.uuid4().hex[:12]}"
@@ -97,6 +119,13 @@ class TrackingContract(ContractSuite):
     def missing_run_id(self) -> str:
         """A run id that names no run."""
         return uuid.uuid4().hex
+
+    @pytest.fixture
+    def integration_secrets(self) -> list[str]:
+        """The secret values ``provider`` was configured with (a token, a password), which
+        no job may ever see (needed by ``job_environment``; override it when the provider
+        has secrets: best, build ``provider`` with canary values and list them here)."""
+        return []
 
     # -- helpers ---------------------------------------------------------------------
 
@@ -127,6 +156,59 @@ class TrackingContract(ContractSuite):
         assert isinstance(provider, Provider)
         assert isinstance(provider.max_metrics_per_batch, int)
         assert provider.max_metrics_per_batch >= 1
+
+    def test_validates_run_writes_is_declared_exactly_when_offered(
+        self, provider: TrackingProvider
+    ) -> None:
+        offered = isinstance(provider, ValidatesRunWrites)
+        declared = "validates_run_writes" in self.supports
+        assert offered == declared, (
+            f"{type(provider).__name__} {'has' if offered else 'lacks'} validate_run_write() "
+            f"but 'validates_run_writes' is {'' if declared else 'not '}in supports: the "
+            "core calls it on the request path, so its tests must run"
+        )
+
+    @requires("validates_run_writes")
+    def test_validation_lets_through_what_the_suite_logs(
+        self, provider: TrackingProvider, experiment: str
+    ) -> None:
+        validator: ValidatesRunWrites = provider  # type: ignore[assignment]
+        problems = signature_mismatches(provider, ValidatesRunWrites)
+        assert not problems, "\n".join(problems)
+
+        validator.validate_run_write(
+            experiment=experiment,
+            params={"lr": "0.1", "epochs": "3", "optimizer": "adamw", "size": "s"},
+            tags={"team": "nlp", "llmops.training_job_id": uuid.uuid4().hex},
+            metrics=[
+                MetricPoint(key=key, value=-1.5e-9, step=step, timestamp=_at(step))
+                for key in ("loss", "acc", "eval/loss", "train.loss-ema 2")
+                for step in (0, 1, 2**31)
+            ],
+        )
+        validator.validate_run_write()  # nothing at all is no error either
+
+    @requires("validates_run_writes")
+    def test_validation_refuses_what_the_tool_refuses_naming_the_field_and_storing_nothing(
+        self,
+        provider: TrackingProvider,
+        experiment: str,
+        refused_run_writes: list[dict[str, Any]],
+    ) -> None:
+        validator: ValidatesRunWrites = provider  # type: ignore[assignment]
+        assert refused_run_writes, "refused_run_writes names at least one write"
+
+        for write in refused_run_writes:
+            with pytest.raises(InvalidRequest) as refused:
+                validator.validate_run_write(**{"experiment": experiment, **write})
+            field = str(refused.value.extensions.get("parameter", ""))
+            assert field.split("[")[0].split(".")[0] in {"experiment", *write}, (
+                f"the refusal of {write!r} must name the field it refuses in `parameter` "
+                f"(experiment, params, tags, metrics[i].key, ...), got {field!r}"
+            )
+        assert self.search_all(provider, RunQuery(experiments=[experiment])) == [], (
+            "validation stores nothing"
+        )
 
     def test_health_answers_within_the_deadline(self, provider: TrackingProvider) -> None:
         health = timed_health(provider, self.health_deadline)
@@ -359,12 +441,16 @@ class TrackingContract(ContractSuite):
         assert [(p.step, p.value) for p in history] == [(1, 0.5), (2, 0.25), (2, 0.75)]
 
     @requires("job_environment")
-    def test_job_environment_names_the_run_and_keeps_secrets_secret(
-        self, provider: TrackingProvider, experiment: str
+    def test_job_environment_names_the_run_and_hands_on_no_secret_but_the_jobs_own(
+        self, provider: TrackingProvider, experiment: str, integration_secrets: list[str]
     ) -> None:
         run = provider.create_run(self.run_spec(experiment))
+        access = JobAccess(
+            tracker_url="http://platform.invalid/llm-ops/v1/training/jobs/j1/experiment-run/tracker",
+            token=SecretStr(f"llmops_job_{uuid.uuid4().hex}"),
+        )
 
-        environment = dict(provider.job_environment(run.run_id))  # type: ignore[attr-defined]
+        environment = dict(provider.job_environment(run.run_id, access))  # type: ignore[attr-defined]
 
         assert environment, "a job needs at least the variable that names its run"
         assert run.run_id in {v for v in environment.values() if isinstance(v, str)}
@@ -373,6 +459,13 @@ class TrackingContract(ContractSuite):
             assert isinstance(value, str | SecretStr)
             if "TOKEN" in name or "PASSWORD" in name or "SECRET" in name:
                 assert isinstance(value, SecretStr), f"{name} must be a SecretStr"
+            if isinstance(value, SecretStr):  # the platform's job token is the only secret
+                assert value.get_secret_value() == access.token.get_secret_value(), name
+        seen = " ".join(
+            v.get_secret_value() if isinstance(v, SecretStr) else v for v in environment.values()
+        )
+        for secret in integration_secrets:
+            assert secret not in seen, "an integration's own secret reached a job's environment"
 
     def test_latest_metrics_hold_the_value_of_the_highest_step(
         self, provider: TrackingProvider, experiment: str
