@@ -8,11 +8,11 @@ shipped MLflow and KServe plugins."""
 
 from __future__ import annotations
 
+import functools
 import json
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Annotated, Any
@@ -22,7 +22,6 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr, ValidationError
 
-from llmops.api.app import create_app
 from llmops.config import CoreSettings
 from llmops.plugins import PluginInfo, PluginSettings, ToolUrl
 from llmops.testing.plugins import PluginInstaller
@@ -34,23 +33,15 @@ LOGS = f"{API}/governance/audit-logs"
 CANARY = "canary-7d41c09be2f3"
 PROBLEM = "application/problem+json"
 
+
+#: the suite's ``start`` fixture (conftest.py)
 StartApp = Callable[..., TestClient]
 
 
 @pytest.fixture
-def start(
-    make_settings: Callable[..., CoreSettings], authenticate: Callable[..., str]
-) -> Iterator[StartApp]:
-    """``start(**core_settings)``: a started platform with an admin key (stopped at the end)."""
-    with ExitStack() as stack:
-
-        def start_app(**overrides: Any) -> TestClient:
-            settings = make_settings(**overrides)
-            client = stack.enter_context(TestClient(create_app(settings, start_worker=False)))
-            authenticate(client)
-            return client
-
-        yield start_app
+def start(start: StartApp) -> StartApp:
+    """The suite's ``start``, without the background worker: these tests queue nothing."""
+    return functools.partial(start, start_worker=False)
 
 
 @dataclass

@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
-from llmops.api.app import create_app
 from llmops.capabilities.common import Capability
-from llmops.config import CoreSettings
 from llmops.errors import IntegrationRejected, IntegrationUnavailable, NotFound
 from llmops.resilience.breaker import CircuitBreaker, CircuitState
 from llmops.resilience.errors import retryable, translate
@@ -134,22 +131,8 @@ _POISON_TRACKER = textwrap.dedent(
     """
 )
 
+#: the suite's ``start`` fixture (conftest.py)
 StartApp = Callable[..., TestClient]
-
-
-@pytest.fixture
-def start(
-    make_settings: Callable[..., CoreSettings], authenticate: Callable[..., str]
-) -> Iterator[StartApp]:
-    """Start a platform on the test's database, called with an admin key."""
-    with ExitStack() as stack:
-
-        def start_app(**overrides: Any) -> TestClient:
-            client = stack.enter_context(TestClient(create_app(make_settings(**overrides))))
-            authenticate(client)
-            return client
-
-        yield start_app
 
 
 @pytest.fixture
