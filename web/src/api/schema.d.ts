@@ -2284,6 +2284,11 @@ export type components = {
             startedAt?: string | null;
             /** State */
             state: string;
+            /**
+             * Uiurl
+             * @description the stage in its orchestrator's own UI (an Argo node)
+             */
+            uiUrl?: string | null;
         };
         /**
          * StageSpecOut

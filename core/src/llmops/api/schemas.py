@@ -299,6 +299,9 @@ class StageOut(ApiModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
+    ui_url: str | None = Field(
+        default=None, description="the stage in its orchestrator's own UI (an Argo node)"
+    )
 
 
 class PipelineOut(Degradable):

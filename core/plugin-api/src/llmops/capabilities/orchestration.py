@@ -79,6 +79,9 @@ class StageStatus(Value):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
+    ui_url: str | None = Field(
+        default=None, description="the stage in the tool's own UI (an Argo node), if any"
+    )
 
 
 class PipelineStatus(Value):
