@@ -119,6 +119,27 @@ def isvc(name: str, uri: str = FIRST, **predictor: Any) -> dict[str, Any]:
     }
 
 
+def read_modify_replace(
+    isvcs: CustomObjectsApi, name: str, change: Callable[[dict[str, Any]], None]
+) -> Any:
+    """Get, change and replace an object, again on 409: the controller writes the
+    finalizer and status meanwhile, and a client of a cluster retries the same way."""
+
+    def attempt() -> Any:
+        current = get(isvcs, name)
+        change(current)
+        try:
+            return isvcs.replace_namespaced_custom_object(
+                GROUP, VERSION, "default", PLURAL, name, current
+            )
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            return None
+
+    return wait_for(attempt, what=f"a replace of {name} without a conflict")
+
+
 def create(isvcs: CustomObjectsApi, body: dict[str, Any], namespace: str = "default") -> Any:
     return isvcs.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, body, field_validation="Strict"
@@ -419,10 +440,8 @@ def test_a_stale_resource_version_is_a_conflict(
         422,
     )
     assert required["details"]["causes"][0]["field"] == "metadata.resourceVersion"
-    current = get(isvcs, "raced")
-    current["spec"]["predictor"]["minReplicas"] = 2
-    replaced = isvcs.replace_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "raced", current
+    replaced = read_modify_replace(
+        isvcs, "raced", lambda obj: obj["spec"]["predictor"].update(minReplicas=2)
     )
     assert replaced["metadata"]["generation"] == 2
 
@@ -431,10 +450,8 @@ def test_status_is_written_only_through_the_status_subresource(
     idle: KubernetesApiDouble, isvcs: CustomObjectsApi
 ) -> None:
     create(isvcs, isvc("statused"))
-    current = get(isvcs, "statused")
-    current["status"] = {"url": "http://elsewhere"}
-    through_main = isvcs.replace_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "statused", current
+    through_main = read_modify_replace(
+        isvcs, "statused", lambda obj: obj.update(status={"url": "http://elsewhere"})
     )
     assert through_main.get("status", {}).get("url") != "http://elsewhere"
     answer = isvcs.patch_namespaced_custom_object_status(
