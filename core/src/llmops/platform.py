@@ -33,6 +33,7 @@ class Platform:
         self.engine = make_engine(settings.resolved_database_url)
         self.sessions = make_session_factory(self.engine)
         self.metrics = PlatformMetrics()
+        self.metrics.pipelines.watch(self.sessions)  # pipeline transitions, sync lag
         self.runtime = IntegrationRuntime(settings, metrics=self.metrics.registry)
         self.health = HealthChecker(self.runtime, ttl=settings.health_cache_seconds)
         self.gateway = Gateway(self.runtime, GatewayMetrics(self.metrics.registry))

@@ -792,7 +792,9 @@ export type paths = {
          * Submit a pipeline
          * @description Validate the DAG (unknown dependency, cycle, duplicate name → 422 naming the stages)
          *     and start it on the chosen orchestrator, or the default one. When the orchestrator is
-         *     down the submission waits in the retry queue: 202 with the operation to poll.
+         *     down the submission waits in the retry queue: 202 with the operation to poll; with
+         *     ``fallback: "local"`` it runs on the local executor instead, where that cannot run
+         *     it twice: 201, degraded, with why.
          */
         post: operations["create_pipeline"];
         delete?: never;
@@ -2036,6 +2038,11 @@ export type components = {
         };
         /** PipelineCreate */
         PipelineCreate: {
+            /**
+             * Fallback
+             * @description "local": should the orchestrator be unavailable when the pipeline is submitted (its circuit open, the tool down), run it on the built-in local executor instead: its provider becomes "local", and its message, the answer and the audit log say why. Never for a refusal by the orchestrator, and only while the platform knows the orchestrator never received it (after a timeout it waits instead, so it cannot run twice). null (the default): the submission waits in the retry queue for the orchestrator (202)
+             */
+            fallback?: "local" | null;
             /** Labels */
             labels?: {
                 [key: string]: string;
@@ -2069,6 +2076,11 @@ export type components = {
             degradedReason?: string | null;
             /** Externalid */
             externalId: string | null;
+            /**
+             * Fellbackfrom
+             * @description the orchestrator the pipeline was meant for, when it ran on the local executor instead because that one was unavailable (see fallback)
+             */
+            fellBackFrom?: string | null;
             /** Finishedat */
             finishedAt: string | null;
             /** Id */
@@ -2091,7 +2103,10 @@ export type components = {
             startedAt: string | null;
             /** Status */
             status: string;
-            /** Syncedat */
+            /**
+             * Syncedat
+             * @description when the platform last heard from the orchestrator: the age of a degraded answer's last known state
+             */
             syncedAt: string | null;
             /** Trainingjobid */
             trainingJobId: string | null;
@@ -2100,6 +2115,11 @@ export type components = {
         };
         /** PipelineSpecOut */
         PipelineSpecOut: {
+            /**
+             * Fallback
+             * @description the fallback the request allowed
+             */
+            fallback?: string | null;
             /** Labels */
             labels?: {
                 [key: string]: string;
@@ -2337,6 +2357,11 @@ export type components = {
              * @description the run's experiment; the job's model name if null
              */
             experiment?: string | null;
+            /**
+             * Fallback
+             * @description for the job's pipeline: "local": should the orchestrator be unavailable when the pipeline is submitted (its circuit open, the tool down), run it on the built-in local executor instead: its provider becomes "local", and its message, the answer and the audit log say why. Never for a refusal by the orchestrator, and only while the platform knows the orchestrator never received it (after a timeout it waits instead, so it cannot run twice). null (the default): the submission waits in the retry queue for the orchestrator (202)
+             */
+            fallback?: "local" | null;
             /** Hyperparameters */
             hyperparameters?: {
                 [key: string]: unknown;
@@ -2385,6 +2410,11 @@ export type components = {
              * @description the job's experiment run (GET .../experiment-run), if it has one
              */
             experimentRunId?: string | null;
+            /**
+             * Fellbackfrom
+             * @description the orchestrator the job was meant for, when its pipeline ran on the local executor instead (see fallback)
+             */
+            fellBackFrom?: string | null;
             /** Finishedat */
             finishedAt: string | null;
             /** Hyperparameters */
@@ -2412,6 +2442,11 @@ export type components = {
             startedAt: string | null;
             /** Status */
             status: string;
+            /**
+             * Syncedat
+             * @description when the platform last heard from the job's orchestrator: the age of a degraded answer's last known state
+             */
+            syncedAt?: string | null;
         };
         /** UploadResult */
         UploadResult: {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Strict
 from pydantic.alias_generators import to_camel
@@ -259,6 +259,18 @@ class StageIn(Input):
         return StageSpec(**self.model_dump())
 
 
+#: The opt-in to running a pipeline on the local executor when its orchestrator is away.
+FALLBACK_DESCRIPTION = (
+    '"local": should the orchestrator be unavailable when the pipeline is submitted (its '
+    "circuit open, the tool down), run it on the built-in local executor instead: its "
+    'provider becomes "local", and its message, the answer and the audit log say why. '
+    "Never for a refusal by the orchestrator, and only while the platform knows the "
+    "orchestrator never received it (after a timeout it waits instead, so it cannot run "
+    "twice). null (the default): the submission waits in the retry queue for the "
+    "orchestrator (202)"
+)
+
+
 class PipelineCreate(Input):
     name: str = Field(min_length=1, max_length=NAME_LENGTH)
     stages: list[StageIn] = Field(min_length=1, max_length=MAX_STAGES)
@@ -267,6 +279,7 @@ class PipelineCreate(Input):
     provider: str | None = Field(
         default=None, max_length=PROVIDER_LENGTH, description="orchestrator; the default if null"
     )
+    fallback: Literal["local"] | None = Field(default=None, description=FALLBACK_DESCRIPTION)
 
 
 class StageSpecOut(ApiModel):
@@ -289,6 +302,7 @@ class PipelineSpecOut(ApiModel):
     stages: list[StageSpecOut]
     max_parallel: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    fallback: str | None = Field(default=None, description="the fallback the request allowed")
 
 
 class StageOut(ApiModel):
@@ -318,7 +332,15 @@ class PipelineOut(Degradable):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-    synced_at: datetime | None
+    synced_at: datetime | None = Field(
+        description="when the platform last heard from the orchestrator: the age of a "
+        "degraded answer's last known state"
+    )
+    fell_back_from: str | None = Field(
+        default=None,
+        description="the orchestrator the pipeline was meant for, when it ran on the local "
+        "executor instead because that one was unavailable (see fallback)",
+    )
 
 
 class StageLogOut(ApiModel):
@@ -357,6 +379,9 @@ class TrainingJobCreate(Input):
         max_length=EXPERIMENT_LENGTH,
         description="the run's experiment; the job's model name if null",
     )
+    fallback: Literal["local"] | None = Field(
+        default=None, description=f"for the job's pipeline: {FALLBACK_DESCRIPTION}"
+    )
 
 
 class JobModelRegister(Input):
@@ -386,6 +411,16 @@ class TrainingJobOut(Degradable):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    synced_at: datetime | None = Field(
+        default=None,
+        description="when the platform last heard from the job's orchestrator: the age of "
+        "a degraded answer's last known state",
+    )
+    fell_back_from: str | None = Field(
+        default=None,
+        description="the orchestrator the job was meant for, when its pipeline ran on the "
+        "local executor instead (see fallback)",
+    )
 
 
 # -- integrations --------------------------------------------------------------------

@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
+
+from llmops.capabilities.orchestration import PipelineState
+from llmops.db.models import WorkflowPipeline
+
+log = logging.getLogger(__name__)
 
 
 class PlatformMetrics:
@@ -45,3 +60,186 @@ class PlatformMetrics:
             "Audit entries that could not be written (the database refused them)",
             registry=self.registry,
         )
+        self.pipelines = PipelineMetrics(self.registry)
+
+
+# -- pipelines -------------------------------------------------------------------------
+
+#: where a session keeps the pipeline events of its open transaction
+_PENDING = "llmops.pipeline_events"
+_ACTIVE = [s.value for s in PipelineState if not s.terminal]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The provider accepted the pipeline, ``queue_wait`` seconds after it was created."""
+
+    provider: str
+    queue_wait: float
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The pipeline reached ``state`` (succeeded, failed, cancelled); ``duration`` is from
+    its start to its end, None when it never started."""
+
+    provider: str
+    state: str
+    duration: float | None
+
+
+@dataclass(frozen=True)
+class Retried:
+    """A failed or cancelled pipeline was set going again."""
+
+    provider: str
+
+
+@dataclass(frozen=True)
+class FellBack:
+    """The pipeline ran on the local executor because ``provider`` was unavailable."""
+
+    provider: str
+
+
+PipelineEvent = Submitted | Finished | Retried | FellBack
+
+
+def record_pipeline_event(session: Session, event: PipelineEvent) -> None:
+    """Note ``event`` in ``session``'s transaction: it is counted when the transaction
+    commits, and forgotten when it rolls back. The services call this where they applied
+    the state change, and only when their own conditional update made it, so each
+    change is counted once whichever process (the API's fast path, a worker, another
+    replica) applied it; Prometheus sums the processes."""
+    session.info.setdefault(_PENDING, []).append(event)
+
+
+class PipelineMetrics:
+    """Per-provider pipeline metrics: transitions counted when committed, and the age of
+    the last known state of active pipelines, read from the database at each scrape."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.submitted = Counter(
+            "llmops_pipelines_submitted",
+            "Pipelines their orchestrator accepted (each once, also after a redelivery)",
+            ["provider"],
+            registry=registry,
+        )
+        self.finished = Counter(
+            "llmops_pipelines_finished",
+            "Pipelines that reached a final state (succeeded, failed, cancelled); a retried "
+            "pipeline counts again when its retry ends",
+            ["provider", "state"],
+            registry=registry,
+        )
+        self.retried = Counter(
+            "llmops_pipelines_retried",
+            "Failed or cancelled pipelines set going again (their failed stages, or their "
+            "given-up submission)",
+            ["provider"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "llmops_pipelines_fell_back",
+            "Pipelines run on the local executor because their orchestrator (the label) "
+            "was unavailable and the pipeline allowed it",
+            ["provider"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "llmops_pipeline_duration_seconds",
+            "From a pipeline's start to its end, by final state",
+            ["provider", "state"],
+            registry=registry,
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400),
+        )
+        self.queue_wait = Histogram(
+            "llmops_pipeline_queue_wait_seconds",
+            "From a pipeline's creation until its orchestrator accepted it (the outbox "
+            "delivery of its submission)",
+            ["provider"],
+            registry=registry,
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600),
+        )
+        self._sessions: sessionmaker[Session] | None = None
+
+    def watch(self, sessions: sessionmaker[Session]) -> None:
+        """Count the events of ``sessions``' committed transactions, and report the sync
+        lag of the pipelines in their database."""
+        self._sessions = sessions
+        event.listen(sessions, "after_commit", self._committed)
+        event.listen(sessions, "after_transaction_end", self._ended)
+        self.registry.register(_SyncLagCollector(sessions))
+
+    def _committed(self, session: Session) -> None:
+        for item in session.info.pop(_PENDING, []):
+            self.count(item)
+
+    @staticmethod
+    def _ended(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.parent is None:  # rolled back or closed: nothing happened
+            session.info.pop(_PENDING, None)
+
+    def count(self, item: PipelineEvent) -> None:
+        match item:
+            case Submitted(provider, queue_wait):
+                self.submitted.labels(provider).inc()
+                self.queue_wait.labels(provider).observe(max(0.0, queue_wait))
+            case Finished(provider, state, duration):
+                self.finished.labels(provider, state).inc()
+                if duration is not None:
+                    self.duration.labels(provider, state).observe(max(0.0, duration))
+            case Retried(provider):
+                self.retried.labels(provider).inc()
+            case FellBack(provider):
+                self.fallbacks.labels(provider).inc()
+
+
+class _SyncLagCollector(Collector):
+    """``llmops_pipeline_sync_lag_seconds``: per provider, how old the oldest last known
+    state of an active pipeline is (what the worker's sync keeps fresh); it grows when the
+    worker stops or the tool cannot be reached. Read from the database, so every replica
+    reports the same value (aggregate with max, not sum)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "llmops_pipeline_sync_lag_seconds",
+                "Age of the oldest last known state among a provider's active pipelines",
+                labels=["provider"],
+            ),
+            GaugeMetricFamily(
+                "llmops_pipelines_active",
+                "Pipelines a provider runs now (pending or running, submitted to it)",
+                labels=["provider"],
+            ),
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        lag, active = self._families()
+        synced = func.coalesce(WorkflowPipeline.synced_at, WorkflowPipeline.created_at)
+        stmt = (
+            select(WorkflowPipeline.provider, func.min(synced), func.count())
+            .where(WorkflowPipeline.status.in_(_ACTIVE), WorkflowPipeline.external_id.is_not(None))
+            .group_by(WorkflowPipeline.provider)
+        )
+        try:
+            with self.sessions() as session:
+                rows = session.execute(stmt).all()
+        except SQLAlchemyError as exc:  # /readyz reports the database; the scrape goes on
+            log.warning("pipeline sync lag not reported: the database failed: %s", exc)
+            return (lag, active)
+        now = datetime.now(UTC)
+        for provider, oldest, count in rows:
+            if oldest.tzinfo is None:  # the column's type makes it UTC; be sure
+                oldest = oldest.replace(tzinfo=UTC)
+            lag.add_metric([provider], max(0.0, (now - oldest).total_seconds()))
+            active.add_metric([provider], count)
+        return (lag, active)

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
+from llmops.auth import Principal
 from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import (
     OrchestrationProvider,
@@ -27,11 +30,33 @@ from llmops.capabilities.orchestration import (
     validate_pipeline,
 )
 from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
-from llmops.errors import Conflict, LlmopsError, NotFound
+from llmops.errors import (
+    Conflict,
+    IntegrationUnavailable,
+    InvalidRequest,
+    LlmopsError,
+    NoProviderEnabled,
+    NotFound,
+)
 from llmops.integrations import IntegrationRuntime, secret_fields
+from llmops.observability.metrics import (
+    FellBack,
+    Finished,
+    Retried,
+    Submitted,
+    record_pipeline_event,
+)
 from llmops.redaction import Redactor
-from llmops.resilience.outbox import Delivery, OperationStatus, OutboxPolicy, enqueue, requeue
-from llmops.services.api_keys import revoke_job_tokens
+from llmops.resilience.outbox import (
+    ON_BEHALF_OF,
+    Delivery,
+    OperationStatus,
+    OutboxPolicy,
+    enqueue,
+    requeue,
+)
+from llmops.services import audit
+from llmops.services.api_keys import Role, revoke_job_tokens
 from llmops.services.experiments import finish_job_run, job_run_environment
 from llmops.services.jobs import job_secret_env
 from llmops.services.pagination import Page, paginate
@@ -39,6 +64,8 @@ from llmops.services.pagination import Page, paginate
 log = logging.getLogger(__name__)
 
 TERMINAL = {s.value for s in PipelineState if s.terminal}
+#: the states a retry sets going again
+RETRYABLE = frozenset({PipelineState.FAILED.value, PipelineState.CANCELLED.value})
 SORTS = {"createdAt": WorkflowPipeline.created_at, "name": WorkflowPipeline.name}
 
 
@@ -53,6 +80,20 @@ SUBMIT = "pipeline.submit"
 CANCEL = "pipeline.cancel"
 RETRY = "pipeline.retry"
 
+#: The one orchestrator a pipeline may fall back to: the built-in local executor.
+LOCAL = "local"
+#: Keys of ``row.spec`` beside the spec's own fields (the provider never sees them): the
+#: caller's opt-in to the fallback, and, once it was used, from where and why.
+FALLBACK = "fallback"
+FELL_BACK = "fellBackFrom"
+#: How a client says it could not connect: the request was never sent.
+_CONNECT_FAILURES = frozenset(
+    {"ConnectError", "ConnectTimeout", "ConnectTimeoutError", "NewConnectionError"}
+    | {"NameResolutionError"}
+)
+#: Answers with which a server turns away work it has not started.
+_NOT_TAKEN = frozenset({429, 503})
+
 
 def submit_pipeline(
     *,
@@ -61,15 +102,30 @@ def submit_pipeline(
     spec: PipelineSpec,
     provider: str | None = None,
     training_job_id: str | None = None,
+    fallback: str | None = None,
 ) -> tuple[WorkflowPipeline, Operation]:
     """Record the pipeline and its submission in the outbox (the caller commits, then
-    delivers: see :mod:`llmops.services.writes`)."""
+    delivers: see :mod:`llmops.services.writes`).
+
+    :param fallback: ``"local"``: should the orchestrator be unavailable when the
+        submission is delivered, run the pipeline on the local executor instead (see
+        :func:`deliver_submit`); None: wait for the orchestrator.
+    """
     validate_pipeline(spec)
     provider_name, _ = runtime.orchestration_provider(provider)
+    stored = spec.model_dump(mode="json", exclude={"secret_env"})
+    if fallback is not None:
+        if fallback != LOCAL:
+            raise InvalidRequest(
+                f"a pipeline can fall back to {LOCAL!r} only, not {fallback!r}",
+                parameter="fallback",
+            )
+        runtime.orchestration_provider(LOCAL)  # 409 when the local executor is off
+        stored[FALLBACK] = fallback
     row = WorkflowPipeline(
         name=spec.name,
         provider=provider_name,
-        spec=spec.model_dump(mode="json", exclude={"secret_env"}),
+        spec=stored,
         status=PipelineState.PENDING.value,
         training_job_id=training_job_id,
         stages=[{"name": s.name, "state": "pending", "attempts": 0} for s in spec.stages],
@@ -91,13 +147,18 @@ def submit_pipeline(
 
 
 def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
-    """The outbox handler of :data:`SUBMIT`: hand the pipeline to its orchestrator."""
+    """The outbox handler of :data:`SUBMIT`: hand the pipeline to its orchestrator, or,
+    where the pipeline allowed it and its orchestrator is unavailable, to the local
+    executor (:func:`_fall_back`)."""
     session = delivery.session
     row = session.get(WorkflowPipeline, delivery.payload["pipelineId"])
     if row is None or row.status == PipelineState.CANCELLED.value:
         return {"skipped": "the pipeline was deleted or cancelled before it was submitted"}
     spec = PipelineSpec.model_validate(
-        {**row.spec, "idempotency_key": delivery.operation.idempotency_key}
+        {
+            **{k: v for k, v in row.spec.items() if k in PipelineSpec.model_fields},
+            "idempotency_key": delivery.operation.idempotency_key,
+        }
     )
     if row.training_job_id is not None:
         # the job's token first: the tracker's variables may hand it on (JobAccess)
@@ -117,32 +178,241 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
             }
         )
     _, orchestrator = runtime.orchestration_provider(row.provider)
-    status = orchestrator.submit(spec)
-    apply_status(row, status)
+    try:
+        status = orchestrator.submit(spec)
+    except IntegrationUnavailable as exc:
+        status = _fall_back(runtime, delivery, row, spec, exc)
+    unsubmitted = WorkflowPipeline.external_id.is_(None)
+    if _set_once(session, row, unsubmitted, external_id=status.external_id):
+        waited = (utcnow() - row.created_at).total_seconds()
+        record_pipeline_event(session, Submitted(row.provider, waited))
+    apply_status(session, row, status)
     _propagate_to_job(session=session, row=row)
-    return {"externalId": status.external_id}
+    result: dict[str, object] = {"externalId": status.external_id}
+    origin = fell_back_from(row)
+    if origin is not None:
+        result["fellBackFrom"] = origin
+    return result
+
+
+def _fall_back(
+    runtime: IntegrationRuntime,
+    delivery: Delivery,
+    row: WorkflowPipeline,
+    spec: PipelineSpec,
+    error: IntegrationUnavailable,
+) -> PipelineStatus:
+    """Submit to the local executor the pipeline its orchestrator could not take, when
+    the pipeline allowed it; else raise ``error``, and the submission waits as usual.
+
+    Only where the platform knows the orchestrator never received the pipeline (no call
+    was made: its circuit is open; the connection failed; it answered 429 or 503), and
+    only on the submission's first attempt: after a timeout the tool may have created
+    the workflow, which would then run twice. Such a submission waits for its
+    orchestrator, which the idempotency key keeps from starting a second run. The
+    delivery is the pipeline's one submission, so nothing is delivered again later: the
+    operation now names the local executor, and an audit entry says why.
+    """
+    if row.spec.get(FALLBACK) != LOCAL or row.provider == LOCAL:
+        raise error
+    why_not = _fallback_unsafe(delivery, row, error)
+    local: OrchestrationProvider | None = None
+    if why_not is None:
+        try:
+            _, local = runtime.orchestration_provider(LOCAL)
+        except NoProviderEnabled as exc:
+            why_not = exc.detail
+    if local is None:
+        raise IntegrationUnavailable(
+            f"{error.detail}; not run on the local executor instead: {why_not}",
+            **error.extensions,
+        ) from error
+    status = local.submit(spec)
+    original, reason = row.provider, error.detail[:500]
+    row.provider = LOCAL
+    row.spec = {
+        **row.spec,
+        FELL_BACK: {"provider": original, "reason": reason, "at": utcnow().isoformat()},
+    }
+    delivery.operation.provider = LOCAL
+    who, request_id = _on_behalf_of(delivery)
+    audit.record(
+        session=delivery.session,
+        action="pipeline.fallback",
+        resource_type="pipeline",
+        resource_id=row.id,
+        details={
+            "from": original,
+            "to": LOCAL,
+            "reason": reason,
+            "operationId": delivery.operation.id,
+        },
+        principal=who,
+        request_id=request_id,
+    )
+    record_pipeline_event(delivery.session, FellBack(original))
+    runtime.count_fallback(Capability.ORCHESTRATION, original, SUBMIT)
+    log.warning("pipeline %s runs on the local executor: %s", row.id, reason)
+    return status
+
+
+def _fallback_unsafe(
+    delivery: Delivery, row: WorkflowPipeline, error: IntegrationUnavailable
+) -> str | None:
+    """Why falling back could run the pipeline twice, or None when it cannot."""
+    if delivery.operation.attempts > 1:
+        return (
+            f"an earlier attempt may have reached {row.provider}; the submission waits for "
+            f"{row.provider}, which its key keeps from starting it twice"
+        )
+    if not _never_received(error):
+        return (
+            f"{row.provider} may have received it before the call failed; the submission "
+            f"waits for {row.provider}, which its key keeps from starting it twice"
+        )
+    return None
+
+
+def _never_received(error: IntegrationUnavailable) -> bool:
+    """Whether ``error`` proves the tool never got the call."""
+    if error.extensions.get("circuit") is not None:  # the guard made no call
+        return True
+    if error.extensions.get("upstream_status") in _NOT_TAKEN:
+        return True
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and len(seen) < 8 and all(current is not s for s in seen):
+        seen.append(current)
+        if isinstance(current, ConnectionRefusedError | socket.gaierror):
+            return True
+        if type(current).__name__ in _CONNECT_FAILURES:
+            return True
+        reason = getattr(current, "reason", None)  # urllib3 keeps its cause here
+        current = (
+            current.__cause__
+            or current.__context__
+            or (reason if isinstance(reason, BaseException) else None)
+        )
+    return False
+
+
+def _on_behalf_of(delivery: Delivery) -> tuple[Principal, str | None]:
+    """Who asked for the write a delivery makes (see :data:`ON_BEHALF_OF`)."""
+    who: dict[str, Any] = delivery.payload.get(ON_BEHALF_OF) or {}
+    role = who.get("role")
+    principal = Principal(
+        key_id=who.get("keyId"),
+        name=str(who.get("name") or "system"),
+        role=Role(role) if role else None,
+    )
+    return principal, who.get("requestId")
+
+
+def fell_back_from(row: WorkflowPipeline) -> str | None:
+    """The orchestrator a pipeline was meant for, when it ran on the local executor
+    instead."""
+    record = row.spec.get(FELL_BACK)
+    return str(record["provider"]) if isinstance(record, dict) else None
+
+
+def fallback_note(row: WorkflowPipeline) -> str | None:
+    """What the answer to its submission says of a pipeline that fell back, with why."""
+    record = row.spec.get(FELL_BACK)
+    if not isinstance(record, dict):
+        return None
+    return (
+        f"running on the local executor instead of {record['provider']}, which was "
+        f"unavailable (the pipeline allowed it): {record['reason']}"
+    )
 
 
 def submit_dead(delivery: Delivery, reason: str) -> None:
     """The submission will not happen: the pipeline says so."""
-    row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
+    session = delivery.session
+    row = session.get(WorkflowPipeline, delivery.payload["pipelineId"])
     if row is None or row.status in TERMINAL:
         return
-    row.status = PipelineState.FAILED.value
+    moved = _move(session, row, PipelineState.FAILED.value)
     row.message = f"could not be submitted to {row.provider}: {reason}"
     row.finished_at = utcnow()
-    _propagate_to_job(session=delivery.session, row=row)
+    if moved:
+        _count_finished(session, row)
+    _propagate_to_job(session=session, row=row)
 
 
-def apply_status(row: WorkflowPipeline, status: PipelineStatus) -> None:
+def _set_once(session: Session, row: WorkflowPipeline, condition: Any, **values: Any) -> bool:
+    """Write ``values`` to the row where ``condition`` still holds in the database; True
+    when this transaction made the change. A state change is counted on this: two
+    processes (a request and a worker, two replicas) that both apply the same one find
+    that only one of them changed the row (on PostgreSQL the second waits for the
+    first's row lock, then sees its commit; SQLite writes one at a time)."""
+    result = session.execute(
+        update(WorkflowPipeline)
+        .where(WorkflowPipeline.id == row.id, condition)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    for name, value in values.items():
+        setattr(row, name, value)
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _move(
+    session: Session,
+    row: WorkflowPipeline,
+    state: str,
+    *,
+    from_states: Collection[str] | None = None,
+) -> bool:
+    """Put the row in ``state``, from any other state or from one of ``from_states``;
+    True when this transaction moved it (see :func:`_set_once`)."""
+    condition = (
+        WorkflowPipeline.status.in_(sorted(from_states))
+        if from_states is not None
+        else WorkflowPipeline.status != state
+    )
+    return _set_once(session, row, condition, status=state)
+
+
+def _count_finished(session: Session, row: WorkflowPipeline) -> None:
+    duration = None
+    if row.started_at is not None and row.finished_at is not None:
+        duration = (row.finished_at - row.started_at).total_seconds()
+    record_pipeline_event(session, Finished(row.provider, row.status, duration))
+
+
+def apply_status(
+    session: Session, row: WorkflowPipeline, status: PipelineStatus, *, retry: bool = False
+) -> None:
+    """Record what the orchestrator says of the pipeline. A change of state is made by a
+    conditional update and counted in /metrics by the one transaction that made it, so a
+    replayed sync or a second process applying the same state counts nothing; ``retry``:
+    the status answers a retry, which counts when it moves a failed or cancelled
+    pipeline."""
+    state = status.state.value
+    moved = False
+    if retry or row.status != state:
+        moved = _move(session, row, state, from_states=RETRYABLE if retry else None)
     row.external_id = status.external_id
-    row.status = status.state.value
     row.stages = [s.model_dump(mode="json") for s in status.stages]
-    row.message = status.message
+    row.message = _with_fallback(row, status.message)
     row.ui_url = status.ui_url
     row.started_at = status.started_at
     row.finished_at = status.finished_at
     row.synced_at = utcnow()
+    if moved and retry:
+        record_pipeline_event(session, Retried(row.provider))
+    if moved and state in TERMINAL:
+        _count_finished(session, row)
+
+
+def _with_fallback(row: WorkflowPipeline, message: str) -> str:
+    """A fallen-back pipeline's message says so, whatever its orchestrator says next."""
+    origin = fell_back_from(row)
+    if origin is None:
+        return message
+    note = f"on the local executor instead of {origin}, which was unavailable"
+    return f"{message} ({note})" if message else note
 
 
 def get_row(*, session: Session, pipeline_id: str) -> WorkflowPipeline:
@@ -165,7 +435,7 @@ def sync(*, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline
         status = _orchestrator(runtime, row).status(row.external_id)
     except LlmopsError as exc:
         return PipelineView(row, stale=True, reason=exc.detail)
-    apply_status(row, status)
+    apply_status(session, row, status)
     _propagate_to_job(session=session, row=row)
     session.flush()
     return PipelineView(row)
@@ -233,9 +503,11 @@ def cancel_pipeline(
     if row.status in TERMINAL:
         raise Conflict(f"pipeline {pipeline_id!r} has already {row.status}")
     if row.external_id is None:
-        row.status = PipelineState.CANCELLED.value
+        moved = _move(session, row, PipelineState.CANCELLED.value)
         row.message = "cancelled before it was submitted"
         row.finished_at = utcnow()
+        if moved:
+            _count_finished(session, row)
         _propagate_to_job(session=session, row=row)
         pending = session.scalars(
             select(Operation).where(
@@ -272,7 +544,7 @@ def deliver_cancel(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
     if row is None or row.external_id is None or row.status in TERMINAL:
         return {"skipped": "nothing left to cancel"}
-    apply_status(row, _orchestrator(runtime, row).cancel(row.external_id))
+    apply_status(delivery.session, row, _orchestrator(runtime, row).cancel(row.external_id))
     _propagate_to_job(session=delivery.session, row=row)
     return None
 
@@ -303,7 +575,8 @@ def retry_pipeline(
             attempts=submission.max_attempts,
             grace=OutboxPolicy().first_delivery_grace,  # the retry request delivers it
         )
-        row.status = PipelineState.PENDING.value
+        if _move(session, row, PipelineState.PENDING.value, from_states=RETRYABLE):
+            record_pipeline_event(session, Retried(row.provider))
         row.message = "waiting to be submitted again"
         row.finished_at = None
         _propagate_to_job(session=session, row=row)
@@ -317,7 +590,9 @@ def deliver_retry(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, 
     row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
     if row is None or row.external_id is None:
         return {"skipped": "nothing to retry"}
-    apply_status(row, _orchestrator(runtime, row).retry(row.external_id))
+    apply_status(
+        delivery.session, row, _orchestrator(runtime, row).retry(row.external_id), retry=True
+    )
     _propagate_to_job(session=delivery.session, row=row)
     return None
 

@@ -47,9 +47,11 @@ def submit_job(
     provider: str | None = None,
     track: bool = True,
     experiment: str | None = None,
+    fallback: str | None = None,
 ) -> tuple[TrainingJob, Operation, Operation | None]:
     """Record the job, its pipeline's submission and, when ``track`` and a tracker is
-    enabled, its run's creation (the caller commits, then delivers the run first)."""
+    enabled, its run's creation (the caller commits, then delivers the run first).
+    ``fallback``: see :func:`llmops.services.pipelines.submit_pipeline`."""
     if model_id is not None:
         catalog.get_model(session=session, model_id=model_id)
     if dataset_id is not None:
@@ -89,7 +91,12 @@ def submit_job(
         write_paths=[str(output_dir)],
     )
     row, operation = pipelines.submit_pipeline(
-        session=session, runtime=runtime, spec=spec, provider=provider, training_job_id=job.id
+        session=session,
+        runtime=runtime,
+        spec=spec,
+        provider=provider,
+        training_job_id=job.id,
+        fallback=fallback,
     )
     job.pipeline_id = row.id
     job.status = row.status

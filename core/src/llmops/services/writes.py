@@ -26,15 +26,22 @@ class WriteResult:
 
 
 def commit_and_deliver(
-    *, session: Session, outbox: Outbox, runtime: IntegrationRuntime, operation: Operation
+    *,
+    session: Session,
+    outbox: Outbox,
+    runtime: IntegrationRuntime,
+    operation: Operation,
+    has_fallback: bool = False,
 ) -> WriteResult:
     """Commit the caller's transaction, then deliver ``operation`` unless its tool is known
     to be down. A tool that refuses the write raises its error (the domain row records the
-    failure); a tool that is away leaves the write queued."""
+    failure); a tool that is away leaves the write queued. ``has_fallback``: the write's
+    handler can take it elsewhere when its tool is away (a pipeline allowed to run on the
+    local executor), so it is tried even while the tool's circuit is open."""
     operation_id = operation.id
     provider, capability = operation.provider, Capability(operation.capability)
     session.commit()
-    paused = runtime.paused_reason(capability, provider)
+    paused = None if has_fallback else runtime.paused_reason(capability, provider)
     if paused is not None:
         runtime.count_fallback(capability, provider, operation.kind)
         return WriteResult(operation_id, False, f"queued: {paused}")

@@ -71,6 +71,7 @@ def submit_training_job(
         provider=body.provider,
         track=body.track,
         experiment=body.experiment,
+        fallback=body.fallback,
     )
     job_id = job.id
     if run_operation is not None:  # the run first: the job's environment names it
@@ -86,10 +87,14 @@ def submit_training_job(
             job, view = training.refresh_job(session=session, runtime=runtime, job_id=job_id)
             return written(job_out(job, view), result, response)
     result = commit_and_deliver(
-        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+        session=session,
+        outbox=platform.outbox,
+        runtime=runtime,
+        operation=operation,
+        has_fallback=body.fallback is not None,
     )
     job, view = training.refresh_job(session=session, runtime=runtime, job_id=job_id)
-    return written(job_out(job, view), result, response)
+    return written(job_out(job, view), result, response, view)
 
 
 @router.get("", response_model=ListPage[TrainingJobOut], summary="List training jobs")

@@ -8,7 +8,7 @@ from fastapi import Response
 
 from llmops.api.schemas import Degradable, PipelineOut, PipelineSpecOut, StageOut, TrainingJobOut
 from llmops.db.models import TrainingJob
-from llmops.services.pipelines import PipelineView
+from llmops.services.pipelines import PipelineView, fallback_note, fell_back_from
 from llmops.services.writes import WriteResult
 
 T = TypeVar("T", bound=Degradable)
@@ -33,6 +33,7 @@ def pipeline_out(view: PipelineView) -> PipelineOut:
         started_at=row.started_at,
         finished_at=row.finished_at,
         synced_at=row.synced_at,
+        fell_back_from=fell_back_from(row),
         degraded=view.stale,
         degraded_reason=(f"showing the last known state: {view.reason}" if view.stale else None),
     )
@@ -55,6 +56,8 @@ def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        synced_at=view.row.synced_at if view else None,
+        fell_back_from=fell_back_from(view.row) if view else None,
         degraded=stale,
         degraded_reason=(
             f"showing the last known state: {view.reason}" if view and view.stale else None
@@ -62,10 +65,17 @@ def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
     )
 
 
-def written(body: T, result: WriteResult, response: Response) -> T:
-    """A write's answer: 201 with the tool's state, or 202 while it waits in the outbox."""
+def written(
+    body: T, result: WriteResult, response: Response, view: PipelineView | None = None
+) -> T:
+    """A write's answer: 201 with the tool's state, or 202 while it waits in the outbox.
+    A submission that fell back to the local executor (``view``'s pipeline) is answered
+    201, degraded, with why."""
     if result.delivered:
-        return body
+        note = fallback_note(view.row) if view is not None else None
+        if note is None:
+            return body
+        return body.model_copy(update={"degraded": True, "degraded_reason": note})
     response.status_code = 202
     response.headers["Location"] = f"/llm-ops/v1/operations/{result.operation_id}"
     return body.model_copy(

@@ -37,7 +37,9 @@ def create_pipeline(
 ) -> PipelineOut:
     """Validate the DAG (unknown dependency, cycle, duplicate name → 422 naming the stages)
     and start it on the chosen orchestrator, or the default one. When the orchestrator is
-    down the submission waits in the retry queue: 202 with the operation to poll."""
+    down the submission waits in the retry queue: 202 with the operation to poll; with
+    ``fallback: "local"`` it runs on the local executor instead, where that cannot run
+    it twice: 201, degraded, with why."""
     spec = PipelineSpec(
         name=body.name,
         stages=[s.to_spec() for s in body.stages],
@@ -45,12 +47,21 @@ def create_pipeline(
         labels=body.labels,
     )
     row, operation = pipelines.submit_pipeline(
-        session=session, runtime=runtime, spec=spec, provider=body.provider
+        session=session,
+        runtime=runtime,
+        spec=spec,
+        provider=body.provider,
+        fallback=body.fallback,
     )
     result = commit_and_deliver(
-        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+        session=session,
+        outbox=platform.outbox,
+        runtime=runtime,
+        operation=operation,
+        has_fallback=body.fallback is not None,
     )
-    return written(pipeline_out(PipelineView(row)), result, response)
+    view = PipelineView(row)
+    return written(pipeline_out(view), result, response, view)
 
 
 @router.get("", response_model=ListPage[PipelineOut], summary="List pipelines")

@@ -1,0 +1,46 @@
+"""The module the ``argo`` entry point names: the plugin's hook implementations.
+
+It stays import-light: hera, requests and the ``kubernetes`` client are imported when the
+provider is built or first used, never when the plugin is listed or loaded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import llmops
+from llmops.capabilities.common import Capability
+from llmops.plugins import PluginContext, PluginInfo
+from llmops_argo import __version__
+from llmops_argo.settings import ArgoSettings
+
+if TYPE_CHECKING:
+    from llmops_argo.provider import ArgoOrchestrator
+
+
+@llmops.hookimpl
+def llmops_plugin_info() -> PluginInfo:
+    return PluginInfo(
+        name="argo",
+        version=__version__,
+        display_name="Argo Workflows",
+        description="Pipelines and training jobs on Argo Workflows: one Workflow per "
+        "pipeline (a DAG, a container per stage), submitted through the Argo Server, with "
+        "links to the Argo UI.",
+        capabilities=frozenset({Capability.ORCHESTRATION}),
+        settings_model=ArgoSettings,
+        core_version=">=0.1,<1",
+        links={"docs": "https://argo-workflows.readthedocs.io/"},
+    )
+
+
+def build_orchestrator(settings: ArgoSettings) -> ArgoOrchestrator:
+    """The provider for ``settings``; it contacts nothing until it is called."""
+    from llmops_argo.provider import ArgoOrchestrator
+
+    return ArgoOrchestrator(settings)
+
+
+@llmops.hookimpl
+def llmops_orchestration(settings: ArgoSettings, context: PluginContext) -> ArgoOrchestrator:
+    return build_orchestrator(settings)
