@@ -21,18 +21,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
-from llmops.testing.plugins import PluginInstaller
+from llmops.testing.plugins import PluginInstaller, orchestrator_plugin
 from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 
-PLUGIN = """
+PLUGIN = orchestrator_plugin(
+    "flaky",
+    """
 import httpx
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
 from llmops.capabilities.orchestration import (
     PipelineState, PipelineStatus, StageState, StageStatus,
 )
-from llmops.plugins.info import PluginInfo
+from llmops.testing.plugins import QuietOrchestrator
 
 #: "up", "down" (connection refused), "503", "403", "timeout"
 MODE = ["up"]
@@ -57,9 +57,7 @@ def _call(method, ref):
         raise httpx.ReadTimeout("the tool took too long to answer", request=request)
 
 
-class Flaky:
-    honours_deadline = True
-
+class Orchestrator(QuietOrchestrator):
     def _status(self, run_id, names):
         state = PipelineState(STATE[0])
         stage = StageState.SUCCEEDED if state is PipelineState.SUCCEEDED else StageState.RUNNING
@@ -76,35 +74,8 @@ class Flaky:
     def status(self, external_id):
         _call("status", external_id)
         return self._status(external_id, RUNS[external_id])
-
-    def logs(self, external_id, *, stage=None, tail_bytes=None):
-        return []
-
-    def retry(self, external_id):
-        return self.status(external_id)
-
-    def cancel(self, external_id):
-        return self.status(external_id)
-
-    def ui_url(self, external_id):
-        return None
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="flaky", version="1.0", display_name="Flaky orchestrator",
-        capabilities=frozenset({Capability.ORCHESTRATION}),
-    )
-
-
-@hookimpl
-def llmops_orchestration(settings, context):
-    return Flaky()
-"""
+""",
+)
 
 
 @pytest.fixture

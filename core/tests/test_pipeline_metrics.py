@@ -28,26 +28,24 @@ from llmops.config import CoreSettings
 from llmops.db.models import Operation, WorkflowPipeline, utcnow
 from llmops.platform import Platform
 from llmops.services import pipelines
-from llmops.testing.plugins import PluginInstaller
+from llmops.testing.plugins import PluginInstaller, orchestrator_plugin
 from llmops.testing.waiting import wait_for
 
-PLUGIN = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
+PLUGIN = orchestrator_plugin(
+    "steady",
+    """
 from llmops.capabilities.orchestration import (
     PipelineState, PipelineStatus, StageState, StageStatus,
 )
 from llmops.errors import IntegrationUnavailable
-from llmops.plugins.info import PluginInfo
+from llmops.testing.plugins import QuietOrchestrator
 
 UP = [True]
 #: the state of every run, by idempotency key; the test moves them
 RUNS = {}
 
 
-class Steady:
-    honours_deadline = True
-
+class Orchestrator(QuietOrchestrator):
     def _status(self, key):
         state = PipelineState(RUNS[key])
         return PipelineStatus(
@@ -65,35 +63,8 @@ class Steady:
         if not UP[0]:
             raise IntegrationUnavailable("the tool is down")
         return self._status(external_id)
-
-    def logs(self, external_id, *, stage=None, tail_bytes=None):
-        return []
-
-    def retry(self, external_id):
-        return self.status(external_id)
-
-    def cancel(self, external_id):
-        return self.status(external_id)
-
-    def ui_url(self, external_id):
-        return None
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="steady", version="1.0", display_name="Steady orchestrator",
-        capabilities=frozenset({Capability.ORCHESTRATION}),
-    )
-
-
-@hookimpl
-def llmops_orchestration(settings, context):
-    return Steady()
-"""
+""",
+)
 
 
 def metric(client: TestClient, name: str, **labels: str) -> float | None:

@@ -12,24 +12,22 @@ from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
-from llmops.testing.plugins import PluginInstaller
+from llmops.testing.plugins import PluginInstaller, orchestrator_plugin
 
-PLUGIN = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
+PLUGIN = orchestrator_plugin(
+    "picky",
+    """
 from llmops.capabilities.orchestration import (
     PipelineState, PipelineStatus, StageState, StageStatus,
 )
 from llmops.errors import IntegrationRejected
-from llmops.plugins.info import PluginInfo
+from llmops.testing.plugins import QuietOrchestrator
 
 REFUSE = [True]
 KEYS = []
 
 
-class Picky:
-    honours_deadline = True
-
+class Orchestrator(QuietOrchestrator):
     def submit(self, spec):
         KEYS.append(spec.idempotency_key)
         if REFUSE[0]:
@@ -41,35 +39,8 @@ class Picky:
             external_id=external_id, state=PipelineState.SUCCEEDED,
             stages=[StageStatus(name="a", state=StageState.SUCCEEDED)],
         )
-
-    def logs(self, external_id, *, stage=None, tail_bytes=None):
-        return []
-
-    def retry(self, external_id):
-        return self.status(external_id)
-
-    def cancel(self, external_id):
-        return self.status(external_id)
-
-    def ui_url(self, external_id):
-        return None
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="picky", version="1.0", display_name="Picky",
-        capabilities=frozenset({Capability.ORCHESTRATION}),
-    )
-
-
-@hookimpl
-def llmops_orchestration(settings, context):
-    return Picky()
-"""
+""",
+)
 
 
 @pytest.fixture

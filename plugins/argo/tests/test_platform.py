@@ -80,7 +80,7 @@ def _workflow_name(pipeline: dict[str, Any]) -> str:
     return external_id.split("/", 1)[1]
 
 
-def test_a_dag_runs_on_argo_in_dependency_order_with_ui_links_and_logs(
+def test_a_dag_runs_on_argo_in_order_labelled_with_its_pipeline_id_with_ui_links_and_logs(
     platform: TestClient, argo: ArgoServerDouble
 ) -> None:
     created = _submit(
@@ -109,6 +109,7 @@ def test_a_dag_runs_on_argo_in_dependency_order_with_ui_links_and_logs(
     labels = workflow["metadata"]["labels"]
     assert labels["llmops.dev/managed-by"] == "llmops"
     assert labels["team"] == "nlp"
+    assert labels["llmops.pipeline"] == created["id"]
     key = workflow["metadata"]["annotations"]["llmops.dev/idempotency-key"]
     assert key == f"pipeline-{created['id']}"
     logs = _ok(platform.get(f"{PIPELINES}/{created['id']}/logs"))
@@ -233,7 +234,7 @@ def test_a_training_job_runs_on_argo_and_its_token_reaches_the_stage_through_a_s
 def test_a_workflow_that_vanished_from_argo_is_reported_failed_not_running(
     platform: TestClient, argo: ArgoServerDouble
 ) -> None:
-    created = _submit(platform, _stage("long", "sleep 60"))
+    created = _submit(platform, _stage("long", "sleep 60"), _stage("after", depends_on=["long"]))
     running = _wait(platform, created["id"], _running("long"), "the stage to run")
 
     argo.delete_workflow(_workflow_name(running))
@@ -242,6 +243,10 @@ def test_a_workflow_that_vanished_from_argo_is_reported_failed_not_running(
     assert ended["status"] == "failed"
     assert "vanished from Argo" in ended["message"]
     assert ended["degraded"] is False
+    stages = _stages(ended)
+    assert stages["long"]["state"] == "failed", "the stage it was running is not left running"
+    assert stages["after"]["state"] == "skipped"
+    assert "vanished from Argo" in stages["long"]["message"]
 
 
 def test_an_expired_token_leaves_the_stages_as_they_were_and_says_why(

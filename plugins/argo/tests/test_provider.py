@@ -163,8 +163,7 @@ def test_a_vanished_workflow_is_reported_failed_saying_so_never_running(
 
     assert status.state is PipelineState.FAILED
     assert "vanished from Argo" in status.message
-    assert _stage_of(status, "long").state is StageState.FAILED
-    assert _stage_of(status, "after").state is StageState.SKIPPED
+    assert status.stages == [], "Argo no longer knows them: the platform keeps its own"
     restarted = make_provider().status(external_id)
     assert restarted.state is PipelineState.FAILED, "a restarted platform says so too"
     assert "vanished from Argo" in restarted.message

@@ -22,11 +22,13 @@ from sqlalchemy.orm import Session
 from llmops.auth import Principal
 from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import (
+    PIPELINE_ID_LABEL,
     OrchestrationProvider,
     PipelineSpec,
     PipelineState,
     PipelineStatus,
     StageLog,
+    StageState,
     validate_pipeline,
 )
 from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
@@ -160,6 +162,7 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
             "idempotency_key": delivery.operation.idempotency_key,
         }
     )
+    spec = spec.model_copy(update={"labels": {**spec.labels, PIPELINE_ID_LABEL: row.id}})
     if row.training_job_id is not None:
         # the job's token first: the tracker's variables may hand it on (JobAccess)
         job_secrets = job_secret_env(session=session, job_id=row.training_job_id)
@@ -394,7 +397,7 @@ def apply_status(
     if retry or row.status != state:
         moved = _move(session, row, state, from_states=RETRYABLE if retry else None)
     row.external_id = status.external_id
-    row.stages = [s.model_dump(mode="json") for s in status.stages]
+    row.stages = _stages_after(row.stages, status)
     row.message = _with_fallback(row, status.message)
     row.ui_url = status.ui_url
     row.started_at = status.started_at
@@ -404,6 +407,31 @@ def apply_status(
         record_pipeline_event(session, Retried(row.provider))
     if moved and state in TERMINAL:
         _count_finished(session, row)
+
+
+def _stages_after(stored: list[dict[str, Any]], status: PipelineStatus) -> list[dict[str, Any]]:
+    """The stages to record for ``status``. An orchestrator that no longer knows the
+    stages (a workflow that vanished from the tool, answered by a restarted plugin) gives
+    none: the stored ones stay, and once the pipeline has ended, those that had not are
+    closed as the pipeline ended (under a failed one a running stage failed and a pending
+    one was skipped), so that no stage stays "running" under an ended pipeline."""
+    if status.stages or not stored:
+        return [s.model_dump(mode="json") for s in status.stages]
+    if not status.state.terminal:
+        return stored
+    ended = {
+        PipelineState.SUCCEEDED: (StageState.SUCCEEDED, StageState.SUCCEEDED),
+        PipelineState.FAILED: (StageState.FAILED, StageState.SKIPPED),
+        PipelineState.CANCELLED: (StageState.CANCELLED, StageState.SKIPPED),
+    }
+    running, pending = ended[status.state]
+    closed = {StageState.RUNNING.value: running.value, StageState.PENDING.value: pending.value}
+    return [
+        {**stage, "state": closed[stage["state"]], "message": status.message}
+        if stage.get("state") in closed
+        else stage
+        for stage in stored
+    ]
 
 
 def _with_fallback(row: WorkflowPipeline, message: str) -> str:

@@ -15,6 +15,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from llmops.capabilities.common import Health, HealthStatus
+from llmops.capabilities.orchestration import PipelineStatus, StageLog
 from llmops.plugins.discovery import ENTRY_POINT_GROUP
 
 
@@ -64,3 +66,59 @@ class PluginInstaller:
 
     def close(self) -> None:
         self._stack.close()
+
+
+class QuietOrchestrator:
+    """The part of an orchestration provider a test's plugin seldom cares about: no logs,
+    retry and cancel answer the current status, no UI link, always healthy. A test's
+    plugin subclasses it and writes ``submit`` and ``status``."""
+
+    honours_deadline = True
+
+    def status(self, external_id: str) -> PipelineStatus:
+        raise NotImplementedError
+
+    def logs(
+        self, external_id: str, *, stage: str | None = None, tail_bytes: int | None = None
+    ) -> list[StageLog]:
+        return []
+
+    def retry(self, external_id: str) -> PipelineStatus:
+        return self.status(external_id)
+
+    def cancel(self, external_id: str) -> PipelineStatus:
+        return self.status(external_id)
+
+    def ui_url(self, external_id: str) -> str | None:
+        return None
+
+    def health(self) -> Health:
+        return Health(status=HealthStatus.OK)
+
+
+def orchestrator_plugin(name: str, source: str) -> str:
+    """A plugin's source from ``source``, which defines a class ``Orchestrator`` (usually a
+    :class:`QuietOrchestrator`): the hooks that name the plugin ``name`` and give one
+    ``Orchestrator()`` as its orchestration provider are appended."""
+    return (
+        textwrap.dedent(source)
+        + f"""
+
+from llmops import hookimpl as _hookimpl
+from llmops.capabilities.common import Capability as _Capability
+from llmops.plugins.info import PluginInfo as _PluginInfo
+
+
+@_hookimpl
+def llmops_plugin_info():
+    return _PluginInfo(
+        name={name!r}, version="1.0", display_name={name.capitalize() + " orchestrator"!r},
+        capabilities=frozenset({{_Capability.ORCHESTRATION}}),
+    )
+
+
+@_hookimpl
+def llmops_orchestration(settings, context):
+    return Orchestrator()
+"""
+    )

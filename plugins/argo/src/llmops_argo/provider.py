@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: How many runs' last status the provider remembers, to report a vanished one's stages.
+#: How many runs' secret values and deleted Secrets the provider remembers.
 REMEMBERED_RUNS = 4096
 #: Seconds between two reads of a workflow while cancel waits for it to stop.
 CANCEL_POLL_SECONDS = 0.1
@@ -96,7 +96,6 @@ class ArgoOrchestrator:
         self.server = server or ArgoServer(settings)
         self.secrets = secrets or KubernetesSecrets(settings)
         self._lock = threading.Lock()
-        self._last: OrderedDict[str, PipelineStatus] = OrderedDict()
         #: secret values of the runs this process submitted, by Secret, for their logs
         self._scrub: OrderedDict[str, list[str]] = OrderedDict()
         #: the Secrets this process deleted (their runs ended), oldest first
@@ -118,7 +117,7 @@ class ArgoOrchestrator:
         existing = self._existing(spec)
         if existing is not None:
             self._keep_secret(existing, spec)
-            return self._remember(self._status(existing))
+            return self._status(existing)
         if built.secret is not None:
             self._put_secret(built, spec)
         try:
@@ -128,7 +127,7 @@ class ArgoOrchestrator:
             created = self.server.get(built.name, self.namespace)
             if spec.idempotency_key is None or _key_of(created) != spec.idempotency_key:
                 raise
-        return self._remember(self._status(created))
+        return self._status(created)
 
     def status(self, external_id: str) -> PipelineStatus:
         namespace, name = self._split(external_id)
@@ -136,8 +135,8 @@ class ArgoOrchestrator:
             workflow = self.server.get(name, namespace)
         except NotFound:
             self._drop_secret(namespace, secret_name(name))
-            return vanished(external_id, self._recalled(external_id))
-        status = self._remember(self._status(workflow))
+            return vanished(external_id)
+        status = self._status(workflow)
         if status.state.terminal:
             secret = (workflow.metadata.annotations or {}).get(SECRET_ANNOTATION)
             if secret is not None:
@@ -183,7 +182,7 @@ class ArgoOrchestrator:
                 "submit the pipeline again",
                 secret=secret,
             )
-        return self._remember(self._status(self.server.retry(name, namespace)))
+        return self._status(self.server.retry(name, namespace))
 
     def cancel(self, external_id: str) -> PipelineStatus:
         """Argo's stop (exit handlers run); the workflow is terminated when nodes still
@@ -192,7 +191,7 @@ class ArgoOrchestrator:
         namespace, name = self._split(external_id)
         workflow = self._read(external_id, namespace, name)
         if self._status(workflow).state.terminal:
-            return self._remember(self._status(workflow))
+            return self._status(workflow)
         workflow = self._shut_down(self.server.stop, name, namespace)
         grace = self.settings.cancel_grace_seconds
         left = deadline_remaining()
@@ -204,7 +203,7 @@ class ArgoOrchestrator:
             workflow = self.server.get(name, namespace)
         if _running(self._status(workflow)):
             workflow = self._shut_down(self.server.terminate, name, namespace)
-        return self._remember(self._status(workflow))
+        return self._status(workflow)
 
     def _shut_down(
         self, action: Callable[[str, str], WorkflowModel], name: str, namespace: str
@@ -299,18 +298,6 @@ class ArgoOrchestrator:
     def _status(self, workflow: WorkflowModel) -> PipelineStatus:
         namespace = workflow.metadata.namespace or self.namespace
         return pipeline_status(workflow, namespace=namespace, ui_base=self.settings.ui_base)
-
-    def _remember(self, status: PipelineStatus) -> PipelineStatus:
-        with self._lock:
-            self._last[status.external_id] = status
-            self._last.move_to_end(status.external_id)
-            while len(self._last) > REMEMBERED_RUNS:
-                self._last.popitem(last=False)
-        return status
-
-    def _recalled(self, external: str) -> PipelineStatus | None:
-        with self._lock:
-            return self._last.get(external)
 
     def _existing(self, spec: PipelineSpec) -> WorkflowModel | None:
         """The workflow an earlier delivery of this submission made, found by label."""

@@ -9,7 +9,6 @@ the workflow runs, skipped (or cancelled) once it has ended.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -188,35 +187,17 @@ def pipeline_status(
     )
 
 
-def vanished(external: str, last: PipelineStatus | None) -> PipelineStatus:
+def vanished(external: str) -> PipelineStatus:
     """A workflow that is gone from Argo (deleted, or garbage collected) before the
-    platform saw it end: failed, saying so, with its last known stages."""
-    note = (
-        "the workflow vanished from Argo (deleted or garbage collected) before it was seen to end"
-    )
-    if last is not None:
-        note += f"; last seen {last.state.value}"
-    stages: Sequence[StageStatus] = last.stages if last is not None else []
+    platform saw it end: failed, saying so. Its stages are no longer known: the platform
+    keeps the ones it recorded and closes those that had not ended."""
     return PipelineStatus(
         external_id=external,
         state=PipelineState.FAILED,
-        stages=[
-            s
-            if s.state not in (StageState.PENDING, StageState.RUNNING)
-            else s.model_copy(
-                update={
-                    "state": StageState.FAILED
-                    if s.state is StageState.RUNNING
-                    else StageState.SKIPPED,
-                    "message": "the workflow vanished from Argo",
-                }
-            )
-            for s in stages
-        ],
-        started_at=last.started_at if last is not None else None,
+        stages=[],
         finished_at=utcnow(),  # when it was found gone: the platform records it once
-        message=note,
-        ui_url=None,
+        message="the workflow vanished from Argo (deleted or garbage collected) before it "
+        "was seen to end",
     )
 
 

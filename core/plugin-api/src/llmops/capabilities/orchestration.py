@@ -13,6 +13,9 @@ from llmops.capabilities.common import Health, Value
 from llmops.errors import InvalidRequest
 
 STAGE_NAME_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
+#: The label the platform sets on every pipeline it submits: the pipeline's id, so that an
+#: orchestrator's own view (the Argo UI, ``kubectl get -l``) leads back to the platform.
+PIPELINE_ID_LABEL = "llmops.pipeline"
 
 
 class StageSpec(Value):
