@@ -29,6 +29,7 @@ BENCHMARKS = (
     "list-100k-postgresql",
     "mlflow-metrics",
     "gateway-overhead",
+    "argo-orchestration",
 )
 
 
@@ -47,10 +48,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30, "
         "mlflow-metrics 10 batched and 3 per-point, gateway-overhead 1000 one-token chats and "
-        "50 streams; the list walks always walk 200/100 pages)",
+        "50 streams, argo-orchestration 200 submissions; the list walks always walk 200/100 "
+        "pages, argo-orchestration's sync case always watches 3 passes)",
     )
     parser.add_argument(
         "--rows", type=int, default=100_000, help="models in the list benchmarks' table"
+    )
+    parser.add_argument(
+        "--pipelines",
+        type=int,
+        default=1000,
+        help="running pipelines argo-orchestration keeps in sync",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -58,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rounds must be at least 1")
     if args.rows < 1:
         parser.error("--rows must be at least 1")
+    if args.pipelines < 1:
+        parser.error("--pipelines must be at least 1")
     return args
 
 
@@ -79,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 del os.environ[name]
 
         import api_startup
+        import argo_orchestration
         import catalog_list
         import cli_help
         import gateway_overhead
@@ -95,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
             ),
             "mlflow-metrics": lambda: mlflow_metrics.run(workdir, args.rounds),
             "gateway-overhead": lambda: gateway_overhead.run(workdir, args.rounds),
+            "argo-orchestration": lambda: argo_orchestration.run(
+                workdir, args.rounds, args.pipelines
+            ),
         }
         for name in BENCHMARKS:
             if name not in selected:

@@ -257,6 +257,8 @@ def test_a_training_job_submitted_through_the_form_runs_and_shows_its_stages_and
     page.get_by_label("Variable 1 name").fill("GREETING")
     page.get_by_label("Variable 1 value").fill("hi")
     page.get_by_label("Timeout (s)").fill("120")
+    # the default orchestrator is the local executor: there is nothing to fall back from
+    expect(page.get_by_test_id("fallback")).to_have_count(0)
     console.screenshot("training-job-submit")
     page.get_by_role("button", name="Submit job").click()
 

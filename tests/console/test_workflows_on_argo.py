@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,6 +69,9 @@ def argo_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ArgoPlat
             "LLMOPS_ARGO__TOKEN": TOKEN,
             "LLMOPS_ARGO__NAMESPACE": NAMESPACE,
             "LLMOPS_ARGO__UI_URL": ARGO_UI,
+            # a training job's token reaches its pods through a Secret
+            "LLMOPS_ARGO__KUBERNETES_API_URL": argo.kubernetes_url,
+            "LLMOPS_ARGO__KUBERNETES_TOKEN": TOKEN,
             "LLMOPS_ARGO__CANCEL_GRACE_SECONDS": "0.3",
             "LLMOPS_ARGO__REQUEST_TIMEOUT_SECONDS": "2",
             "LLMOPS_SYNC_INTERVAL_SECONDS": "0.2",
@@ -126,9 +130,11 @@ def _node_link(argo: ArgoServerDouble, workflow: str, stage: str) -> str:
 
 
 def test_a_dag_created_for_argo_runs_in_dependency_order_with_node_logs_and_argo_ui_links(
-    tab: Console, argo_platform: ArgoPlatform, unique: Callable[[str], str]
+    tab: Console, argo_platform: ArgoPlatform, unique: Callable[[str], str], tmp_path: Path
 ) -> None:
     argo = argo_platform.argo
+    gates = tmp_path / "gates"  # each stage's pod runs until the test opens its gate
+    gates.mkdir()
     name = unique("console-argo-dag")
     tab.sign_in("editor")
     page = tab.open("/pipelines/new", "pipeline-create")
@@ -145,7 +151,9 @@ def test_a_dag_created_for_argo_runs_in_dependency_order_with_node_logs_and_argo
             page.get_by_role("button", name="Add stage").click()
         row = _stage(page, number)
         _name(row).fill(stage)
-        row.get_by_label("Command").fill(f"""sh -c "echo from-{stage}; sleep 0.4" """)
+        row.get_by_label("Command").fill(
+            f'sh -c "echo from-{stage}; until [ -e {gates / stage} ]; do sleep 0.05; done"'
+        )
         # a new row depends on the row above it; make it depend on its own stages
         for other in list(depends)[: number - 1]:
             row.get_by_label(other, exact=True).set_checked(other in after)
@@ -155,12 +163,23 @@ def test_a_dag_created_for_argo_runs_in_dependency_order_with_node_logs_and_argo
     tab.wait_ready("pipeline")
     expect(page.locator('[data-testid="stage-graph"] [data-stage]')).to_have_count(4)
     page.evaluate(WATCH_GRAPH)
+
+    def shows(**states: str) -> None:
+        for stage, state in states.items():
+            expect(_node(page, stage, state)).to_be_visible(timeout=RUN)
+
+    shows(a="running", b="pending", c="pending", d="pending")
+    (gates / "a").touch()
+    shows(a="succeeded", b="running", c="running", d="pending")
+    (gates / "b").touch()
+    shows(b="succeeded", c="running", d="pending")
+    (gates / "c").touch()
+    shows(c="succeeded", d="running")
+    (gates / "d").touch()
     expect(_header_status(page)).to_have_attribute("data-status", "succeeded", timeout=RUN)
-    for stage in depends:
-        expect(_node(page, stage, "succeeded")).to_be_visible()
-    # every state the graph showed: no node ran before the nodes it depends on succeeded
+    shows(a="succeeded", b="succeeded", c="succeeded", d="succeeded")
+    # and between those checks: no node ran before the nodes it depends on succeeded
     seen: list[dict[str, str | None]] = page.evaluate("() => window.__graphStates")
-    assert len(seen) >= 2, seen  # it was followed, not only shown at the end
     for states in seen:
         for stage, after in depends.items():
             if states[stage] in ("running", "succeeded"):
