@@ -132,10 +132,11 @@ class SecretCipher:
         self.key_file = key_file
         self._lock = threading.Lock()
         self._fernet: MultiFernet | None = None
+        self._key_values: list[str] = []
         if keys:
-            self._fernet = MultiFernet([Fernet(k) for k in keys])
+            self._use(keys)
         elif key_file is not None and key_file.exists():
-            self._fernet = self._read_key_file(key_file)
+            self._use(*self._read_key_file(key_file))
 
     @classmethod
     def from_settings(cls, settings: CoreSettings) -> SecretCipher:
@@ -208,14 +209,28 @@ class SecretCipher:
                 if create:
                     create_key_file(self.key_file)
                 if self.key_file.exists():
-                    self._fernet = self._read_key_file(self.key_file)
+                    self._use(*self._read_key_file(self.key_file))
             return self._fernet
+
+    def _use(self, keys: Sequence[bytes], given: str = "") -> None:
+        """Encrypt and decrypt with ``keys``, parsed from ``given`` (their text as
+        written: passphrases too, which :meth:`key_values` names with their keys)."""
+        self._fernet = MultiFernet([Fernet(k) for k in keys])
+        written = [e.strip() for e in given.replace("\n", ",").split(",")]
+        self._key_values = [k.decode() for k in keys] + [e for e in written if e]
+
+    def key_values(self) -> list[str]:
+        """The keys in use, in clear, for scrubbing them out of what is shown (never to
+        be sent anywhere); a key file another process created since is picked up."""
+        self._keys(create=False)
+        with self._lock:
+            return list(self._key_values)
 
     def _no_key_reason(self) -> str:
         return f"LLMOPS_SECRET_KEY is unset and the key file {self.key_file} does not exist"
 
     @staticmethod
-    def _read_key_file(path: Path) -> MultiFernet:
+    def _read_key_file(path: Path) -> tuple[list[bytes], str]:
         try:
             mode = path.stat().st_mode
             if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
@@ -228,7 +243,7 @@ class SecretCipher:
             raise SecretKeyError(
                 f"cannot read secret key file {path}: {exc.strerror or exc}"
             ) from None
-        return MultiFernet([Fernet(k) for k in parse_keys(text, source=str(path))])
+        return parse_keys(text, source=str(path)), text
 
 
 def create_key_file(path: Path) -> None:

@@ -57,6 +57,7 @@ from llmops.resilience.outbox import (
     enqueue,
     requeue,
 )
+from llmops.secrets import SecretKeyError
 from llmops.services import audit
 from llmops.services.api_keys import Role, revoke_job_tokens
 from llmops.services.experiments import finish_job_run, job_run_environment
@@ -656,12 +657,10 @@ def known_secrets(runtime: IntegrationRuntime) -> list[str]:
             if isinstance(value, SecretStr):
                 values.append(value.get_secret_value())
     core = runtime.settings
-    if core.secret_key is not None:
+    if core.secret_key is not None:  # passphrases as written, not only their keys
         values += [v.strip() for v in core.secret_key.get_secret_value().split(",")]
-    key_file = runtime.secrets.key_file
-    if key_file is not None:
-        with contextlib.suppress(OSError):
-            values += key_file.read_text().split()
+    with contextlib.suppress(SecretKeyError):  # an unreadable key file holds no key
+        values += runtime.secrets.key_values()
     return [v for v in values if v]
 
 
