@@ -31,7 +31,7 @@ from llmops.errors import (
 from llmops.testing.argo import ArgoServerDouble
 from llmops.testing.contracts import eventually
 from llmops_argo.provider import ArgoOrchestrator
-from llmops_argo.workflow import KEY_ANNOTATION, SECRET_ANNOTATION
+from llmops_argo.workflow import KEY_ANNOTATION, SECRET_ANNOTATION, build_workflow
 
 MakeProvider = Callable[..., ArgoOrchestrator]
 
@@ -98,18 +98,28 @@ def test_status_is_one_request_to_the_argo_server(
     assert argo.requests == [("GET", f"/api/v1/workflows/argo/{_workflow_name(external_id)}")]
 
 
-def test_submit_lints_then_looks_up_the_key_then_creates(
+def test_submit_lints_then_creates_and_a_redelivery_reads_back_the_workflow_of_its_key(
     make_provider: MakeProvider, argo: ArgoServerDouble
 ) -> None:
     provider = make_provider()
+    spec = _spec(_stage("only"), idempotency_key="pipeline-order")
 
-    provider.submit(_spec(_stage("only"), idempotency_key="pipeline-order"))
+    first = provider.submit(spec)
 
-    assert [method_path for method_path in argo.requests] == [
+    assert argo.requests == [
         ("POST", "/api/v1/workflows/argo/lint"),
-        ("GET", "/api/v1/workflows/argo"),
         ("POST", "/api/v1/workflows/argo"),
     ]
+    argo.clear_requests()
+    again = provider.submit(spec)
+    name = _workflow_name(first.external_id)
+    assert argo.requests == [
+        ("POST", "/api/v1/workflows/argo/lint"),
+        ("POST", "/api/v1/workflows/argo"),  # 409: the name comes from the key
+        ("GET", f"/api/v1/workflows/argo/{name}"),
+    ]
+    assert again.external_id == first.external_id
+    assert len(argo.workflows()) == 1
 
 
 def test_a_create_whose_answer_was_lost_is_found_by_its_key_and_not_made_twice(
@@ -134,16 +144,39 @@ def test_a_create_whose_answer_was_lost_is_found_by_its_key_and_not_made_twice(
     assert _workflow_name(again.external_id) == workflow["metadata"]["name"]
 
 
+def test_a_workflow_of_that_name_made_for_another_key_is_a_conflict_never_adopted(
+    make_provider: MakeProvider, argo: ArgoServerDouble
+) -> None:
+    provider = make_provider()
+    spec = _spec(_stage("only"), idempotency_key="pipeline-mine")
+    squatter = build_workflow(spec, namespace="argo", default_image="busybox:1.36")
+    assert squatter.model.metadata.annotations is not None
+    squatter.model.metadata.annotations[KEY_ANNOTATION] = "pipeline-someone-else"
+    provider.server.create(squatter.model, "argo")
+
+    with pytest.raises(Conflict):
+        provider.submit(spec)
+
+    [workflow] = argo.workflows()
+    assert workflow["metadata"]["annotations"][KEY_ANNOTATION] == "pipeline-someone-else"
+
+
 def test_two_submissions_racing_with_one_key_make_one_workflow(
     make_provider: MakeProvider, argo: ArgoServerDouble, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first, second = make_provider(), make_provider()
     spec = _spec(_stage("only"), idempotency_key="pipeline-race")
-    # the second looked the key up before the first had created its workflow
-    monkeypatch.setattr(second.server, "select", lambda selector, namespace: [])
+    create = second.server.create
 
-    one = first.submit(spec)
+    def create_after_the_first(workflow: Any, namespace: str) -> Any:
+        # the first submission creates its workflow while the second is on its way
+        first.submit(spec)
+        return create(workflow, namespace)
+
+    monkeypatch.setattr(second.server, "create", create_after_the_first)
+
     other = second.submit(spec)
+    one = first.submit(spec)
 
     assert other.external_id == one.external_id
     assert len(argo.workflows()) == 1

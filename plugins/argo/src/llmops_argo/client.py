@@ -179,14 +179,6 @@ class ArgoServer:
     def get(self, name: str, namespace: str) -> WorkflowModel:
         return self._call("read", name, lambda s: s.get_workflow(name, namespace=namespace))
 
-    def select(self, label_selector: str, namespace: str) -> list[WorkflowModel]:
-        answer = self._call(
-            "list",
-            None,
-            lambda s: s.list_workflows(namespace=namespace, label_selector=label_selector),
-        )
-        return list(answer.items or [])
-
     def stop(self, name: str, namespace: str) -> WorkflowModel:
         from hera.workflows.models import WorkflowStopRequest
 

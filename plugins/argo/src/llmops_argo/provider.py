@@ -51,14 +51,12 @@ from llmops_argo.status import (
 )
 from llmops_argo.workflow import (
     KEY_ANNOTATION,
-    KEY_HASH_LABEL,
     MANAGED_BY,
     MANAGED_LABEL,
     SECRET_ANNOTATION,
     WORKFLOW_LABEL,
     BuiltWorkflow,
     build_workflow,
-    key_hash,
     secret_name,
 )
 
@@ -114,16 +112,17 @@ class ArgoOrchestrator:
         if spec.secret_env:
             self.secrets.check_configured()
         self.server.lint(built.model, self.namespace)
-        existing = self._existing(spec)
-        if existing is not None:
-            self._keep_secret(existing, spec)
-            return self._status(existing)
         if built.secret is not None:
+            # a redelivery replaces the values: its job token is fresh (the first one
+            # died with the delivery that minted it), for the pods not started yet
             self._put_secret(built, spec)
         try:
             created = self.server.create(built.model, self.namespace)
         except Conflict:
-            # a submission with the same key won the race (or a retry of this one)
+            # The name comes from the key: an earlier delivery of this submission made
+            # the workflow (its answer lost, a crash, a timeout) or one racing it did.
+            # Reading it back by name is the look-up by key, at no cost on a first
+            # delivery; the annotation tells it from another workflow of that name.
             created = self.server.get(built.name, self.namespace)
             if spec.idempotency_key is None or _key_of(created) != spec.idempotency_key:
                 raise
@@ -299,17 +298,6 @@ class ArgoOrchestrator:
         namespace = workflow.metadata.namespace or self.namespace
         return pipeline_status(workflow, namespace=namespace, ui_base=self.settings.ui_base)
 
-    def _existing(self, spec: PipelineSpec) -> WorkflowModel | None:
-        """The workflow an earlier delivery of this submission made, found by label."""
-        key = spec.idempotency_key
-        if key is None:
-            return None
-        selector = f"{MANAGED_LABEL}={MANAGED_BY},{KEY_HASH_LABEL}={key_hash(key)}"
-        for workflow in self.server.select(selector, self.namespace):
-            if _key_of(workflow) == key:
-                return workflow
-        return None
-
     def _put_secret(self, built: BuiltWorkflow, spec: PipelineSpec) -> None:
         assert built.secret is not None
         values = {k: v.get_secret_value() for k, v in spec.secret_env.items()}
@@ -320,22 +308,6 @@ class ArgoOrchestrator:
             {MANAGED_LABEL: MANAGED_BY, WORKFLOW_LABEL: built.name},
         )
         self._remember_secret(built.secret, values.values())
-
-    def _keep_secret(self, workflow: WorkflowModel, spec: PipelineSpec) -> None:
-        """A redelivered submission carries fresh secret values (a new job token: the
-        first one died with the delivery that minted it): the workflow's Secret gets them,
-        for the pods that have not started yet."""
-        secret = (workflow.metadata.annotations or {}).get(SECRET_ANNOTATION)
-        if secret is None or not spec.secret_env:
-            return
-        name = workflow.metadata.name or ""
-        self.secrets.put(
-            secret,
-            self.namespace,
-            {k: v.get_secret_value() for k, v in spec.secret_env.items()},
-            {MANAGED_LABEL: MANAGED_BY, WORKFLOW_LABEL: name},
-        )
-        self._remember_secret(secret, (v.get_secret_value() for v in spec.secret_env.values()))
 
     def _remember_secret(self, secret: str, values: Iterable[str]) -> None:
         with self._lock:

@@ -34,6 +34,7 @@ from llmops.capabilities.orchestration import PipelineSpec, StageSpec
 from llmops.errors import InvalidRequest
 
 if TYPE_CHECKING:
+    from hera.workflows import Workflow
     from hera.workflows.models import Workflow as WorkflowModel
 
 #: The DAG template every workflow of the plugin starts at.
@@ -181,9 +182,29 @@ def build_workflow(
 ) -> BuiltWorkflow:
     """The Argo Workflow for ``spec`` (validated first: :class:`InvalidRequest` for what
     Argo or Kubernetes would refuse)."""
+    from hera.workflows.models import Workflow as WorkflowModel
+
+    workflow = workflow_definition(
+        spec, namespace=namespace, default_image=default_image, service_account=service_account
+    )
+    model = workflow.build()
+    assert isinstance(model, WorkflowModel)
+    name = workflow_name(spec)
+    secret = secret_name(name) if spec.secret_env else None
+    return BuiltWorkflow(name=name, namespace=namespace, model=model, secret=secret)
+
+
+def workflow_definition(
+    spec: PipelineSpec,
+    *,
+    namespace: str,
+    default_image: str,
+    service_account: str | None = None,
+) -> Workflow:
+    """``spec`` as hera's :class:`~hera.workflows.Workflow`, not yet built: what a hera
+    user would write for the same pipeline."""
     from hera.workflows import DAG, Container, Env, RetryStrategy, Task, Workflow
     from hera.workflows.models import EnvVar, EnvVarSource, SecretKeySelector
-    from hera.workflows.models import Workflow as WorkflowModel
 
     _check_env(spec)
     tasks = task_names(spec.stages)
@@ -233,9 +254,7 @@ def build_workflow(
                     template=templates[stage.name],
                     dependencies=[tasks[d] for d in dict.fromkeys(stage.depends_on)] or None,
                 )
-    model = workflow.build()
-    assert isinstance(model, WorkflowModel)
-    return BuiltWorkflow(name=name, namespace=namespace, model=model, secret=secret)
+    return workflow
 
 
 def stage_names(annotations: Mapping[str, str] | None) -> dict[str, str]:
