@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from llmops.testing.argo import ArgoServerDouble
     from llmops.testing.console import ConsoleServer
     from llmops.testing.doubles import RecordedRequest
+    from llmops_argo.provider import ArgoOrchestrator
 
 NAME = "argo-orchestration"
 API = "/llm-ops/v1"
@@ -82,6 +83,8 @@ DEFAULT_IMAGE = "python:3.12-slim"
 SUBMIT_NAME = "bench-submit"
 #: the direct path that makes the plugin's calls
 AS_PLUGIN = "hera lint + create"
+#: the plugin's provider called in this process
+PLUGIN = "plugin submit"
 SYNC_NAME = "bench-sync"
 #: the issue's numbers
 DEFAULT_SUBMIT_ROUNDS = 200
@@ -248,6 +251,9 @@ class Bench:
     platform: ConsoleServer
     service: WorkflowsService
     platform_pid: int | None
+    #: the plugin's provider in this process, on the same double (the plugin without the
+    #: platform around it: no HTTP, no durable write)
+    provider: ArgoOrchestrator
     #: workflow names made on each path, to find each on the double afterwards
     made: dict[str, list[str]] = field(default_factory=dict)
     build_seconds: list[float] = field(default_factory=list)
@@ -272,6 +278,15 @@ class Bench:
         workflow = self.submit(SUBMIT_NAME)
         seconds = time.perf_counter() - started
         self.made.setdefault("platform", []).append(workflow)
+        return seconds
+
+    def plugin_path(self) -> float:
+        """The plugin's own submit, called directly: build, lint, create."""
+        spec = _spec(SUBMIT_NAME)
+        started = time.perf_counter()
+        status = self.provider.submit(spec)
+        seconds = time.perf_counter() - started
+        self.made.setdefault(PLUGIN, []).append(status.external_id.split("/", 1)[1])
         return seconds
 
     def _definition(self) -> Workflow:
@@ -473,7 +488,19 @@ def run(workdir: Path, rounds: int | None = None, pipelines: int | None = None) 
             verify_ssl=False,
             session=session,
         )
-        bench = Bench(argo, platform, service, _child_pid("llmops up"))
+        from llmops_argo.provider import ArgoOrchestrator
+        from llmops_argo.settings import ArgoSettings
+
+        provider = ArgoOrchestrator(
+            ArgoSettings(
+                server_url=argo.url,
+                token=argo.token,
+                namespace=NAMESPACE,
+                default_image=DEFAULT_IMAGE,
+            )
+        )
+        stack.callback(provider.close)
+        bench = Bench(argo, platform, service, _child_pid("llmops up"), provider)
         cases: list[tuple[str, Callable[[], list[Result]]]] = [
             ("submit", lambda: _submit_case(bench, submit_rounds)),
             ("sync", lambda: [_sync_case(bench, count, interval)]),
@@ -501,6 +528,7 @@ def _submit_case(bench: Bench, rounds: int) -> list[Result]:
             "platform": bench.platform_path,
             "hera create": bench.hera_create,
             AS_PLUGIN: bench.hera_as_plugin,
+            PLUGIN: bench.plugin_path,
         },
         rounds=rounds,
         warmup=SUBMIT_WARMUP,
@@ -550,11 +578,19 @@ def _submit_case(bench: Bench, rounds: int) -> list[Result]:
             "the worker's syncs of the ended pipelines included)"
         )
     one.notes.append(bench.metadata_note())
-    for result in (one, two):
+    plugin = Result(
+        NAME, "plugin submit (in process) / hera create", stats[PLUGIN], create, "median"
+    )
+    plugin.notes.append(
+        f"p50 {plugin.ratio:.2f}x: the plugin alone (building the workflow from the spec, "
+        "lint, create, mapping the answer), without the platform's HTTP and durable write; "
+        f"{plugin.ratio * create.median / as_plugin.median:.2f}x hera making the same calls"
+    )
+    for result in (one, two, plugin):
         print(describe(result))
         for line in result.notes:
             print(f"    {line}")
-    return [one, two]
+    return [one, two, plugin]
 
 
 def _create_running(bench: Bench, count: int) -> list[str]:
