@@ -189,7 +189,8 @@ def build_workflow(
     )
     model = workflow.build()
     assert isinstance(model, WorkflowModel)
-    name = workflow_name(spec)
+    name = model.metadata.name  # a spec without a key gets a random one: read it back
+    assert name is not None
     secret = secret_name(name) if spec.secret_env else None
     return BuiltWorkflow(name=name, namespace=namespace, model=model, secret=secret)
 
