@@ -345,8 +345,10 @@ class InMemoryModelRegistry:
             repo_id=request.repo_id, commit=commit, url=f"{self.base_url}/{request.repo_id}"
         )
 
-    def check_update(self, repo_id: str, revision: str) -> UpdateCheck:
-        latest, _ = self._resolve(repo_id, None)
+    def check_update(
+        self, repo_id: str, revision: str, *, branch: str | None = None
+    ) -> UpdateCheck:
+        latest, _ = self._resolve(repo_id, branch)
         return UpdateCheck(
             repo_id=repo_id,
             current_revision=revision,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from pydantic import Field
+from pydantic.json_schema import SkipJsonSchema
 
 from llmops.capabilities.common import Health, Value
 
@@ -40,6 +43,37 @@ class RegistryModelMetadata(Value):
     files: list[RegistryFile] = Field(default_factory=list)
     last_modified: datetime | None = None
     url: str | None = None
+    degraded: str | None = Field(
+        default=None,
+        description="set when the registry could not be asked (down, rate limited) and this "
+        "was read from the provider's local cache instead: why",
+    )
+
+
+class ImportPhase(StrEnum):
+    """Where an import is: the revision resolved and the file list read, the files
+    checked, the files downloaded and placed, finished."""
+
+    RESOLVING = "resolving"
+    CHECKING = "checking"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+
+
+class ImportProgress(Value):
+    """How far an import is, in files and bytes of the files it places."""
+
+    phase: ImportPhase
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int | None = Field(default=None, description="None until the sizes are known")
+    bytes_done: int = 0
+
+
+#: Receives an import's progress: called from the provider's threads, one call at a time,
+#: a few times a second at most and once with ``ImportPhase.DONE``. An exception it raises
+#: stops the import (and is raised by ``import_model``).
+ProgressSink = Callable[[ImportProgress], None]
 
 
 class ImportRequest(Value):
@@ -47,6 +81,13 @@ class ImportRequest(Value):
     revision: str = "main"
     allow_patterns: list[str] = Field(default_factory=list)
     destination: Path
+    progress: SkipJsonSchema[ProgressSink | None] = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="where the provider reports progress (never serialised); a provider "
+        "that cannot report progress ignores it",
+    )
 
 
 class ImportResult(Value):
@@ -55,6 +96,21 @@ class ImportResult(Value):
     local_path: Path
     files: list[RegistryFile]
     metadata: RegistryModelMetadata
+    branch: str | None = Field(
+        default=None,
+        description="the branch the request's revision named (None when it named a commit "
+        "or a tag): the one check_update(branch=...) follows",
+    )
+    skipped: list[str] = Field(
+        default_factory=list,
+        description="files the request matched that were left out for safety (pickle "
+        "weights beside safetensors ones)",
+    )
+    degraded: str | None = Field(
+        default=None,
+        description="set when the registry could not be asked and the files came from the "
+        "provider's local cache: why",
+    )
 
 
 class ExportRequest(Value):
@@ -77,11 +133,43 @@ class ExportResult(Value):
     url: str | None = None
 
 
+class RegistryCommit(Value):
+    """A commit of a model's history, as the registry lists it."""
+
+    id: str
+    title: str = ""
+    message: str = ""
+    authors: list[str] = Field(default_factory=list)
+    created_at: datetime | None = None
+
+
+class FileChange(Value):
+    """A file both commits hold, with different content."""
+
+    path: str
+    old_size_bytes: int | None = None
+    new_size_bytes: int | None = None
+    old_sha256: str | None = None
+    new_sha256: str | None = None
+
+
 class UpdateCheck(Value):
     repo_id: str
     current_revision: str
     latest_revision: str
     update_available: bool
+    branch: str | None = Field(default=None, description="the branch compared with")
+    files_added: list[RegistryFile] = Field(default_factory=list)
+    files_removed: list[RegistryFile] = Field(default_factory=list)
+    files_modified: list[FileChange] = Field(default_factory=list)
+    commits: list[RegistryCommit] = Field(
+        default_factory=list,
+        description="the commits after current_revision up to latest_revision, newest "
+        "first, where the registry lists them",
+    )
+    commits_truncated: bool = Field(
+        default=False, description="more commits lie in between than `commits` holds"
+    )
 
 
 class RegistryLink(Value):
@@ -100,6 +188,8 @@ class RegistryProvider(Protocol):
     def metadata(self, repo_id: str, revision: str | None = None) -> RegistryModelMetadata: ...
     def import_model(self, request: ImportRequest) -> ImportResult: ...
     def export_model(self, request: ExportRequest) -> ExportResult: ...
-    def check_update(self, repo_id: str, revision: str) -> UpdateCheck: ...
+    def check_update(
+        self, repo_id: str, revision: str, *, branch: str | None = None
+    ) -> UpdateCheck: ...
     def links(self, repo_id: str, revision: str | None = None) -> list[RegistryLink]: ...
     def health(self) -> Health: ...

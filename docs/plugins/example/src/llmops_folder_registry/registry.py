@@ -120,9 +120,11 @@ class FolderRegistry:
             url=self._page(repo_id),
         )
 
-    def check_update(self, repo_id: str, revision: str) -> UpdateCheck:
+    def check_update(
+        self, repo_id: str, revision: str, *, branch: str | None = None
+    ) -> UpdateCheck:
         current = self._resolve(repo_id, revision)
-        latest = self._resolve(repo_id, BRANCH)
+        latest = self._resolve(repo_id, branch or BRANCH)
         return UpdateCheck(
             repo_id=repo_id,
             current_revision=current,

@@ -296,6 +296,29 @@ class RegistryContract(ContractSuite):
             False,
         )
 
+    def test_check_update_follows_the_named_branch_and_what_it_lists_is_true(
+        self, provider: RegistryProvider, model: SeededModel
+    ) -> None:
+        behind = provider.check_update(model.repo_id, model.oldest.commit, branch="main")
+        current = provider.check_update(model.repo_id, model.latest.commit, branch="main")
+
+        assert (behind.latest_revision, behind.update_available) == (model.latest.commit, True)
+        assert (current.files_added, current.files_removed, current.files_modified) == (
+            [],
+            [],
+            [],
+        ), "an up-to-date pin has no changes"
+        assert current.commits == []
+        # the changes and commits are optional, but what a registry lists must be true
+        old, new = model.oldest.files, model.latest.files
+        assert {f.path for f in behind.files_added} <= set(new) - set(old)
+        assert {f.path for f in behind.files_removed} <= set(old) - set(new)
+        changed = {p for p in set(old) & set(new) if old[p] != new[p]}
+        assert {c.path for c in behind.files_modified} <= changed
+        assert model.oldest.commit not in [c.id for c in behind.commits]
+        if behind.commits:
+            assert behind.commits[0].id == model.latest.commit, "newest first"
+
     def test_links_are_absolute_and_a_pinned_one_names_its_commit(
         self, provider: RegistryProvider, model: SeededModel
     ) -> None:
