@@ -16,7 +16,7 @@ export UV_COMPILE_BYTECODE ?= 1
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
 
-.PHONY: help bootstrap uv sync system-deps run-deps web-deps console console-build console-check run test lint typecheck pytest bench clean
+.PHONY: help bootstrap uv sync system-deps run-deps web-deps console console-build console-check run test checks pytest-only lint typecheck pytest bench clean
 
 help:
 	@echo "make run    start the platform with embedded defaults on http://127.0.0.1:8000"
@@ -82,16 +82,24 @@ run: uv run-deps web-deps
 	$(UV) run --no-sync llmops up
 
 lint: sync
-	$(UV) run ruff check .
-	$(UV) run ruff format --check .
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
 
 typecheck: sync
-	$(UV) run mypy
+	$(UV) run --no-sync mypy
 
 pytest: sync system-deps console
 	$(UV) run pytest
 
-test: lint typecheck console-check pytest
+# make test: the checks (lint, types, the console's client and unit tests) take one core
+# while pytest takes the other, once what both need is installed and built
+test: sync system-deps console
+	$(MAKE) --no-print-directory -j2 checks pytest-only
+
+checks: lint typecheck console-check
+
+pytest-only:
+	$(UV) run --no-sync pytest
 
 bench: sync system-deps
 	$(UV) run python bench/run.py

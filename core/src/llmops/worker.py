@@ -31,11 +31,16 @@ class BackgroundWorker:
     def run_once(self) -> None:
         runtime = self.platform.runtime
         runtime.sync_if_stale(self.platform.sessions)
-        while self.platform.outbox.run_once(limit=20, skip_providers=runtime.paused_providers()):
-            if self._stop.is_set():
-                return
+        self.deliver_due()
+        if self._stop.is_set():
+            return
         with self.platform.sessions() as session:
-            pipelines.sync_active(session=session, runtime=runtime)
+            pipelines.sync_active(
+                session=session,
+                runtime=runtime,
+                meanwhile=self.deliver_due,
+                stop=self._stop.is_set,
+            )
         every = self.platform.settings.serving_sync_interval_seconds
         if time.monotonic() - self._serving_synced >= every:
             self._serving_synced = time.monotonic()
@@ -43,6 +48,13 @@ class BackgroundWorker:
                 redeployed = serving.reconcile(session=session, runtime=runtime)
             if redeployed:
                 log.warning("deploying again the endpoints their framework lost: %s", redeployed)
+
+    def deliver_due(self) -> None:
+        """Deliver the outbox's due operations, 20 at a time, until none is left."""
+        runtime = self.platform.runtime
+        while self.platform.outbox.run_once(limit=20, skip_providers=runtime.paused_providers()):
+            if self._stop.is_set():
+                return
 
     def tick(self) -> None:
         """One round; an error is logged and the next round goes on."""

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import socket
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -675,16 +675,38 @@ def delete_pipeline(*, session: Session, runtime: IntegrationRuntime, pipeline_i
     session.flush()
 
 
-def sync_active(*, session: Session, runtime: IntegrationRuntime) -> int:
+#: Pipelines a sync pass refreshes between two looks at the outbox.
+SYNC_CHUNK = 50
+
+
+def sync_active(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    meanwhile: Callable[[], object] | None = None,
+    every: int = SYNC_CHUNK,
+    stop: Callable[[], bool] | None = None,
+) -> int:
     """Refresh every non-terminal pipeline (the background worker calls this), one
-    transaction each, so no lock is held while another pipeline's tool is asked."""
+    transaction each, so no lock is held while another pipeline's tool is asked.
+
+    A pass over many pipelines takes a while (one tool call each): ``meanwhile`` runs
+    after every ``every`` of them (the worker delivers the outbox's due writes there), so
+    a big pass never holds back a submission, and the pass ends early once ``stop``
+    says so (the worker is shutting down). Returns how many were refreshed."""
     ids = list(
         session.scalars(select(WorkflowPipeline.id).where(WorkflowPipeline.status.not_in(TERMINAL)))
     )
     session.commit()
+    done = 0
     for pipeline_id in ids:
+        if stop is not None and stop():
+            break
         row = session.get(WorkflowPipeline, pipeline_id)
         if row is not None:
             sync(session=session, runtime=runtime, row=row)
         session.commit()
-    return len(ids)
+        done += 1
+        if meanwhile is not None and done % every == 0:
+            meanwhile()
+    return done
