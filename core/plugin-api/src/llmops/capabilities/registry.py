@@ -113,6 +113,30 @@ class ImportResult(Value):
     )
 
 
+class ImportPlan(Value):
+    """What :meth:`RegistryProvider.import_model` would bring in for a request, decided
+    before any weights are downloaded (:class:`ChecksImports`)."""
+
+    repo_id: str
+    revision: str = Field(description="the resolved commit, never a branch name")
+    branch: str | None = Field(
+        default=None,
+        description="the branch the request's revision named (None for a commit or a tag)",
+    )
+    files: list[RegistryFile] = Field(
+        default_factory=list, description="the files the import would place, as listed"
+    )
+    skipped: list[str] = Field(
+        default_factory=list, description="files the request matched that it would leave out"
+    )
+    metadata: RegistryModelMetadata
+    degraded: str | None = Field(
+        default=None,
+        description="set when the registry could not be asked and the plan was read from the "
+        "provider's local cache: why",
+    )
+
+
 class ExportRequest(Value):
     repo_id: str
     local_path: Path
@@ -180,7 +204,8 @@ class RegistryLink(Value):
 
 @runtime_checkable
 class RegistryProvider(Protocol):
-    """A model hub (Hugging Face Hub, ...)."""
+    """A model hub (Hugging Face Hub, ...). Optionally also :class:`ChecksImports`: an
+    import it would refuse answered before anything is recorded."""
 
     def search(
         self, query: str, *, limit: int = 20, tags: list[str] | None = None
@@ -193,3 +218,20 @@ class RegistryProvider(Protocol):
     ) -> UpdateCheck: ...
     def links(self, repo_id: str, revision: str | None = None) -> list[RegistryLink]: ...
     def health(self) -> Health: ...
+
+
+@runtime_checkable
+class ChecksImports(Protocol):
+    """A registry that can tell, before anything heavy is downloaded, what an import
+    would bring in, and refuse one it would refuse."""
+
+    def check_import(
+        self, repo_id: str, revision: str = "main", *, allow_patterns: list[str] | None = None
+    ) -> ImportPlan:
+        """Resolve ``revision`` to its commit and run the checks :meth:`import_model`
+        runs (file names, weight formats, remote code...), reading at most what they read
+        (configs, the card); raise :class:`~llmops.errors.InvalidRequest` for an import
+        it would refuse. The core calls it when an import is asked for, so a refusal is
+        answered at once (422) with nothing recorded, then imports ``plan.revision`` as
+        long work (the same checks run again there)."""
+        ...
