@@ -44,7 +44,6 @@ answering all N (what a list-based sync would pay instead) is noted.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import tempfile
 import time
@@ -60,9 +59,12 @@ from harness import (
     PartialFailure,
     Result,
     Stats,
+    child_pid,
+    cpu_seconds,
     describe,
     environment,
     fmt_seconds,
+    rotate,
 )
 
 if TYPE_CHECKING:
@@ -114,7 +116,6 @@ RUNNING_TASK_SECONDS = 3600.0
 #: each of its passes cost CPU this process shares with the direct client)
 TICK_SECONDS = 0.05
 CREATE_CLIENTS = 4
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 #: The issue's a -> (b, c) -> d with the fields a stage carries: env, retries, a timeout.
 STAGES: list[dict[str, Any]] = [
@@ -175,57 +176,6 @@ def _spec(name: str) -> PipelineSpec:
         labels={**LABELS, PIPELINE_ID_LABEL: pipeline_id},
         idempotency_key=f"pipeline-{pipeline_id}",
     )
-
-
-def _child_pid(marker: str) -> int | None:
-    """The pid of this process's child whose command line holds ``marker`` (None where
-    there is no /proc: the CPU note is left out)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == os.getpid() and marker in command:
-            return int(entry.name)
-    return None
-
-
-def _cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of process ``pid`` so far (/proc/<pid>/stat)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def _rotate(
-    runs: dict[str, Callable[[], float]], *, rounds: int, warmup: int, progress: str
-) -> dict[str, Stats]:
-    """Every path once a round, the order rotating from round to round (as
-    :func:`harness.alternate` does for two); warm-up rounds are not kept."""
-    kept = {path: Stats() for path in runs}
-    names = list(runs)
-    show = sys.stdout.isatty()
-    for index in range(warmup + rounds):
-        shift = index % len(names)
-        for path in names[shift:] + names[:shift]:
-            seconds = runs[path]()
-            if index >= warmup:
-                kept[path].samples.append(seconds)
-        if show:
-            print(f"\r  {progress}: round {index + 1}/{warmup + rounds}", end="", flush=True)
-    if show:
-        print()
-    return kept
 
 
 def _ms(seconds: float) -> str:
@@ -500,7 +450,7 @@ def run(workdir: Path, rounds: int | None = None, pipelines: int | None = None) 
             )
         )
         stack.callback(provider.close)
-        bench = Bench(argo, platform, service, _child_pid("llmops up"), provider)
+        bench = Bench(argo, platform, service, child_pid("llmops up"), provider)
         cases: list[tuple[str, Callable[[], list[Result]]]] = [
             ("submit", lambda: _submit_case(bench, submit_rounds)),
             ("sync", lambda: [_sync_case(bench, count, interval)]),
@@ -522,8 +472,8 @@ def run(workdir: Path, rounds: int | None = None, pipelines: int | None = None) 
 
 
 def _submit_case(bench: Bench, rounds: int) -> list[Result]:
-    cpu = _cpu_seconds(bench.platform_pid)
-    stats = _rotate(
+    cpu = cpu_seconds(bench.platform_pid)
+    stats = rotate(
         {
             "platform": bench.platform_path,
             "hera create": bench.hera_create,
@@ -534,7 +484,7 @@ def _submit_case(bench: Bench, rounds: int) -> list[Result]:
         warmup=SUBMIT_WARMUP,
         progress=f"{NAME} submit",
     )
-    cpu_after = _cpu_seconds(bench.platform_pid)
+    cpu_after = cpu_seconds(bench.platform_pid)
     errors = bench.check_made()
     if errors:
         raise RuntimeError("; ".join(errors))

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -49,11 +48,14 @@ from harness import (
     PartialFailure,
     Result,
     Stats,
+    child_pid,
     clean_env,
+    cpu_seconds,
     describe,
     environment,
     fmt_seconds,
     percentile,
+    rotate,
 )
 
 if TYPE_CHECKING:
@@ -90,37 +92,6 @@ BUFFERED_SHARE = 0.5
 #: about one event a token (a token that decodes to half a character sends none)
 CHAT: dict[str, Any] = {"messages": [{"role": "user", "content": "Hi"}], "temperature": 0}
 #: clock ticks a second, for the CPU times in /proc/<pid>/stat
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _child_pid(marker: str) -> int | None:
-    """The pid of this process's child whose command line holds ``marker``; None where
-    there is no /proc (the CPU notes are left out there)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return None
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except (OSError, IndexError, ValueError):
-            continue
-        if parent == os.getpid() and marker in command:
-            return int(entry.name)
-    return None
-
-
-def _cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds the process has used so far (/proc/<pid>/stat)."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 @contextmanager
@@ -271,7 +242,7 @@ class Paths:
 
     def cpu(self) -> tuple[float, float] | None:
         """CPU seconds the platform and the runtime have used so far."""
-        platform, runtime = _cpu_seconds(self.platform_pid), _cpu_seconds(self.runtime_pid)
+        platform, runtime = cpu_seconds(self.platform_pid), cpu_seconds(self.runtime_pid)
         return None if platform is None or runtime is None else (platform, runtime)
 
     def cpu_note(
@@ -463,8 +434,8 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
             proxy_url=f"{proxy}/chat/completions",
             platform_key=platform.key("viewer"),
             loop=stack.enter_context(asyncio.Runner()),
-            platform_pid=_child_pid("llmops up"),
-            runtime_pid=_child_pid("llmops.model_runtime"),
+            platform_pid=child_pid("llmops up"),
+            runtime_pid=child_pid("llmops.model_runtime"),
             proxy_pid=proxy_pid,
         )
         cases: list[tuple[str, Callable[[], list[Result]]]] = [
@@ -488,32 +459,11 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.2f} ms"
 
 
-def _rotate(
-    runs: dict[str, Callable[[], float]], *, rounds: int, warmup: int, progress: str
-) -> dict[str, Stats]:
-    """Every path once a round, the order rotating from round to round (as
-    :func:`harness.alternate` does for two); warm-up rounds are not kept."""
-    kept = {path: Stats() for path in runs}
-    names = list(runs)
-    show = sys.stdout.isatty()
-    for index in range(warmup + rounds):
-        shift = index % len(names)
-        for path in names[shift:] + names[:shift]:
-            seconds = runs[path]()
-            if index >= warmup:
-                kept[path].samples.append(seconds)
-        if show:
-            print(f"\r  {progress}: round {index + 1}/{warmup + rounds}", end="", flush=True)
-    if show:
-        print()
-    return kept
-
-
 def _call_case(paths: Paths, rounds: int) -> Result:
     body = {**CHAT, "max_tokens": 1}
     cpu = paths.cpu()
-    proxy_cpu = _cpu_seconds(paths.proxy_pid)
-    stats = _rotate(
+    proxy_cpu = cpu_seconds(paths.proxy_pid)
+    stats = rotate(
         {path: paths.call(path, body) for path in ("platform", "direct", "proxy")},
         rounds=rounds,
         warmup=CALL_WARMUP,
@@ -541,7 +491,7 @@ def _call_case(paths: Paths, rounds: int) -> Result:
         f"{_ms(platform.median - proxy.median)} at p50"
     )
     cpu_note = paths.cpu_note(cpu, CALL_WARMUP + rounds, "request", served=3)
-    proxy_after = _cpu_seconds(paths.proxy_pid)
+    proxy_after = cpu_seconds(paths.proxy_pid)
     if cpu_note is not None and proxy_cpu is not None and proxy_after is not None:
         proxy_share = _ms((proxy_after - proxy_cpu) / (CALL_WARMUP + rounds))
         cpu_note = cpu_note.replace(" (/proc", f", the reference proxy's {proxy_share} (/proc")
@@ -611,7 +561,7 @@ def _stream_case(paths: Paths, rounds: int) -> list[Result]:
     cpu = paths.cpu()
     session = paths.loop.run(_session())
     try:
-        firsts = _rotate(
+        firsts = rotate(
             {path: paths.stream(path, body, session) for path in ("platform", "direct", "proxy")},
             rounds=rounds,
             warmup=STREAM_WARMUP,

@@ -106,6 +106,61 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
+#: Clock ticks a second, the unit of /proc/<pid>/stat's CPU times.
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def child_pid(marker: str) -> int | None:
+    """The pid of this process's child whose command line holds ``marker``; None where
+    there is no /proc (the CPU notes are left out there)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        if parent == os.getpid() and marker in command:
+            return int(entry.name)
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds the process has used so far (/proc/<pid>/stat)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rotate(
+    runs: dict[str, Callable[[], float]], *, rounds: int, warmup: int, progress: str
+) -> dict[str, Stats]:
+    """Every path once a round, the order rotating from round to round (as
+    :func:`alternate` does for two); warm-up rounds are not kept."""
+    kept = {path: Stats() for path in runs}
+    names = list(runs)
+    show = sys.stdout.isatty()
+    for index in range(warmup + rounds):
+        shift = index % len(names)
+        for path in names[shift:] + names[:shift]:
+            seconds = runs[path]()
+            if index >= warmup:
+                kept[path].samples.append(seconds)
+        if show:
+            print(f"\r  {progress}: round {index + 1}/{warmup + rounds}", end="", flush=True)
+    if show:
+        print()
+    return kept
+
+
 def alternate(
     platform: Callable[[], float],
     direct: Callable[[], float],
