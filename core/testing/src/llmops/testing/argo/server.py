@@ -5,16 +5,12 @@ every open connection closed, then the same port bound again."""
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from llmops.testing.doubles import Reply
+from llmops.testing.httpserver import RestartableServer, TrackedHandler
 
 
 @dataclass(frozen=True)
@@ -42,98 +38,16 @@ Answer = Reply | StreamReply
 Dispatch = Callable[[IncomingRequest, Callable[[], bool]], Answer]
 
 
-class ArgoHttpServer:
+class ArgoHttpServer(RestartableServer):
     """A threaded HTTP server on ``host:port`` that hands each request to ``dispatch``
     (with a callable telling whether this server has gone down since)."""
 
     def __init__(self, dispatch: Dispatch, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._dispatch = dispatch
-        self.host = host
-        self._port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    @property
-    def port(self) -> int:
-        """The bound port (kept while down, so :meth:`start` binds it again)."""
-        return self._port
-
-    def start(self) -> None:
-        if self._server is not None:
-            return
-        server = _Server((self.host, self._port), _handler(self._dispatch))
-        self._port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"argo-server-{self._port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Close the listening socket and every connection: clients get refused."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        server.gone = True
-        server.shutdown()
-        server.server_close()
-        server.close_connections()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        super().__init__(_handler(dispatch), name="argo-server", host=host, port=port)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self.gone = False
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def track(self, connection: socket.socket, open_: bool) -> None:
-        with self._connections_lock:
-            if open_:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-            self._connections.clear()
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-def _handler(dispatch: Dispatch) -> type[BaseHTTPRequestHandler]:
-    class ArgoRequestHandler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        #: headers and body go out as separate writes: without TCP_NODELAY, Nagle's
-        #: algorithm and the client's delayed ACK hold each answer back ~40 ms
-        disable_nagle_algorithm = True
-        server: _Server
-
-        def setup(self) -> None:
-            super().setup()
-            self.server.track(self.connection, True)
-
-        def finish(self) -> None:
-            try:
-                super().finish()
-            finally:
-                self.server.track(self.connection, False)
-
+def _handler(dispatch: Dispatch) -> type[TrackedHandler]:
+    class ArgoRequestHandler(TrackedHandler):
         def _serve(self) -> None:
             split = urlsplit(self.path)
             request = IncomingRequest(
@@ -189,9 +103,4 @@ def _handler(dispatch: Dispatch) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             return self.rfile.read(length) if length else b""
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Quiet: the double's request log is where requests are read."""
-
-    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
-        setattr(ArgoRequestHandler, f"do_{method}", ArgoRequestHandler._serve)
     return ArgoRequestHandler
