@@ -1,7 +1,7 @@
 """Fixtures shared by the core's tests.
 
-Every test gets its own data dir and database. ``database_url`` is parametrized over
-SQLite and a PostgreSQL server that the session starts once from the Debian binaries.
+Every test gets its own data dir and database (``database_url``, from the workspace's
+conftest.py: SQLite, and a PostgreSQL server the session starts once).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from llmops.api.app import create_app
 from llmops.config import CoreSettings
 from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.plugins import PluginInstaller
-from llmops.testing.postgres import PostgresServer
 
 
 @pytest.fixture(autouse=True)
@@ -31,25 +30,6 @@ def _isolated_home(
     for name in list(os.environ):
         if name.startswith("LLMOPS_"):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'llmops.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
 
 
 @pytest.fixture

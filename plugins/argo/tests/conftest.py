@@ -17,7 +17,6 @@ from llmops.api.app import create_app
 from llmops.config import CoreSettings
 from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.argo import ArgoServerDouble, running_argo_server
-from llmops.testing.postgres import PostgresServer
 from llmops_argo.provider import ArgoOrchestrator
 from llmops_argo.settings import ArgoSettings
 
@@ -79,25 +78,6 @@ def make_provider(argo: ArgoServerDouble) -> Iterator[MakeProvider]:
 # -------------------------------------------------------------------------------------
 # A started platform with the plugin on, on SQLite and on PostgreSQL
 # -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty database on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'llmops.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from llmops.plugins import PluginContext
 from llmops.plugins.fields import operator_only_fields, url_fields
 from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.hf import HfHubDouble
-from llmops.testing.postgres import PostgresServer
 from llmops_hf import plugin
 from llmops_hf.provider import HfRegistry
 from llmops_hf.settings import HfSettings
@@ -91,24 +90,6 @@ def test_the_settings_say_what_only_the_operator_sets_and_where_the_token_goes()
 # -------------------------------------------------------------------------------------
 # A started platform with the plugin on, on SQLite and on PostgreSQL
 # -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'llmops.db'}"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.create_database()
 
 
 @pytest.fixture
