@@ -30,6 +30,7 @@ BENCHMARKS = (
     "mlflow-metrics",
     "gateway-overhead",
     "argo-orchestration",
+    "hf-import",
 )
 
 
@@ -48,8 +49,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30, "
         "mlflow-metrics 10 batched and 3 per-point, gateway-overhead 1000 one-token chats and "
-        "50 streams, argo-orchestration 200 submissions; the list walks always walk 200/100 "
-        "pages, argo-orchestration's sync case always watches 3 passes)",
+        "50 streams, argo-orchestration 200 submissions, hf-import 5 imports of each model "
+        "size; the list walks always walk 200/100 pages, argo-orchestration's sync case "
+        "always watches 3 passes)",
     )
     parser.add_argument(
         "--rows", type=int, default=100_000, help="models in the list benchmarks' table"
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         import cli_help
         import gateway_overhead
         import guard_overhead
+        import hf_import
         import mlflow_metrics
 
         runners: dict[str, Callable[[], list[Result]]] = {
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             "argo-orchestration": lambda: argo_orchestration.run(
                 workdir, args.rounds, args.pipelines
             ),
+            "hf-import": lambda: hf_import.run(workdir, args.rounds),
         }
         for name in BENCHMARKS:
             if name not in selected:

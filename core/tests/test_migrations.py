@@ -163,3 +163,38 @@ def test_naive_timestamps_are_refused(upgraded: Engine) -> None:
         session.add(key)
         with pytest.raises(StatementError, match="naive datetime"):
             session.commit()
+
+
+def test_upgrading_to_0003_keeps_models_and_their_registry_links(engine: Engine) -> None:
+    upgrade(engine, "0002")
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO models (id, name, version, description, source, status, tags, "
+                "labels, created_at, updated_at) VALUES ('m1', 'tiny', '1', '', 'manual', "
+                "'registered', '[]', '{}', :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO registry_models (id, model_id, provider, external_id, revision, "
+                "details, imported_at) VALUES ('r1', 'm1', 'hf', 'acme/tiny', 'abc', '{}', :now)"
+            ),
+            {"now": now},
+        )
+
+    upgrade(engine)
+
+    with engine.connect() as conn:
+        columns = "model_id, kind, state, branch, operation_id, last_check"
+        link = conn.execute(text(f"SELECT {columns} FROM registry_models")).one()
+        assert conn.execute(text("SELECT count(*) FROM models")).scalar() == 1
+    assert tuple(link) == ("m1", "import", "pending", None, None, None)
+    assert {c["name"] for c in inspect(engine).get_columns("operations")} >= {"progress"}
+
+    downgrade(engine, "0002")
+
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM registry_models")).scalar() == 1

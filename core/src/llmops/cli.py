@@ -15,6 +15,7 @@ import click
 
 from llmops.cli_demo import demo  # click and httpx only
 from llmops.cli_examples import example  # click and httpx only
+from llmops.cli_models import models  # click and httpx only
 from llmops.cli_plugins import LlmopsGroup  # click only
 
 if TYPE_CHECKING:
@@ -372,12 +373,14 @@ def worker(interval: float | None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     runner = BackgroundWorker(platform, interval=interval or settings.sync_interval_seconds)
     click.echo(f"llmops worker {platform.outbox.worker_id}: delivering queued writes")
+    runner.start_long_work()
     try:
         while not stop.wait(runner.interval):
             runner.tick()
     except KeyboardInterrupt:
         pass
     finally:
+        runner.stop()
         platform.stop()
 
 
@@ -519,6 +522,7 @@ def pipelines_run(file: Path, max_parallel: int, state_dir: Path | None) -> None
 
 
 main.add_command(example)
+main.add_command(models)
 main.add_command(demo)
 
 

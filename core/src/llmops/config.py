@@ -50,6 +50,12 @@ class CoreSettings(BaseSettings):
     provider_timeout_seconds: float = Field(
         default=10.0, gt=0, description="deadline of one call to a tool from a request"
     )
+    long_work_timeout_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="deadline of one call of long work the worker delivers (a model import "
+        "or export): past it, the call is given up and retried",
+    )
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=30.0, gt=0)
     auth_failure_limit: int = Field(

@@ -554,9 +554,15 @@ class IntegrationRuntime:
         found, guarded = self.provider(Capability.ORCHESTRATION, name)
         return found, cast(OrchestrationProvider, guarded)
 
-    def registry_provider(self, name: str | None = None) -> tuple[str, RegistryProvider]:
-        """The named model registry, or the default one, behind its guard."""
+    def registry_provider(
+        self, name: str | None = None, *, deadline: float | None = None
+    ) -> tuple[str, RegistryProvider]:
+        """The named model registry, or the default one, behind its guard; ``deadline``
+        replaces the request's deadline (``provider_timeout_seconds``) for long work the
+        worker runs (an import, an export: ``long_work_timeout_seconds``)."""
         found, guarded = self.provider(Capability.REGISTRY, name)
+        if deadline is not None:
+            guarded = guarded.with_deadline(deadline)
         return found, cast(RegistryProvider, guarded)
 
     def versioning_provider(self, name: str | None = None) -> tuple[str, VersioningProvider]:

@@ -5,6 +5,7 @@ its cache and state under the test's temporary folder."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -136,3 +137,45 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 @pytest.fixture
 def kit(hub: HfHubDouble) -> Kit:
     return Kit(hub)
+
+
+@pytest.fixture
+def platform(hub: HfHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The platform (``create_app``, started: migrated, plugins loaded, worker running) on
+    SQLite with the plugin pointed at the double through ``LLMOPS_HF__*`` (the write token,
+    the cache under ``tmp_path``, as ``make_provider``'s), called with an admin key."""
+    from fastapi.testclient import TestClient
+
+    from llmops.api.app import create_app
+    from llmops.config import CoreSettings
+    from llmops.services.api_keys import Role, create_api_key
+
+    for name in list(os.environ):
+        if name.startswith("LLMOPS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    plugin = {
+        "ENDPOINT": hub.url,
+        "TOKEN": hub.write_token,
+        "CACHE_DIR": str(tmp_path / "hf-cache"),
+        "REQUEST_TIMEOUT_SECONDS": "3",
+        "RETRY_BUDGET_SECONDS": "1",
+        "MAX_WORKERS": "4",
+    }
+    for key, value in plugin.items():
+        monkeypatch.setenv(f"LLMOPS_HF__{key}", value)
+    data = tmp_path / "data"
+    settings = CoreSettings(
+        data_dir=data,
+        database_url=f"sqlite:///{data / 'llmops.db'}",
+        plugins="hf",
+        sync_interval_seconds=0.1,
+        health_cache_seconds=0.1,
+        circuit_reset_seconds=0.5,
+    )
+    with TestClient(create_app(settings)) as client:
+        with client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
+            _, key = create_api_key(session=session, name="test-admin", role=Role.ADMIN)
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client

@@ -139,16 +139,169 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        /** Get a model */
+        /**
+         * Get a model
+         * @description The model; an imported one with where it came from, its files (on disk once
+         *     ``ready``), how far its import is, its card and its exports.
+         */
         get: operations["get_model"];
         put?: never;
         post?: never;
-        /** Delete a model */
+        /**
+         * Delete a model
+         * @description An imported model's files go with it.
+         */
         delete: operations["delete_model"];
         options?: never;
         head?: never;
         /** Update a model */
         patch: operations["update_model"];
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/models/{modelId}/check-updates": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check a model's registry for updates
+         * @description Compare the pinned commit with the head of the branch the import followed: the
+         *     files added, removed and modified (with sizes), the commits in between, and
+         *     ``updateAvailable``. Never moves the pin (import the new commit to take it). The
+         *     result is recorded on the model. When the registry cannot be asked: the last check
+         *     recorded, ``degraded``, with ``checkedAt``; none recorded: 503. 409 for a model that
+         *     was not imported.
+         */
+        post: operations["check_model_updates"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/models/{modelId}/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Export a model to a registry
+         * @description Push the model's files (its folder in the platform's storage: imported or trained)
+         *     to a repository of the registry, as a commit or a pull request, private by default:
+         *     202 with the operation, delivered once whatever the retries (an idempotency key of
+         *     its own goes with the commit). 409 when the model has no files on disk. The commit
+         *     and its URL are recorded on the operation and in the model's ``exports``.
+         */
+        post: operations["export_model"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/models/{modelId}/registry-links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A model's links to its registry
+         * @description The registry's pages for the repository the model was imported from, at its pinned
+         *     commit (the model page, the files, the commit), and for each commit an export made;
+         *     empty for a model that never met a registry. When the registry's plugin cannot make
+         *     them, the pages recorded, ``degraded``.
+         */
+        get: operations["get_model_registry_links"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/models/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Import a model from a registry
+         * @description Resolve the revision to its commit and check the import with the registry (file
+         *     names that would land outside the model's folder, pickle-only weights, remote code:
+         *     422 at once, nothing recorded); then record the model, ``importing``, with
+         *     ``source`` ``<provider>://<repo>@<commit>``, and answer 202 with the operation that
+         *     downloads the files into the platform's storage. The model is ``ready``, its ``uri``
+         *     the folder, once they are on disk; ``failed``, with why, when the registry refuses.
+         *     A registry that is away makes the import wait and retry; when the registry cannot be
+         *     asked now and the commit is not in its cache, 503.
+         */
+        post: operations["import_model"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/models/search": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search the catalog and a registry together
+         * @description Catalog models whose name or description holds ``q``, then the registry's search
+         *     for it, each item marked with its ``source`` (``catalog`` or the registry's name); a
+         *     registry hit lists the catalog models already imported from it. When the registry
+         *     cannot be asked its part is empty and the answer ``degraded``, with why: the
+         *     catalog's part never fails with it.
+         */
+        get: operations["search_models"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/registry/{provider}/models/{repoId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A registry's model, before importing it
+         * @description The repository at the revision as the registry describes it: the commit it names,
+         *     card, license, pipeline tag, library, tags, files with sizes (and sha256 where the
+         *     registry lists one), its links, and the catalog models already imported from it.
+         *     From the provider's cache, ``degraded``, when the registry cannot be asked.
+         */
+        get: operations["get_registry_model"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/llm-ops/v1/experiments/compare": {
@@ -1513,6 +1666,41 @@ export type components = {
             /** Runs */
             runs: components["schemas"]["RunSummaryOut"][];
         };
+        /**
+         * ExportAcceptedOut
+         * @description An export on its way (202): it is delivered once, whatever the retries.
+         */
+        ExportAcceptedOut: {
+            /**
+             * Degraded
+             * @description true when a fallback shaped this answer
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            export: components["schemas"]["ModelExportOut"];
+            /** Modelid */
+            modelId: string;
+            /**
+             * Operationid
+             * @description the queued write to poll at /llm-ops/v1/operations/{operationId} when the answer is 202
+             */
+            operationId?: string | null;
+        };
+        /** FileChangeOut */
+        FileChangeOut: {
+            /** Newsha256 */
+            newSha256?: string | null;
+            /** Newsizebytes */
+            newSizeBytes?: number | null;
+            /** Oldsha256 */
+            oldSha256?: string | null;
+            /** Oldsizebytes */
+            oldSizeBytes?: number | null;
+            /** Path */
+            path: string;
+        };
         /** FrameworkOut */
         FrameworkOut: {
             /** Default */
@@ -1560,6 +1748,75 @@ export type components = {
             latencyMs?: number | null;
             /** Status */
             status: string;
+        };
+        /**
+         * ImportProgressOut
+         * @description How far a model import is, in the files and bytes it places.
+         */
+        ImportProgressOut: {
+            /**
+             * Bytesdone
+             * @default 0
+             */
+            bytesDone: number;
+            /**
+             * Bytestotal
+             * @description null until the sizes are known
+             */
+            bytesTotal?: number | null;
+            /**
+             * Filesdone
+             * @default 0
+             */
+            filesDone: number;
+            /**
+             * Filestotal
+             * @default 0
+             */
+            filesTotal: number;
+            /**
+             * Phase
+             * @description resolving, checking, downloading or done
+             */
+            phase: string;
+        };
+        /**
+         * ImportStatusOut
+         * @description Where an imported model's files are: on their way (``importing``), on disk
+         *     (``ready``), or not coming (``failed``).
+         */
+        ImportStatusOut: {
+            /**
+             * Attempts
+             * @default 0
+             */
+            attempts: number;
+            /**
+             * Nextattemptat
+             * @description when a waiting import is tried again
+             */
+            nextAttemptAt?: string | null;
+            /**
+             * Operationid
+             * @description the operation that brings the files (admins: /operations)
+             */
+            operationId?: string | null;
+            /**
+             * Operationstatus
+             * @description pending, running, succeeded, dead or discarded
+             */
+            operationStatus?: string | null;
+            progress?: components["schemas"]["ImportProgressOut"] | null;
+            /**
+             * Reason
+             * @description while importing, why the last attempt failed (it is tried again); when failed, why it will not be
+             */
+            reason?: string | null;
+            /**
+             * State
+             * @description importing, ready or failed (the model's status)
+             */
+            state: string;
         };
         /** IntegrationConfigIn */
         IntegrationConfigIn: {
@@ -1908,8 +2165,16 @@ export type components = {
              */
             version: string;
         };
-        /** ModelOut */
-        ModelOut: {
+        /**
+         * ModelDetail
+         * @description One catalog model with its files and, when imported, its card and exports.
+         */
+        ModelDetail: {
+            /**
+             * Card
+             * @description the model card's text, as imported
+             */
+            card?: string | null;
             /**
              * Createdat
              * Format: date-time
@@ -1917,19 +2182,44 @@ export type components = {
             createdAt: string;
             /** Description */
             description: string;
+            /**
+             * Exports
+             * @description newest first
+             */
+            exports?: components["schemas"]["ModelExportOut"][];
+            /**
+             * Files
+             * @description an imported model's files: on disk once ready (sha256 of each), the ones it will place until then
+             */
+            files?: components["schemas"]["RegistryFileOut"][];
             /** Framework */
             framework: string | null;
             /** Id */
             id: string;
+            /** @description where an imported model came from (null otherwise) */
+            importedFrom?: components["schemas"]["ModelRegistryOut"] | null;
+            /** @description an imported model's files on their way (null otherwise) */
+            importStatus?: components["schemas"]["ImportStatusOut"] | null;
             /** Labels */
             labels: {
                 [key: string]: string;
             };
             /** Name */
             name: string;
-            /** Source */
+            /**
+             * Skippedfiles
+             * @description files the import left out for safety (pickle weights beside safetensors ones)
+             */
+            skippedFiles?: string[];
+            /**
+             * Source
+             * @description manual, training-job, or the registry commit an import pinned: <provider>://<repo id>@<commit sha>
+             */
             source: string;
-            /** Status */
+            /**
+             * Status
+             * @description registered, ready or archived; an imported model is importing until its files are on disk, then ready (or failed)
+             */
             status: string;
             /** Tags */
             tags: string[];
@@ -1944,6 +2234,333 @@ export type components = {
             uri: string | null;
             /** Version */
             version: string;
+        };
+        /** ModelExportIn */
+        ModelExportIn: {
+            /**
+             * Commitmessage
+             * @default Upload from llmops
+             */
+            commitMessage: string;
+            /**
+             * Createpr
+             * @description open a pull request instead of a commit
+             * @default false
+             */
+            createPr: boolean;
+            /**
+             * Private
+             * @description a new repository is private
+             * @default true
+             */
+            private: boolean;
+            /** Provider */
+            provider?: string | null;
+            /** Repoid */
+            repoId: string;
+        };
+        /**
+         * ModelExportOut
+         * @description One export of a catalog model's files to a registry.
+         */
+        ModelExportOut: {
+            /**
+             * Commit
+             * @description the commit it made
+             */
+            commit?: string | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Createpr
+             * @default false
+             */
+            createPr: boolean;
+            /** Id */
+            id: string;
+            /** Operationid */
+            operationId?: string | null;
+            /**
+             * Private
+             * @default true
+             */
+            private: boolean;
+            /** Provider */
+            provider: string;
+            /**
+             * Reason
+             * @description why it failed
+             */
+            reason?: string | null;
+            /** Repoid */
+            repoId: string;
+            /**
+             * State
+             * @description pending, succeeded or failed
+             */
+            state: string;
+            /**
+             * Url
+             * @description the commit's (or pull request's) page
+             */
+            url?: string | null;
+        };
+        /**
+         * ModelImportAccepted
+         * @description An import on its way (202): the model, ``importing``, with the commit it pinned,
+         *     and the operation that brings its files. Poll GET /catalog/models/{modelId} (its
+         *     ``importStatus``) or, as an admin, /operations/{operationId}.
+         */
+        ModelImportAccepted: {
+            /**
+             * Card
+             * @description the model card's text, as imported
+             */
+            card?: string | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /**
+             * Degraded
+             * @description true when a fallback shaped this answer
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /** Description */
+            description: string;
+            /**
+             * Exports
+             * @description newest first
+             */
+            exports?: components["schemas"]["ModelExportOut"][];
+            /**
+             * Files
+             * @description an imported model's files: on disk once ready (sha256 of each), the ones it will place until then
+             */
+            files?: components["schemas"]["RegistryFileOut"][];
+            /** Framework */
+            framework: string | null;
+            /** Id */
+            id: string;
+            /** @description where an imported model came from (null otherwise) */
+            importedFrom?: components["schemas"]["ModelRegistryOut"] | null;
+            /** @description an imported model's files on their way (null otherwise) */
+            importStatus?: components["schemas"]["ImportStatusOut"] | null;
+            /** Labels */
+            labels: {
+                [key: string]: string;
+            };
+            /** Name */
+            name: string;
+            /**
+             * Operationid
+             * @description the queued write to poll at /llm-ops/v1/operations/{operationId} when the answer is 202
+             */
+            operationId?: string | null;
+            /**
+             * Skippedfiles
+             * @description files the import left out for safety (pickle weights beside safetensors ones)
+             */
+            skippedFiles?: string[];
+            /**
+             * Source
+             * @description manual, training-job, or the registry commit an import pinned: <provider>://<repo id>@<commit sha>
+             */
+            source: string;
+            /**
+             * Status
+             * @description registered, ready or archived; an imported model is importing until its files are on disk, then ready (or failed)
+             */
+            status: string;
+            /** Tags */
+            tags: string[];
+            /** Task */
+            task: string | null;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /** Uri */
+            uri: string | null;
+            /** Version */
+            version: string;
+        };
+        /** ModelImportIn */
+        ModelImportIn: {
+            /**
+             * Allowpatterns
+             * @description globs of the files to import (all when empty)
+             */
+            allowPatterns?: string[];
+            /**
+             * Name
+             * @description the catalog name; default: the repository id with '/' as '-'
+             */
+            name?: string | null;
+            /**
+             * Provider
+             * @description the registry (default: the registry capability's default, hf)
+             */
+            provider?: string | null;
+            /**
+             * Repoid
+             * @description the repository: acme/tiny-model
+             */
+            repoId: string;
+            /**
+             * Revision
+             * @description a branch, a tag or a commit; resolved to its commit, which is what is pinned
+             * @default main
+             */
+            revision: string;
+        };
+        /** ModelOut */
+        ModelOut: {
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Description */
+            description: string;
+            /** Framework */
+            framework: string | null;
+            /** Id */
+            id: string;
+            /** @description where an imported model came from (null otherwise) */
+            importedFrom?: components["schemas"]["ModelRegistryOut"] | null;
+            /** @description an imported model's files on their way (null otherwise) */
+            importStatus?: components["schemas"]["ImportStatusOut"] | null;
+            /** Labels */
+            labels: {
+                [key: string]: string;
+            };
+            /** Name */
+            name: string;
+            /**
+             * Source
+             * @description manual, training-job, or the registry commit an import pinned: <provider>://<repo id>@<commit sha>
+             */
+            source: string;
+            /**
+             * Status
+             * @description registered, ready or archived; an imported model is importing until its files are on disk, then ready (or failed)
+             */
+            status: string;
+            /** Tags */
+            tags: string[];
+            /** Task */
+            task: string | null;
+            /**
+             * Updatedat
+             * Format: date-time
+             */
+            updatedAt: string;
+            /** Uri */
+            uri: string | null;
+            /** Version */
+            version: string;
+        };
+        /**
+         * ModelRegistryOut
+         * @description Where an imported model came from: the registry, the repository and the pinned
+         *     commit (never a branch name), what the registry said of it, and the last update
+         *     check.
+         */
+        ModelRegistryOut: {
+            /**
+             * Branch
+             * @description the branch the import followed, which update checks compare with (null for a commit or a tag: the registry's default branch)
+             */
+            branch?: string | null;
+            /**
+             * Degraded
+             * @description true when the registry could not be asked and the import was served from the provider's cache
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /**
+             * Importedat
+             * @description when the files were on disk (null until then)
+             */
+            importedAt?: string | null;
+            /** Lastcheckedat */
+            lastCheckedAt?: string | null;
+            /** Library */
+            library?: string | null;
+            /** License */
+            license?: string | null;
+            /** Pipelinetag */
+            pipelineTag?: string | null;
+            /** Provider */
+            provider: string;
+            /** Repoid */
+            repoId: string;
+            /**
+             * Requestedrevision
+             * @description the revision the import was asked for
+             */
+            requestedRevision?: string | null;
+            /**
+             * Revision
+             * @description the pinned commit
+             */
+            revision: string | null;
+            /**
+             * Updateavailable
+             * @description what the last update check found (null: never checked)
+             */
+            updateAvailable?: boolean | null;
+            /** Url */
+            url?: string | null;
+        };
+        /** ModelSearchHitOut */
+        ModelSearchHitOut: {
+            /**
+             * Catalogmodelids
+             * @description for a registry hit: the catalog models imported from that repository
+             */
+            catalogModelIds?: string[];
+            /** @description a catalog hit */
+            model?: components["schemas"]["ModelOut"] | null;
+            /** @description a registry hit */
+            registryModel?: components["schemas"]["RegistryModelSummaryOut"] | null;
+            /**
+             * Source
+             * @description catalog, or the registry's provider name (hf)
+             */
+            source: string;
+        };
+        /**
+         * ModelSearchOut
+         * @description Catalog models first, then the registry's, each marked with its source.
+         */
+        ModelSearchOut: {
+            /**
+             * Degraded
+             * @description true when the registry could not be asked: its part is empty
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /** Items */
+            items: components["schemas"]["ModelSearchHitOut"][];
+            /**
+             * Registryprovider
+             * @description the registry asked (null when none is enabled)
+             */
+            registryProvider?: string | null;
         };
         /** ModelUpdate */
         ModelUpdate: {
@@ -1996,6 +2613,13 @@ export type components = {
              * Format: date-time
              */
             nextAttemptAt: string;
+            /**
+             * Progress
+             * @description how far long work is while it runs; a model import: phase (resolving, checking, downloading, done), filesTotal, filesDone, bytesTotal, bytesDone
+             */
+            progress?: {
+                [key: string]: unknown;
+            } | null;
             /** Provider */
             provider: string;
             /** Resourceid */
@@ -2200,6 +2824,147 @@ export type components = {
              * @description the queued write to poll at /llm-ops/v1/operations/{operationId} when the answer is 202
              */
             operationId?: string | null;
+        };
+        /** RegistryCommitOut */
+        RegistryCommitOut: {
+            /** Authors */
+            authors?: string[];
+            /** Createdat */
+            createdAt?: string | null;
+            /** Id */
+            id: string;
+            /**
+             * Message
+             * @default
+             */
+            message: string;
+            /**
+             * Title
+             * @default
+             */
+            title: string;
+        };
+        /** RegistryFileOut */
+        RegistryFileOut: {
+            /** Path */
+            path: string;
+            /**
+             * Sha256
+             * @description of the file on disk once imported; before that, as the registry lists it (the Hub lists it for LFS files only)
+             */
+            sha256?: string | null;
+            /** Sizebytes */
+            sizeBytes?: number | null;
+        };
+        /** RegistryLinkOut */
+        RegistryLinkOut: {
+            /**
+             * Kind
+             * @description model-page, files, commit, commits, ...
+             */
+            kind: string;
+            /** Label */
+            label: string;
+            /**
+             * Origin
+             * @description import (the pinned commit), export (a commit an export made) or registry (a repository before it is imported)
+             */
+            origin: string;
+            /** Provider */
+            provider: string;
+            /** Repoid */
+            repoId: string;
+            /**
+             * Revision
+             * @description the commit the link is at
+             */
+            revision?: string | null;
+            /** Url */
+            url: string;
+        };
+        /** RegistryLinksOut */
+        RegistryLinksOut: {
+            /**
+             * Degraded
+             * @description true when the registry plugin could not make some links
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /** Links */
+            links: components["schemas"]["RegistryLinkOut"][];
+            /** Modelid */
+            modelId: string;
+        };
+        /**
+         * RegistryMetadataOut
+         * @description A repository at a revision, as the registry describes it, before an import.
+         */
+        RegistryMetadataOut: {
+            /** Card */
+            card?: string | null;
+            /**
+             * Catalogmodelids
+             * @description catalog models imported from this repository
+             */
+            catalogModelIds?: string[];
+            /**
+             * Degraded
+             * @description true when the registry could not be asked and this is its cache
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /** Files */
+            files?: components["schemas"]["RegistryFileOut"][];
+            /** Lastmodified */
+            lastModified?: string | null;
+            /** Library */
+            library?: string | null;
+            /** License */
+            license?: string | null;
+            /** Links */
+            links?: components["schemas"]["RegistryLinkOut"][];
+            /** Pipelinetag */
+            pipelineTag?: string | null;
+            /** Provider */
+            provider: string;
+            /** Repoid */
+            repoId: string;
+            /** Requestedrevision */
+            requestedRevision?: string | null;
+            /**
+             * Revision
+             * @description the commit the revision named
+             */
+            revision: string;
+            /** Tags */
+            tags?: string[];
+            /** Url */
+            url?: string | null;
+        };
+        /** RegistryModelSummaryOut */
+        RegistryModelSummaryOut: {
+            /** Author */
+            author?: string | null;
+            /** Downloads */
+            downloads?: number | null;
+            /** Lastmodified */
+            lastModified?: string | null;
+            /** Library */
+            library?: string | null;
+            /** Likes */
+            likes?: number | null;
+            /** Pipelinetag */
+            pipelineTag?: string | null;
+            /** Repoid */
+            repoId: string;
+            /** Tags */
+            tags?: string[];
+            /** Url */
+            url?: string | null;
         };
         /** ResourcesIn */
         ResourcesIn: {
@@ -2447,6 +3212,59 @@ export type components = {
              * @description when the platform last heard from the job's orchestrator: the age of a degraded answer's last known state
              */
             syncedAt?: string | null;
+        };
+        /**
+         * UpdateCheckOut
+         * @description The pinned commit against the head of the branch the import followed; the pin
+         *     never moves (import the newer commit to take it).
+         */
+        UpdateCheckOut: {
+            /** Branch */
+            branch?: string | null;
+            /**
+             * Checkedat
+             * @description when the registry answered this (older when degraded)
+             */
+            checkedAt?: string | null;
+            /**
+             * Commits
+             * @description after the pinned commit, newest first
+             */
+            commits?: components["schemas"]["RegistryCommitOut"][];
+            /**
+             * Commitstruncated
+             * @default false
+             */
+            commitsTruncated: boolean;
+            /**
+             * Currentrevision
+             * @description the pinned commit
+             */
+            currentRevision: string;
+            /**
+             * Degraded
+             * @description true when the registry could not be asked: this is the last check recorded, from checkedAt
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /** Filesadded */
+            filesAdded?: components["schemas"]["RegistryFileOut"][];
+            /** Filesmodified */
+            filesModified?: components["schemas"]["FileChangeOut"][];
+            /** Filesremoved */
+            filesRemoved?: components["schemas"]["RegistryFileOut"][];
+            /** Latestrevision */
+            latestRevision: string;
+            /** Modelid */
+            modelId: string;
+            /** Provider */
+            provider: string;
+            /** Repoid */
+            repoId: string;
+            /** Updateavailable */
+            updateAvailable: boolean;
         };
         /** UploadResult */
         UploadResult: {
@@ -4369,7 +5187,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ModelOut"];
+                    "application/json": components["schemas"]["ModelDetail"];
                 };
             };
             /** @description The body could not be read (not JSON, broken multipart) */
@@ -4722,6 +5540,1063 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ModelOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    check_model_updates: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                modelId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UpdateCheckOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    export_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                modelId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModelExportIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the work is on its way; poll the operation */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExportAcceptedOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_model_registry_links: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                modelId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryLinksOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    import_model: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ModelImportIn"];
+            };
+        };
+        responses: {
+            /** @description Accepted: the work is on its way; poll the operation */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelImportAccepted"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The registry is away */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    search_models: {
+        parameters: {
+            query?: {
+                /** @description of each part */
+                limit?: number;
+                /** @description the registry (default: hf) */
+                provider?: string | null;
+                /** @description what to look for (empty: the newest models) */
+                q?: string;
+                /** @description also search the registry (false: the catalog) */
+                registry?: boolean;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ModelSearchOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_registry_model: {
+        parameters: {
+            query?: {
+                /** @description branch, tag or commit (default branch) */
+                revision?: string | null;
+            };
+            header?: never;
+            path: {
+                provider: string;
+                repoId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RegistryMetadataOut"];
                 };
             };
             /** @description The body could not be read (not JSON, broken multipart) */

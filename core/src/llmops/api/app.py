@@ -30,6 +30,7 @@ from llmops.api.routers import (
     openai,
     operations,
     plugin_routes,
+    registry,
     serving,
     training,
     workflows,
@@ -202,6 +203,7 @@ def create_app(
 
     app.include_router(health.probes)
     for module in (
+        registry,  # before catalog: /catalog/models/search is no model id
         catalog,
         datasets,
         training,

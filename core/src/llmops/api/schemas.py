@@ -191,6 +191,74 @@ class ModelUpdate(Input):
     labels: Labels | None = None
 
 
+class ImportProgressOut(ApiModel):
+    """How far a model import is, in the files and bytes it places."""
+
+    phase: str = Field(description="resolving, checking, downloading or done")
+    files_total: int = 0
+    files_done: int = 0
+    bytes_total: int | None = Field(default=None, description="null until the sizes are known")
+    bytes_done: int = 0
+
+
+class ImportStatusOut(ApiModel):
+    """Where an imported model's files are: on their way (``importing``), on disk
+    (``ready``), or not coming (``failed``)."""
+
+    state: str = Field(description="importing, ready or failed (the model's status)")
+    operation_id: str | None = Field(
+        default=None, description="the operation that brings the files (admins: /operations)"
+    )
+    operation_status: str | None = Field(
+        default=None, description="pending, running, succeeded, dead or discarded"
+    )
+    progress: ImportProgressOut | None = None
+    reason: str | None = Field(
+        default=None,
+        description="while importing, why the last attempt failed (it is tried again); "
+        "when failed, why it will not be",
+    )
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(
+        default=None, description="when a waiting import is tried again"
+    )
+
+
+class ModelRegistryOut(ApiModel):
+    """Where an imported model came from: the registry, the repository and the pinned
+    commit (never a branch name), what the registry said of it, and the last update
+    check."""
+
+    provider: str
+    repo_id: str
+    revision: str | None = Field(description="the pinned commit")
+    branch: str | None = Field(
+        default=None,
+        description="the branch the import followed, which update checks compare with "
+        "(null for a commit or a tag: the registry's default branch)",
+    )
+    requested_revision: str | None = Field(
+        default=None, description="the revision the import was asked for"
+    )
+    url: str | None = None
+    license: str | None = None
+    pipeline_tag: str | None = None
+    library: str | None = None
+    degraded: bool = Field(
+        default=False,
+        description="true when the registry could not be asked and the import was served "
+        "from the provider's cache",
+    )
+    degraded_reason: str | None = None
+    imported_at: datetime | None = Field(
+        default=None, description="when the files were on disk (null until then)"
+    )
+    last_checked_at: datetime | None = None
+    update_available: bool | None = Field(
+        default=None, description="what the last update check found (null: never checked)"
+    )
+
+
 class ModelOut(ApiModel):
     id: str
     name: str
@@ -198,13 +266,25 @@ class ModelOut(ApiModel):
     description: str
     task: str | None
     framework: str | None
-    source: str
-    status: str
+    source: str = Field(
+        description="manual, training-job, or the registry commit an import pinned: "
+        "<provider>://<repo id>@<commit sha>"
+    )
+    status: str = Field(
+        description="registered, ready or archived; an imported model is importing until "
+        "its files are on disk, then ready (or failed)"
+    )
     uri: str | None
     tags: list[str]
     labels: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    imported_from: ModelRegistryOut | None = Field(
+        default=None, description="where an imported model came from (null otherwise)"
+    )
+    import_status: ImportStatusOut | None = Field(
+        default=None, description="an imported model's files on their way (null otherwise)"
+    )
 
 
 class DatasetCreate(Input):
@@ -801,6 +881,11 @@ class OperationOut(ApiModel):
         default=None,
         description="what delivering it returned (e.g. the tool's id, or the operation "
         "it was coalesced into)",
+    )
+    progress: dict[str, Any] | None = Field(
+        default=None,
+        description="how far long work is while it runs; a model import: phase (resolving, "
+        "checking, downloading, done), filesTotal, filesDone, bytesTotal, bytesDone",
     )
     resource_type: str | None
     resource_id: str | None

@@ -111,6 +111,8 @@ class CatalogModel(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     task: Mapped[str | None] = mapped_column(String(64))
     framework: Mapped[str | None] = mapped_column(String(64))
+    #: how it came into the catalog: "manual", "training-job", "registry" (an import: its
+    #: registry_models row holds the pin, which the API shows as "hf://<repo>@<commit>")
     source: Mapped[str] = mapped_column(String(32), default="manual")
     status: Mapped[str] = mapped_column(String(32), default="registered")
     uri: Mapped[str | None] = mapped_column(String(1000))
@@ -233,17 +235,31 @@ class WorkflowPipeline(Timestamped, Base):
 
 
 class RegistryModel(Base):
+    """A catalog model's link to a repository of a model registry: the import it came
+    from (``kind`` "import": ``revision`` is the pinned commit, ``branch`` what update
+    checks follow) or an export of it (``kind`` "export": ``revision`` the commit it made).
+    ``external_id`` is the repository's id; ``details`` holds what the registry said
+    (license, files, card, why it was served from a cache)."""
+
     __tablename__ = "registry_models"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     provider: Mapped[str] = mapped_column(String(80))
     external_id: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20), default="import", server_default="import")
+    #: pending, succeeded or failed: whether the import's files (or the export's commit)
+    #: exist yet
+    state: Mapped[str] = mapped_column(String(20), default="pending", server_default="pending")
     revision: Mapped[str | None] = mapped_column(String(100))
+    branch: Mapped[str | None] = mapped_column(String(200))
     url: Mapped[str | None] = mapped_column(String(1000))
+    operation_id: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     imported_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_checked_at: Mapped[datetime | None] = mapped_column()
+    #: the last update check's result, as the API shows it
+    last_check: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class Operation(Timestamped, Base):
@@ -268,6 +284,8 @@ class Operation(Timestamped, Base):
     resource_type: Mapped[str | None] = mapped_column(String(40))
     resource_id: Mapped[str | None] = mapped_column(String(32))
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: how far long work is while it runs (a model import: phase, files and bytes)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class AuditEntry(Base):

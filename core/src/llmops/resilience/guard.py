@@ -11,6 +11,7 @@ that does not declare it runs in a small thread pool and is abandoned at the dea
 from __future__ import annotations
 
 import contextvars
+import copy
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -192,6 +193,14 @@ class Guard:
             raise exc
         raise error from exc
 
+    def with_timeout(self, seconds: float) -> Guard:
+        """This guard with another deadline: the same breaker, metrics, thread pool and
+        translator. For work that is long by nature (a model import), run by the worker
+        outside any request; never closed on its own (closing this guard closes both)."""
+        other = copy.copy(self)
+        other.timeout = seconds
+        return other
+
     def fallback(self, operation: str) -> None:
         self.metrics.fallbacks.labels(self.plugin, self.capability, operation).inc()
 
@@ -214,6 +223,11 @@ class GuardedProvider:
     @property
     def unwrapped(self) -> Any:
         return self._provider
+
+    def with_deadline(self, seconds: float) -> GuardedProvider:
+        """The same provider behind the same guard (breaker, metrics, translation), with
+        a deadline of ``seconds`` for each call instead of the request's."""
+        return GuardedProvider(self._provider, self._guard.with_timeout(seconds))
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._provider, name)

@@ -61,6 +61,10 @@ class OutboxPolicy:
         return ceiling / 2 + rng.random() * ceiling / 2
 
 
+def _no_heartbeat(progress: Mapping[str, Any] | None = None) -> bool:
+    return True
+
+
 @dataclass
 class Delivery:
     """What a handler gets: the operation, a session in the delivery's transaction."""
@@ -75,6 +79,12 @@ class Delivery:
     settled: dict[str, tuple[OperationStatus, dict[str, Any] | None, str | None]] = field(
         default_factory=dict
     )
+    #: For long work (:attr:`HandlerSpec.long`): ``heartbeat(progress)`` renews the
+    #: delivery's claim (its lease) and records ``progress`` on the operation, in a
+    #: transaction of its own; call it more often than the lease lasts. False when the
+    #: work should stop: the claim was lost (it expired and another worker took it), or
+    #: the worker is stopping.
+    heartbeat: Callable[[Mapping[str, Any] | None], bool] = _no_heartbeat
 
     def took_along(self, operation_id: str, result: dict[str, Any]) -> None:
         """Another pending operation's write reached the tool with this one."""
@@ -101,6 +111,10 @@ class HandlerSpec:
     on_dead: DeadHandler | None = None
     #: False for telemetry (metric points): delivered without an audit entry each time
     audited: bool = True
+    #: True for work that takes minutes by nature (a model import or export): delivered
+    #: by the worker's long-work lane, never on a request's path, keeping its claim alive
+    #: with :attr:`Delivery.heartbeat` (see :meth:`Outbox.run_once`)
+    long: bool = False
 
 
 #: The payload key that says for whom the write is made (who, role, request id): the
@@ -275,10 +289,21 @@ class Outbox:
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    @property
+    def long_kinds(self) -> frozenset[str]:
+        """The kinds of operation that are long work (:attr:`HandlerSpec.long`)."""
+        return frozenset(kind for kind, spec in self.handlers.items() if spec.long)
+
     def claim_due(
-        self, limit: int = 20, *, skip_providers: frozenset[str] = frozenset()
+        self,
+        limit: int = 20,
+        *,
+        skip_providers: frozenset[str] = frozenset(),
+        kinds: frozenset[str] | None = None,
+        skip_kinds: frozenset[str] = frozenset(),
     ) -> list[str]:
-        """Claim up to ``limit`` due operations, oldest first."""
+        """Claim up to ``limit`` due operations, oldest first: of ``kinds`` only (all
+        when None), none of ``skip_kinds``."""
         now = self._clock()
         with self.sessions() as session, session.begin():
             stmt = (
@@ -289,6 +314,10 @@ class Outbox:
             )
             if skip_providers:
                 stmt = stmt.where(Operation.provider.not_in(sorted(skip_providers)))
+            if kinds is not None:
+                stmt = stmt.where(Operation.kind.in_(sorted(kinds)))
+            if skip_kinds:
+                stmt = stmt.where(Operation.kind.not_in(sorted(skip_kinds)))
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True)
             candidates = list(session.scalars(stmt))
@@ -296,14 +325,20 @@ class Outbox:
 
     # -- delivering ----------------------------------------------------------------
 
-    def deliver(self, operation_id: str) -> Outcome:
-        """Run the handler of an operation this worker has claimed and record the outcome."""
+    def deliver(self, operation_id: str, *, stop: Callable[[], bool] | None = None) -> Outcome:
+        """Run the handler of an operation this worker has claimed and record the outcome.
+        ``stop``: whether the worker is stopping (long work's heartbeat says so)."""
         with self.sessions() as session:
             operation = session.get(Operation, operation_id)
             if operation is None:
                 return Outcome(OutcomeKind.NOT_CLAIMED)
             spec = self.handlers.get(operation.kind)
-            delivery = Delivery(operation, session, operation.payload)
+
+            def heartbeat(progress: Mapping[str, Any] | None = None) -> bool:
+                alive = self.heartbeat(operation_id, progress)
+                return alive and not (stop is not None and stop())
+
+            delivery = Delivery(operation, session, operation.payload, heartbeat=heartbeat)
             try:
                 if spec is None:
                     raise Conflict(f"no handler for operations of kind {operation.kind!r}")
@@ -391,17 +426,51 @@ class Outbox:
             self.recorder(session, operation, "failed", reason)
         log.warning("operation %s (%s) dead-lettered: %s", operation_id, operation.kind, reason)
 
+    def heartbeat(self, operation_id: str, progress: Mapping[str, Any] | None = None) -> bool:
+        """Renew this worker's claim of a running operation for another lease, and record
+        its ``progress`` (when given), in a transaction of its own; False when the claim
+        is no longer this worker's."""
+        now = self._clock()
+        values: dict[str, Any] = {"lease_until": now + timedelta(seconds=self.policy.lease_seconds)}
+        if progress is not None:
+            values["progress"] = dict(progress)
+        with self.sessions() as session, session.begin():
+            result = session.execute(
+                update(Operation)
+                .where(
+                    Operation.id == operation_id,
+                    Operation.status == OperationStatus.RUNNING.value,
+                    Operation.locked_by == self.worker_id,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
     def deliver_now(self, operation_id: str) -> Outcome:
         """The request's fast path: claim and deliver at once."""
         if not self.claim(operation_id, early=True):
             return Outcome(OutcomeKind.NOT_CLAIMED)
         return self.deliver(operation_id)
 
-    def run_once(self, limit: int = 20, *, skip_providers: frozenset[str] = frozenset()) -> int:
-        """Claim and deliver what is due; returns how many were delivered."""
+    def run_once(
+        self,
+        limit: int = 20,
+        *,
+        skip_providers: frozenset[str] = frozenset(),
+        kinds: frozenset[str] | None = None,
+        skip_kinds: frozenset[str] = frozenset(),
+        stop: Callable[[], bool] | None = None,
+    ) -> int:
+        """Claim and deliver what is due (of ``kinds``, none of ``skip_kinds``: the worker
+        delivers long work in a lane of its own, so a model import does not hold up the
+        other writes); returns how many were delivered."""
         delivered = 0
-        for operation_id in self.claim_due(limit, skip_providers=skip_providers):
-            if self.deliver(operation_id).kind is OutcomeKind.DELIVERED:
+        claimed = self.claim_due(
+            limit, skip_providers=skip_providers, kinds=kinds, skip_kinds=skip_kinds
+        )
+        for operation_id in claimed:
+            if self.deliver(operation_id, stop=stop).kind is OutcomeKind.DELIVERED:
                 delivered += 1
         return delivered
 

@@ -10,7 +10,7 @@ from llmops.auth import Principal
 from llmops.db.models import Operation
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import ON_BEHALF_OF, HandlerSpec
-from llmops.services import audit, experiments, pipelines, serving
+from llmops.services import audit, experiments, pipelines, registry, serving
 from llmops.services.api_keys import Role
 
 
@@ -29,6 +29,14 @@ def outbox_handlers(runtime: IntegrationRuntime) -> dict[str, HandlerSpec]:
             partial(experiments.deliver_run_metrics, runtime), audited=False
         ),
         experiments.RUN_FINISH: HandlerSpec(partial(experiments.deliver_run_finish, runtime)),
+        registry.IMPORT: HandlerSpec(
+            partial(registry.deliver_import, runtime),
+            partial(registry.import_dead, runtime),
+            long=True,
+        ),
+        registry.EXPORT: HandlerSpec(
+            partial(registry.deliver_export, runtime), registry.export_dead, long=True
+        ),
     }
 
 

@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from llmops.api.deps import Cursor, Limit, SessionDep
+from llmops.api.deps import Cursor, Limit, PlatformDep, SessionDep
+from llmops.api.model_views import model_detail, models_out
 from llmops.api.schemas import ListPage, ModelCreate, ModelOut, ModelUpdate
-from llmops.services import catalog
+from llmops.api.schemas_registry import ModelDetail
+from llmops.services import catalog, registry
 
 router = APIRouter(prefix="/catalog/models", tags=["catalog"])
 
@@ -41,14 +43,14 @@ def list_models(
         limit=limit,
         cursor=cursor,
     )
-    return ListPage[ModelOut](
-        items=[ModelOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor
-    )
+    return ListPage[ModelOut](items=models_out(session, page.items), next_cursor=page.next_cursor)
 
 
-@router.get("/{modelId}", response_model=ModelOut, summary="Get a model")
-def get_model(modelId: str, session: SessionDep) -> ModelOut:
-    return ModelOut.model_validate(catalog.get_model(session=session, model_id=modelId))
+@router.get("/{modelId}", response_model=ModelDetail, summary="Get a model")
+def get_model(modelId: str, session: SessionDep) -> ModelDetail:
+    """The model; an imported one with where it came from, its files (on disk once
+    ``ready``), how far its import is, its card and its exports."""
+    return model_detail(session, catalog.get_model(session=session, model_id=modelId))
 
 
 @router.patch("/{modelId}", response_model=ModelOut, summary="Update a model")
@@ -58,10 +60,14 @@ def update_model(modelId: str, body: ModelUpdate, session: SessionDep) -> ModelO
         if key in changes and changes[key] is None:
             changes.pop(key)
     model = catalog.update_model(session=session, model_id=modelId, changes=changes)
-    return ModelOut.model_validate(model)
+    [shown] = models_out(session, [model])
+    return shown
 
 
 @router.delete("/{modelId}", status_code=204, response_class=Response, summary="Delete a model")
-def delete_model(modelId: str, session: SessionDep) -> Response:
+def delete_model(modelId: str, session: SessionDep, platform: PlatformDep) -> Response:
+    """An imported model's files go with it."""
     catalog.delete_model(session=session, model_id=modelId)
+    session.commit()
+    registry.remove_model_files(platform.settings.storage_dir, modelId)
     return Response(status_code=204)
