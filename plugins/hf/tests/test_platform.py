@@ -241,3 +241,25 @@ def test_the_token_is_in_no_answer_no_log_record_and_not_in_the_database_file(
         if path.exists():
             assert token.encode() not in path.read_bytes()
     assert database.exists()
+
+
+def test_a_repository_is_described_with_its_branches_and_tags_for_the_revision_picker(
+    platform: TestClient, hub: HfHubDouble, kit: Any
+) -> None:
+    head = kit.seed()
+    hub.create_branch(REPO, "dev", revision=head)
+    hub.create_tag(REPO, "v1.0", revision=head)
+
+    described = platform.get(f"{API}/catalog/registry/hf/models/{REPO}").json()
+
+    assert described["revision"] == head
+    assert described["revisions"] == [
+        {"name": "dev", "kind": "branch", "commit": head},
+        {"name": "main", "kind": "branch", "commit": head},
+        {"name": "v1.0", "kind": "tag", "commit": head},
+    ]
+    hub.down()
+    offline = platform.get(f"{API}/catalog/registry/hf/models/{REPO}").json()
+    hub.up()
+    assert offline["degraded"] is True
+    assert offline["revisions"] == []

@@ -292,7 +292,8 @@ export type paths = {
          * A registry's model, before importing it
          * @description The repository at the revision as the registry describes it: the commit it names,
          *     card, license, pipeline tag, library, tags, files with sizes (and sha256 where the
-         *     registry lists one), its links, and the catalog models already imported from it.
+         *     registry lists one), its links, its branches and tags (for a revision picker), and
+         *     the catalog models already imported from it.
          *     From the provider's cache, ``degraded``, when the registry cannot be asked.
          */
         get: operations["get_registry_model"];
@@ -2940,6 +2941,11 @@ export type components = {
              * @description the commit the revision named
              */
             revision: string;
+            /**
+             * Revisions
+             * @description the repository's branches and tags (empty when the registry does not list them or cannot be asked now)
+             */
+            revisions?: components["schemas"]["RegistryRevisionOut"][];
             /** Tags */
             tags?: string[];
             /** Url */
@@ -2965,6 +2971,21 @@ export type components = {
             tags?: string[];
             /** Url */
             url?: string | null;
+        };
+        /**
+         * RegistryRevisionOut
+         * @description A branch or a tag of the repository, and the commit it points at now.
+         */
+        RegistryRevisionOut: {
+            /** Commit */
+            commit: string;
+            /**
+             * Kind
+             * @description "branch" or "tag"
+             */
+            kind: string;
+            /** Name */
+            name: string;
         };
         /** ResourcesIn */
         ResourcesIn: {

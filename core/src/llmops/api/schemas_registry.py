@@ -225,6 +225,14 @@ class ModelSearchOut(ApiModel):
     degraded_reason: str | None = None
 
 
+class RegistryRevisionOut(ApiModel):
+    """A branch or a tag of the repository, and the commit it points at now."""
+
+    name: str
+    kind: str = Field(description='"branch" or "tag"')
+    commit: str
+
+
 class RegistryMetadataOut(ApiModel):
     """A repository at a revision, as the registry describes it, before an import."""
 
@@ -241,6 +249,11 @@ class RegistryMetadataOut(ApiModel):
     last_modified: datetime | None = None
     url: str | None = None
     links: list[RegistryLinkOut] = Field(default_factory=list)
+    revisions: list[RegistryRevisionOut] = Field(
+        default_factory=list,
+        description="the repository's branches and tags (empty when the registry does not "
+        "list them or cannot be asked now)",
+    )
     catalog_model_ids: list[str] = Field(
         default_factory=list, description="catalog models imported from this repository"
     )

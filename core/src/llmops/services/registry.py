@@ -44,10 +44,12 @@ from llmops.capabilities.registry import (
     ImportPlan,
     ImportProgress,
     ImportRequest,
+    ListsRevisions,
     RegistryLink,
     RegistryModelMetadata,
     RegistryModelSummary,
     RegistryProvider,
+    RegistryRevision,
 )
 from llmops.db.models import CatalogModel, Operation, RegistryModel, utcnow
 from llmops.errors import (
@@ -715,6 +717,22 @@ def registry_metadata(
     _, registry = runtime.registry_provider(provider)
     metadata = registry.metadata(repo_id, revision)
     return metadata, registry.links(repo_id, metadata.revision)
+
+
+def registry_revisions(
+    *, runtime: IntegrationRuntime, provider: str, repo_id: str
+) -> list[RegistryRevision]:
+    """The repository's branches and tags, for a revision picker: empty when the
+    registry does not list them (:class:`ListsRevisions`) or cannot be asked now (the
+    picker then takes a revision typed in)."""
+    _, registry = runtime.registry_provider(provider)
+    if not isinstance(registry, ListsRevisions):
+        return []
+    try:
+        return registry.revisions(repo_id)
+    except (IntegrationUnavailable, IntegrationRejected) as exc:
+        log.info("no revisions of %s from %s: %s", repo_id, provider, exc)
+        return []
 
 
 # -- helpers --------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from llmops.capabilities.registry import (
     RegistryLink,
     RegistryModelMetadata,
     RegistryModelSummary,
+    RegistryRevision,
     UpdateCheck,
 )
 from llmops.deadlines import deadline_remaining
@@ -298,6 +299,34 @@ class HfRegistry:
             commits=commits,
             commits_truncated=truncated,
         )
+
+    def revisions(self, repo_id: str) -> list[RegistryRevision]:
+        """The repo's branches, then its tags (``list_repo_refs``' route; one request,
+        pull requests left out), each with the commit it points at now."""
+        from llmops_hf import hub
+
+        check_repo_id(repo_id)
+        where = f"branches and tags of {repo_id}"
+        with self._translated(where):
+            refs = self._retrying(
+                where,
+                lambda: hub.get_json(
+                    f"{self.endpoint}/api/models/{repo_id}/refs",
+                    token=self._token,
+                    params=None,
+                    timeout=self.settings.request_timeout_seconds,
+                ).json(),
+            )
+        found: list[RegistryRevision] = []
+        for kind, key in (("branch", "branches"), ("tag", "tags")):
+            for ref in refs.get(key, []) if isinstance(refs, dict) else []:
+                if isinstance(ref, dict) and ref.get("name") and ref.get("targetCommit"):
+                    found.append(
+                        RegistryRevision(
+                            name=str(ref["name"]), kind=kind, commit=str(ref["targetCommit"])
+                        )
+                    )
+        return found
 
     def links(self, repo_id: str, revision: str | None = None) -> list[RegistryLink]:
         """The model's page, its files at ``revision`` and, for a commit, the commit's

@@ -196,6 +196,14 @@ class UpdateCheck(Value):
     )
 
 
+class RegistryRevision(Value):
+    """A branch or a tag of a repository and the commit it points at now."""
+
+    name: str
+    kind: str = Field(description='"branch" or "tag"')
+    commit: str
+
+
 class RegistryLink(Value):
     kind: str  # "model-page", "files", "commit", ...
     url: str
@@ -234,4 +242,15 @@ class ChecksImports(Protocol):
         it would refuse. The core calls it when an import is asked for, so a refusal is
         answered at once (422) with nothing recorded, then imports ``plan.revision`` as
         long work (the same checks run again there)."""
+        ...
+
+
+@runtime_checkable
+class ListsRevisions(Protocol):
+    """A registry that lists a repository's branches and tags (what a revision picker
+    offers)."""
+
+    def revisions(self, repo_id: str) -> list[RegistryRevision]:
+        """The repository's branches, then its tags, each with the commit it points at;
+        raises the registry's errors (the core shows no picker when it cannot ask)."""
         ...

@@ -27,6 +27,7 @@ from llmops.api.schemas_registry import (
     RegistryLinksOut,
     RegistryMetadataOut,
     RegistryModelSummaryOut,
+    RegistryRevisionOut,
     UpdateCheckOut,
 )
 from llmops.api.security import add_audit_details
@@ -259,12 +260,18 @@ def get_registry_model(
 ) -> RegistryMetadataOut:
     """The repository at the revision as the registry describes it: the commit it names,
     card, license, pipeline tag, library, tags, files with sizes (and sha256 where the
-    registry lists one), its links, and the catalog models already imported from it.
+    registry lists one), its links, its branches and tags (for a revision picker), and
+    the catalog models already imported from it.
     From the provider's cache, ``degraded``, when the registry cannot be asked."""
     if len(repoId) > REPO_ID_LENGTH:
         raise InvalidRequest(f"a repository id is at most {REPO_ID_LENGTH} characters")
     metadata, links = registry.registry_metadata(
         runtime=runtime, provider=provider, repo_id=repoId, revision=revision
+    )
+    revisions = (
+        []
+        if metadata.degraded is not None
+        else registry.registry_revisions(runtime=runtime, provider=provider, repo_id=repoId)
     )
     imported = list(
         session.scalars(
@@ -300,6 +307,7 @@ def get_registry_model(
             )
             for link in links
         ],
+        revisions=[RegistryRevisionOut.model_validate(r.model_dump()) for r in revisions],
         catalog_model_ids=imported,
         degraded=metadata.degraded is not None,
         degraded_reason=metadata.degraded,
