@@ -378,6 +378,25 @@ def test_an_import_answers_202_at_once_then_its_operation_brings_the_files_with_
     assert [m["importedFrom"]["repoId"] for m in listed] == [REPO]
 
 
+def test_an_import_starts_when_its_request_commits_not_at_the_workers_next_round(
+    install: PluginInstaller,
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
+    api: str,
+) -> None:
+    module = install("memhub", PLUGIN)
+    # the worker's rounds are a minute apart: only the request's wake can start it
+    with TestClient(create_app(make_settings(plugins="memhub", sync_interval_seconds=60))) as c:
+        authenticate(c)
+        hub = sys.modules[module]
+        hub.reset()
+        hub.push(REPO, tiny_files())
+
+        accepted = import_model(c, api)
+
+        assert ready(c, api, accepted["id"])["status"] == "ready"
+
+
 @pytest.mark.parametrize(
     ("files", "why"),
     [

@@ -4,7 +4,9 @@ the tools and picks up configuration changes made by other processes.
 Long work (an outbox operation whose handler is :attr:`~llmops.resilience.outbox.HandlerSpec.long`:
 a model import or export, minutes by nature) is delivered by a lane of its own, one
 operation at a time, so that it never holds up the other writes, the pipeline sync or the
-serving reconcile."""
+serving reconcile. It starts on long work as soon as a request of this process commits it
+(:meth:`~llmops.resilience.outbox.Outbox.long_work_enqueued`), and looks every round for
+work other processes enqueued."""
 
 from __future__ import annotations
 
@@ -100,7 +102,11 @@ class BackgroundWorker:
             self.tick()
 
     def _long_loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        outbox = self.platform.outbox
+        while True:
+            outbox.wait_for_long_work(self.interval)
+            if self._stop.is_set():
+                return
             try:
                 self.deliver_long_work()
             except Exception:  # the lane must survive a bad round; the error is logged
@@ -108,6 +114,7 @@ class BackgroundWorker:
 
     def stop(self) -> None:
         self._stop.set()
+        self.platform.outbox.long_work_enqueued()  # the lane's wait ends now
         for thread in (self._thread, self._long_thread):
             if thread is not None:
                 thread.join(timeout=10)

@@ -20,13 +20,14 @@ import logging
 import os
 import random
 import socket
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, event, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmops.auth import current_principal, current_request_id
@@ -238,6 +239,25 @@ class Outbox:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._rng = rng or random.Random()
         self._clock = clock
+        self._long_work_due = threading.Event()
+
+    # -- waking the long-work lane -----------------------------------------------------
+
+    def long_work_enqueued(self) -> None:
+        """Long work was committed: the lane that delivers it (waiting in
+        :meth:`wait_for_long_work`) looks now instead of at its next round."""
+        self._long_work_due.set()
+
+    def wake_after_commit(self, session: Session) -> None:
+        """Call :meth:`long_work_enqueued` once ``session``'s transaction commits (not
+        before: the lane would not see the operation yet)."""
+        event.listen(session, "after_commit", lambda _: self.long_work_enqueued(), once=True)
+
+    def wait_for_long_work(self, timeout: float) -> None:
+        """Until long work is enqueued in this process, or ``timeout`` seconds (work
+        another process enqueued is found then)."""
+        self._long_work_due.wait(timeout)
+        self._long_work_due.clear()
 
     # -- claiming ------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from llmops.api.deps import RuntimeDep, SessionDep
+from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
 from llmops.api.model_views import detail_fields, export_out, models_out, update_check_out
 from llmops.api.schemas_registry import (
     REPO_ID_LENGTH,
@@ -55,6 +55,7 @@ def import_model(
     body: ModelImportIn,
     session: SessionDep,
     runtime: RuntimeDep,
+    platform: PlatformDep,
     request: Request,
     response: Response,
 ) -> ModelImportAccepted:
@@ -75,6 +76,7 @@ def import_model(
         allow_patterns=body.allow_patterns,
         provider=body.provider,
     )
+    platform.outbox.wake_after_commit(session)
     add_audit_details(
         request,
         modelId=accepted.model.id,
@@ -161,6 +163,7 @@ def export_model(
     body: ModelExportIn,
     session: SessionDep,
     runtime: RuntimeDep,
+    platform: PlatformDep,
     request: Request,
     response: Response,
 ) -> ExportAcceptedOut:
@@ -179,6 +182,7 @@ def export_model(
         commit_message=body.commit_message,
         provider=body.provider,
     )
+    platform.outbox.wake_after_commit(session)
     add_audit_details(
         request, provider=link.provider, repoId=link.external_id, operationId=operation.id
     )
