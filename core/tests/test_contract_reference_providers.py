@@ -30,6 +30,7 @@ from llmops.capabilities.registry import (
     RegistryLink,
     RegistryModelMetadata,
     RegistryModelSummary,
+    RegistryRevision,
     UpdateCheck,
 )
 from llmops.capabilities.serving import (
@@ -367,6 +368,10 @@ class InMemoryModelRegistry:
                 )
             )
         return links
+
+    def revisions(self, repo_id: str) -> list[RegistryRevision]:
+        commit, _ = self._resolve(repo_id, None)
+        return [RegistryRevision(name="main", kind="branch", commit=commit)]
 
     def health(self) -> Health:
         if not self.reachable:

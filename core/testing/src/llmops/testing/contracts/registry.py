@@ -22,11 +22,13 @@ from llmops.capabilities.registry import (
     ExportResult,
     ImportRequest,
     ImportResult,
+    ListsRevisions,
     RegistryFile,
     RegistryLink,
     RegistryModelMetadata,
     RegistryModelSummary,
     RegistryProvider,
+    RegistryRevision,
     UpdateCheck,
 )
 from llmops.errors import NotFound
@@ -75,6 +77,9 @@ class RegistryContract(ContractSuite):
         "(SeededModel.tags must hold one)",
         "unreachable": "the subclass can build a provider whose hub cannot be reached "
         "(fixture unreachable_provider)",
+        "revisions": "the provider is also ListsRevisions: revisions() lists the "
+        "repository's branches and tags with their commits (the seeded model's default "
+        "branch points at its latest revision)",
     }
 
     #: Seconds health() may take.
@@ -318,6 +323,22 @@ class RegistryContract(ContractSuite):
         assert model.oldest.commit not in [c.id for c in behind.commits]
         if behind.commits:
             assert behind.commits[0].id == model.latest.commit, "newest first"
+
+    @requires("revisions")
+    def test_revisions_list_the_default_branch_at_the_latest_commit(
+        self, provider: RegistryProvider, model: SeededModel
+    ) -> None:
+        assert isinstance(provider, ListsRevisions)
+        revisions = provider.revisions(model.repo_id)
+
+        assert all(isinstance(r, RegistryRevision) for r in revisions)
+        assert {r.kind for r in revisions} <= {"branch", "tag"}
+        branches = {r.name: r.commit for r in revisions if r.kind == "branch"}
+        assert model.latest.commit in branches.values(), (
+            f"no branch points at the latest commit {model.latest.commit}: {revisions}"
+        )
+        with pytest.raises(NotFound):
+            provider.revisions(f"{model.repo_id}-missing-{uuid.uuid4().hex[:8]}")
 
     def test_links_are_absolute_and_a_pinned_one_names_its_commit(
         self, provider: RegistryProvider, model: SeededModel
