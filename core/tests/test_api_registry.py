@@ -378,6 +378,25 @@ def test_an_import_answers_202_at_once_then_its_operation_brings_the_files_with_
     assert [m["importedFrom"]["repoId"] for m in listed] == [REPO]
 
 
+def test_a_model_still_importing_is_not_deployed_and_the_answer_says_why(
+    memhub: tuple[TestClient, ModuleType], api: str
+) -> None:
+    client, hub = memhub
+    hub.push(REPO, tiny_files())
+    hub.GATE.clear()  # the import waits after its first file
+    accepted = import_model(client, api)
+
+    answer = client.post(
+        f"{api}/serving/endpoints", json={"name": "too-soon", "modelId": accepted["id"]}
+    )
+
+    assert answer.status_code == 409, answer.text
+    assert "still importing" in answer.json()["detail"]
+    assert client.get(f"{api}/serving/endpoints").json()["items"] == []
+    hub.GATE.set()
+    assert ready(client, api, accepted["id"])["status"] == "ready"
+
+
 def test_an_import_starts_when_its_request_commits_not_at_the_workers_next_round(
     install: PluginInstaller,
     make_settings: Callable[..., CoreSettings],

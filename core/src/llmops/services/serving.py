@@ -22,7 +22,7 @@ from llmops.capabilities.serving import (
     ResourceSpec,
     ServingProvider,
 )
-from llmops.db.models import Operation, ServingDeployment, ServingEndpoint, utcnow
+from llmops.db.models import CatalogModel, Operation, ServingDeployment, ServingEndpoint, utcnow
 from llmops.errors import (
     Conflict,
     IntegrationUnavailable,
@@ -34,6 +34,8 @@ from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
 from llmops.services import catalog
 from llmops.services.pagination import Page, paginate
+from llmops.services.registry import FAILED as IMPORT_FAILED
+from llmops.services.registry import IMPORTING
 
 DEPLOY = "endpoint.deploy"
 UPDATE = "deployment.update"
@@ -78,9 +80,7 @@ def create_endpoint(
     """Record the endpoint and its deployment in the outbox (the caller commits, then
     delivers)."""
     model = catalog.get_model(session=session, model_id=model_id)
-    uri = model_uri or model.uri
-    if not uri:
-        raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
+    uri = model_uri or _servable_uri(model)
     if autoscaling.min_replicas > autoscaling.max_replicas:
         raise InvalidRequest(
             "autoscaling.minReplicas is larger than maxReplicas",
@@ -279,6 +279,18 @@ def get_deployment(
     return DeploymentView(row)
 
 
+def _servable_uri(model: CatalogModel) -> str:
+    """Where a framework loads ``model`` from: its ``uri``; 409 while a registry import
+    is still bringing its files, or after it failed; 422 when it has none."""
+    if model.status == IMPORTING:
+        raise Conflict(f"model {model.name} is still importing: deploy it once its status is ready")
+    if model.status == IMPORT_FAILED:
+        raise Conflict(f"model {model.name} failed to import: import it again to deploy it")
+    if not model.uri:
+        raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
+    return model.uri
+
+
 def update_deployment(
     *,
     session: Session,
@@ -297,9 +309,7 @@ def update_deployment(
     if model_id is not None:
         model = catalog.get_model(session=session, model_id=model_id)
         if update.model_uri is None:
-            if not model.uri:
-                raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")
-            update = update.model_copy(update={"model_uri": model.uri})
+            update = update.model_copy(update={"model_uri": _servable_uri(model)})
         endpoint.model_id = model.id
     desired = _desired(DeploymentSpec.model_validate(row.spec), update)
     _check(backend, desired)
