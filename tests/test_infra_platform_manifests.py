@@ -31,6 +31,7 @@ from llmops.api.app import create_app
 from llmops.cli import up
 from llmops.config import CoreSettings
 from llmops.integrations import env_settings, secret_fields
+from llmops.services.registry import model_dir
 from llmops.services.training import job_output_dir
 from llmops.testing.manifests import KubernetesObject as Object
 from llmops.testing.manifests import (
@@ -390,6 +391,7 @@ def on_volume(pod_path: str) -> tuple[str, str]:
         "/var/lib/llmops/models/acme/gpt2-small",
         "file:///var/lib/llmops/models/gpt2",
         "a training job's registered model",
+        "a model imported from a registry",
     ],
 )
 def test_a_model_in_the_platforms_folders_is_served_from_the_file_on_the_models_volume(
@@ -398,6 +400,9 @@ def test_a_model_in_the_platforms_folders_is_served_from_the_file_on_the_models_
     if model == "a training job's registered model":
         # what POST /training/jobs/{id}/model registers: its output's model/ folder
         model = (job_output_dir(core_settings_of_the_pod(monkeypatch), "job-1") / "model").as_uri()
+    if model == "a model imported from a registry":
+        # where POST /catalog/models/import places a model's files
+        model = model_dir(core_settings_of_the_pod(monkeypatch).storage_dir, "m-1").as_uri()
     settings = kserve_settings()
     # the KServe plugin's own translation into the URI the storage initializer reads
     served = urlsplit(
@@ -435,7 +440,9 @@ def test_every_mount_point_inside_a_volume_is_made_by_the_init_container_first()
     assert needed == {
         "/var/lib/llmops/models",
         "/var/lib/llmops/storage/training-jobs",
+        "/var/lib/llmops/storage/models",
         "/mnt/models/training-jobs",
+        "/mnt/models/imported",
     }
     assert set(made) == needed
     assert init["image"] == platform_container()["image"]
@@ -610,5 +617,6 @@ def test_the_pod_runs_without_privileges_and_with_bounded_resources() -> None:
         "/var/lib/llmops",
         "/var/lib/llmops/models",
         "/var/lib/llmops/storage/training-jobs",
+        "/var/lib/llmops/storage/models",
         "/tmp",
     }
