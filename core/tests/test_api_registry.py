@@ -796,14 +796,15 @@ def test_a_viewer_reads_but_may_not_import_export_or_check_and_the_writes_are_au
     client.headers["Authorization"] = admin
 
 
-def test_llmops_models_import_waits_showing_progress_and_check_updates_lists_changes(
+@pytest.fixture
+def cli(
     memhub: tuple[TestClient, ModuleType], api: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client, hub = memhub
-    hub.push(REPO, tiny_files())
+) -> Callable[..., Any]:
+    """``cli("models", ...)``: the ``llmops`` command, its client talking to the test's
+    platform in process."""
+    client, _ = memhub
 
     def connect(url: str, api_key: str | None) -> PlatformClient:
-        """The CLI's client, talking to the test's platform in process."""
         connected = PlatformClient(url, api_key)
         connected.http.close()
         connected.http = TestClient(client.app, base_url=f"http://testserver{api}")  # type: ignore[assignment]
@@ -812,25 +813,54 @@ def test_llmops_models_import_waits_showing_progress_and_check_updates_lists_cha
 
     monkeypatch.setattr(cli_models, "_client", connect)
     monkeypatch.setattr(cli_models, "POLL_SECONDS", 0.05)
+    return lambda *args: CliRunner().invoke(llmops_cli, list(args))
 
-    imported = CliRunner().invoke(llmops_cli, ["models", "import", REPO, "--wait"])
+
+def test_llmops_models_import_waits_showing_progress_and_check_updates_lists_changes(
+    memhub: tuple[TestClient, ModuleType], cli: Callable[..., Any]
+) -> None:
+    _, hub = memhub
+    hub.push(REPO, tiny_files())
+
+    imported = cli("models", "import", REPO, "--wait")
 
     assert imported.exit_code == 0, imported.output
     assert "importing acme-tiny-model" in imported.output
     assert "done: 3/3 files" in imported.output
     assert "model acme-tiny-model ready" in imported.output
     hub.push(REPO, {**tiny_files(), "README.md": b"# tiny"}, "Add a card")
-    checked = CliRunner().invoke(llmops_cli, ["models", "check-updates", "acme-tiny-model"])
+    checked = cli("models", "check-updates", "acme-tiny-model")
     assert checked.exit_code == 0, checked.output
     assert "+ README.md" in checked.output
     assert "Add a card" in checked.output
     assert "the pin stays at" in checked.output
     refused_repo = "acme/pickled"
     hub.push(refused_repo, {"pytorch_model.bin": b"pickle"})
-    refused = CliRunner().invoke(llmops_cli, ["models", "import", refused_repo])
+    refused = cli("models", "import", refused_repo)
     assert refused.exit_code == 1
     assert "HTTP 422" in refused.output
     assert "pickle" in refused.output
+
+
+def test_llmops_models_search_marks_each_source_and_export_waits_for_its_commit(
+    memhub: tuple[TestClient, ModuleType], cli: Callable[..., Any]
+) -> None:
+    _, hub = memhub
+    hub.push(REPO, tiny_files())
+    assert cli("models", "import", REPO, "--wait").exit_code == 0
+
+    found = cli("models", "search", "tiny")
+
+    assert found.exit_code == 0, found.output
+    lines = found.output.splitlines()
+    assert any(line.startswith("catalog  acme-tiny-model (") for line in lines), lines
+    [hit] = [line for line in lines if line.startswith("memhub")]
+    assert REPO in hit
+    assert "imported as" in hit
+    exported = cli("models", "export", "acme-tiny-model", "acme/tiny-copy", "--wait")
+    assert exported.exit_code == 0, exported.output
+    [(commit, _, _)] = hub.REPOS["acme/tiny-copy"]
+    assert f"commit {commit}" in exported.output
 
 
 # -- long work ---------------------------------------------------------------------------------

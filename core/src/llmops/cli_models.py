@@ -185,3 +185,101 @@ def check_updates(model: str, url: str, api_key: str | None) -> None:
         old, new = _size(entry.get("oldSizeBytes")), _size(entry.get("newSizeBytes"))
         click.echo(f"  ~ {entry['path']} ({old} -> {new})")
     click.echo(f"the pin stays at {current[:12]}; import {latest[:12]} to take the update")
+
+
+@models.command("search")
+@click.argument("query", default="")
+@click.option("--limit", type=int, default=20, show_default=True, help="of each part")
+@click.option("--catalog-only", is_flag=True, help="leave the registry out")
+@_url
+@_key
+def search(query: str, limit: int, catalog_only: bool, url: str, api_key: str | None) -> None:
+    """Search the catalog and the registry together for QUERY, each line marked with
+    where it is: the catalog, or the registry (with the catalog models already imported
+    from it)."""
+    client = _client(url, api_key)
+    try:
+        found = client.call(
+            "GET",
+            "/catalog/models/search",
+            params={"q": query, "limit": limit, "registry": str(not catalog_only).lower()},
+        )
+    finally:
+        client.close()
+    if found.get("degraded"):
+        click.echo(f"degraded: {found['degradedReason']}")
+    for item in found["items"]:
+        if item.get("model"):
+            model = item["model"]
+            click.echo(f"catalog  {model['name']} ({model['id']}): {model['status']}")
+            continue
+        hit = item["registryModel"]
+        about = ", ".join(
+            part
+            for part in (
+                hit.get("pipelineTag"),
+                f"{hit['downloads']} downloads" if hit.get("downloads") is not None else None,
+            )
+            if part
+        )
+        line = f"{item['source']:<8} {hit['repoId']}" + (f" ({about})" if about else "")
+        if item.get("catalogModelIds"):
+            line += f"; imported as {', '.join(item['catalogModelIds'])}"
+        click.echo(line)
+    if not found["items"]:
+        click.echo("nothing found")
+
+
+@models.command("export")
+@click.argument("model")
+@click.argument("repo_id")
+@click.option("--public", is_flag=True, help="a public repository (default: private)")
+@click.option("--pr", "create_pr", is_flag=True, help="open a pull request instead of a commit")
+@click.option("--message", default=None, help="the commit message")
+@click.option("--provider", default=None, help="the registry (default: the platform's, hf)")
+@click.option("--wait", is_flag=True, help="follow the export to its commit")
+@click.option("--timeout", type=float, default=3600.0, show_default=True, help="with --wait")
+@_url
+@_key
+def export(
+    model: str,
+    repo_id: str,
+    public: bool,
+    create_pr: bool,
+    message: str | None,
+    provider: str | None,
+    wait: bool,
+    timeout: float,
+    url: str,
+    api_key: str | None,
+) -> None:
+    """Push MODEL's files (by id or name) to the registry's REPO_ID, once whatever the
+    retries; with --wait, print the commit and exit 1 unless it was made."""
+    client = _client(url, api_key)
+    try:
+        found = _find_model(client, model)
+        body: dict[str, Any] = {"repoId": repo_id, "private": not public, "createPr": create_pr}
+        if message:
+            body["commitMessage"] = message
+        if provider:
+            body["provider"] = provider
+        accepted = client.call("POST", f"/catalog/models/{found['id']}/export", json=body)
+        operation = accepted["operationId"]
+        click.echo(f"exporting {found['name']} to {repo_id} (operation {operation})")
+        if not wait:
+            return
+
+        def ended() -> dict[str, Any] | None:
+            current = client.call("GET", f"/catalog/models/{found['id']}")
+            [entry] = [
+                e for e in current.get("exports") or [] if e["id"] == accepted["export"]["id"]
+            ]
+            return dict(entry) if entry["state"] != "pending" else None
+
+        entry = poll(ended, timeout=timeout, what=f"the export to {repo_id}", interval=POLL_SECONDS)
+    finally:
+        client.close()
+    if entry["state"] != "succeeded":
+        click.echo(f"export {entry['state']}: {entry.get('reason') or 'no reason given'}")
+        sys.exit(1)
+    click.echo(f"commit {entry['commit']}" + (f": {entry['url']}" if entry.get("url") else ""))
