@@ -36,8 +36,8 @@ holds one model at a time.
   every 100 ms until ``status`` is ``ready``. Timed from the POST to the model's
   ``updatedAt`` (set when its files are in place), so the poll's pace is not in it. The
   POST checks the import (``model_info``; the card and ``config.json`` read for the
-  remote-code check); the background worker's long-work lane picks the operation up (it
-  looks every ``sync_interval_seconds``, 1 s by default, which the benchmark keeps) and
+  remote-code check); the background worker's long-work lane picks the operation up (the
+  request wakes it when it commits; it also looks every ``sync_interval_seconds``) and
   downloads every file at the commit with ``hf_hub_download``, ``max_workers`` at once,
   hashing each file it placed (sha256, and the git blob id of the small ones) against the
   listing.
@@ -699,7 +699,8 @@ def _results(
     why = (
         f"at p50 the POST (its check: model_info, the card, the configs) takes "
         f"{fmt_seconds(post)}, the wait until the worker's long-work lane picks the import up "
-        f"(it looks every {interval:g} s) {fmt_seconds(wait)}, the worker's import "
+        f"(woken when the request commits; else every {interval:g} s) {fmt_seconds(wait)}, "
+        "the worker's import "
         f"{fmt_seconds(worker)} ({worker / direct:.2f}x; the plugin alone in a process of "
         f"its own {plugin.stats.median / direct:.2f}x: it hashes every file it placed)"
     )
