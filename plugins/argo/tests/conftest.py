@@ -13,10 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from llmops.api.app import create_app
 from llmops.config import CoreSettings
-from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.argo import ArgoServerDouble, running_argo_server
+from llmops.testing.pytest_plugin import started_client
 from llmops_argo.provider import ArgoOrchestrator
 from llmops_argo.settings import ArgoSettings
 
@@ -105,8 +104,5 @@ def platform(
         health_cache_seconds=0.1,
         circuit_reset_seconds=0.5,
     )
-    with TestClient(create_app(settings)) as client:
-        with client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
-            _, key = create_api_key(session=session, name="test-admin", role=Role.ADMIN)
-        client.headers["Authorization"] = f"Bearer {key}"
+    with started_client(settings) as client:
         yield client

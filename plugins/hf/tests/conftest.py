@@ -144,11 +144,8 @@ def platform(hub: HfHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     """The platform (``create_app``, started: migrated, plugins loaded, worker running) on
     SQLite with the plugin pointed at the double through ``LLMOPS_HF__*`` (the write token,
     the cache under ``tmp_path``, as ``make_provider``'s), called with an admin key."""
-    from fastapi.testclient import TestClient
-
-    from llmops.api.app import create_app
     from llmops.config import CoreSettings
-    from llmops.services.api_keys import Role, create_api_key
+    from llmops.testing.pytest_plugin import started_client
 
     for name in list(os.environ):
         if name.startswith("LLMOPS_"):
@@ -174,8 +171,5 @@ def platform(hub: HfHubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         health_cache_seconds=0.1,
         circuit_reset_seconds=0.5,
     )
-    with TestClient(create_app(settings)) as client:
-        with client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
-            _, key = create_api_key(session=session, name="test-admin", role=Role.ADMIN)
-        client.headers["Authorization"] = f"Bearer {key}"
+    with started_client(settings) as client:
         yield client

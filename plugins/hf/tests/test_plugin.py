@@ -13,14 +13,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from llmops.api.app import create_app
 from llmops.capabilities.common import Capability
 from llmops.capabilities.registry import RegistryProvider
 from llmops.config import CoreSettings
 from llmops.plugins import PluginContext
 from llmops.plugins.fields import operator_only_fields, url_fields
-from llmops.services.api_keys import Role, create_api_key
 from llmops.testing.hf import HfHubDouble
+from llmops.testing.pytest_plugin import started_client
 from llmops_hf import plugin
 from llmops_hf.provider import HfRegistry
 from llmops_hf.settings import HfSettings
@@ -113,10 +112,7 @@ def platform(
         health_cache_seconds=0.1,
         circuit_reset_seconds=0.5,
     )
-    with TestClient(create_app(settings)) as client:
-        with client.app.state.platform.transaction() as session:  # type: ignore[attr-defined]
-            _, key = create_api_key(session=session, name="test-admin", role=Role.ADMIN)
-        client.headers["Authorization"] = f"Bearer {key}"
+    with started_client(settings) as client:
         yield client
 
 

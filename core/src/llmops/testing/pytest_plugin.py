@@ -37,6 +37,7 @@ under test.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,6 +191,19 @@ def llmops_client_as(
 def llmops_client(llmops_client_as: Callable[[str | None], TestClient]) -> TestClient:
     """A client on the started app that authenticates as admin."""
     return llmops_client_as(Role.ADMIN.value)
+
+
+@contextmanager
+def started_client(settings: CoreSettings, role: Role = Role.ADMIN) -> Iterator[TestClient]:
+    """``create_app(settings)`` started (migrated, plugins loaded, worker running) in a
+    ``TestClient`` that sends a new key of ``role``: for a plugin's own fixtures that
+    set the plugin up through ``LLMOPS_<PLUGIN>__*`` before the platform starts."""
+    with TestClient(create_app(settings)) as client:
+        platform = client.app.state.platform  # type: ignore[attr-defined]
+        with platform.transaction() as session:
+            _, key = create_api_key(session=session, name=f"llmops-test-{role.value}", role=role)
+        client.headers["Authorization"] = f"Bearer {key}"
+        yield client
 
 
 # -------------------------------------------------------------------------------------
