@@ -34,6 +34,13 @@ const routes: RouteRecordRaw[] = [
     meta: { title: "New model", role: "editor" },
   },
   {
+    path: "/models/import",
+    alias: "/catalog/models/import",
+    name: "model-import",
+    component: () => import("@/pages/catalog/ModelImportPage.vue"),
+    meta: { title: "Import from Hugging Face", role: "editor" },
+  },
+  {
     path: "/models/:id",
     name: "model",
     component: () => import("@/pages/catalog/ModelDetailPage.vue"),

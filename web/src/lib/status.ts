@@ -12,6 +12,7 @@ const TONES: Record<string, Tone> = {
   scheduled: "neutral",
   unknown: "neutral",
   running: "running",
+  importing: "running",
   deploying: "running",
   retrying: "warning",
   succeeded: "success",
