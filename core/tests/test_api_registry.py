@@ -397,6 +397,24 @@ def test_a_model_still_importing_is_not_deployed_and_the_answer_says_why(
     assert ready(client, api, accepted["id"])["status"] == "ready"
 
 
+def test_the_status_of_a_model_being_imported_follows_the_import_not_a_patch(
+    memhub: tuple[TestClient, ModuleType], api: str
+) -> None:
+    client, hub = memhub
+    hub.push(REPO, tiny_files())
+    hub.GATE.clear()  # the import waits after its first file
+    accepted = import_model(client, api)
+
+    patched = client.patch(f"{api}/catalog/models/{accepted['id']}", json={"status": "ready"})
+
+    assert patched.status_code == 409, patched.text
+    assert "follows the import" in patched.json()["detail"]
+    hub.GATE.set()
+    assert ready(client, api, accepted["id"])["status"] == "ready"
+    archived = client.patch(f"{api}/catalog/models/{accepted['id']}", json={"status": "archived"})
+    assert archived.status_code == 200, archived.text
+
+
 def test_an_import_starts_when_its_request_commits_not_at_the_workers_next_round(
     install: PluginInstaller,
     make_settings: Callable[..., CoreSettings],

@@ -90,8 +90,25 @@ def list_models(
     )
 
 
+#: statuses a registry import sets and only it may change (services/registry.py)
+IMPORT_STATUSES = frozenset({"importing", "failed"})
+
+
 def update_model(*, session: Session, model_id: str, changes: dict[str, Any]) -> CatalogModel:
+    """Apply ``changes``; 409 for a status change of a model whose import is under way
+    or failed (it is ready when its files are, and a failed import is imported again),
+    and for setting one of those statuses by hand."""
     model = get_model(session=session, model_id=model_id)
+    status = changes.get("status")
+    if status is not None and status != model.status:
+        if model.status in IMPORT_STATUSES:
+            raise Conflict(
+                f"model {model.name} is {model.status} (a registry import): its status "
+                "follows the import; import it again to retry a failed one",
+                id=model.id,
+            )
+        if status in IMPORT_STATUSES:
+            raise Conflict(f"status {status!r} is set by a registry import only", id=model.id)
     for key, value in changes.items():
         setattr(model, key, value)
     model.updated_at = utcnow()
