@@ -77,6 +77,11 @@ def hub_platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubPlatfo
             "LLMOPS_CIRCUIT_RESET_SECONDS": "0.5",
             "LLMOPS_HEALTH_CACHE_SECONDS": "0.1",
             "HF_HOME": str(home / "hf-home"),
+            # online, whatever an earlier test of this process set (llmops.testing.models
+            # turns huggingface_hub offline for transformers): offline, the Hub plugin
+            # takes the Hub for down
+            "HF_HUB_OFFLINE": "0",
+            "TRANSFORMERS_OFFLINE": "0",
             "HF_HUB_DISABLE_TELEMETRY": "1",
             # the double does not model Xet uploads (exports go through plain LFS)
             "HF_HUB_DISABLE_XET": "1",

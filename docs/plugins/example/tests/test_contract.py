@@ -26,7 +26,7 @@ REVISIONS = [
 
 
 class TestFolderRegistryContract(RegistryContract):
-    supports = frozenset({"export", "search_tags", "unreachable"})
+    supports = frozenset({"export", "revisions", "search_tags", "unreachable"})
 
     @pytest.fixture
     def provider(self, tmp_path: Path) -> FolderRegistry:

@@ -38,6 +38,7 @@ from llmops.capabilities.registry import (
     RegistryLink,
     RegistryModelMetadata,
     RegistryModelSummary,
+    RegistryRevision,
     UpdateCheck,
 )
 from llmops.errors import IntegrationUnavailable, InvalidRequest, NotFound
@@ -140,6 +141,10 @@ class FolderRegistry:
                 kind="files", url=self._files_url(repo_id, commit), label=f"files at {commit[:12]}"
             ),
         ]
+
+    def revisions(self, repo_id: str) -> list[RegistryRevision]:
+        """Its one branch, ``main`` (``ListsRevisions``: the console's revision picker)."""
+        return [RegistryRevision(name=BRANCH, kind="branch", commit=self._resolve(repo_id, BRANCH))]
 
     # -- import and export ------------------------------------------------------------
 
