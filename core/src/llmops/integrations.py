@@ -23,7 +23,7 @@ from typing import Any, cast
 import pluggy
 from prometheus_client.registry import Collector, CollectorRegistry
 from pydantic import BaseModel, SecretStr, ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmops import __version__
@@ -198,26 +198,37 @@ class IntegrationRuntime:
 
         A request that changes the configuration applies it inside its own, not yet
         committed, transaction with ``committed=False``: the generation seen is then not
-        recorded, so a concurrent :meth:`sync_if_stale` reading the committed state can
-        neither revert the change nor mistake it for already seen; after the commit the
-        next check applies the same configuration again, which changes nothing.
+        recorded, so a concurrent :meth:`sync_if_stale` cannot mistake it for already
+        seen. That concurrent sync may still apply the committed state, older than the
+        request's, between the request's apply and its commit; so once the request's
+        transaction commits, its thread applies the committed configuration again (before
+        the answer goes out), and a sync reads and applies under one lock, so an older
+        read is never applied after a newer one.
         """
-        configs = {
-            row.name: StoredConfig(row.enabled, dict(row.settings))
-            for row in session.scalars(select(IntegrationConfig))
-        }
-        defaults: dict[Capability, str] = {}
-        for row in session.scalars(select(CapabilityDefault)):
-            try:
-                defaults[Capability(row.capability)] = row.provider
-            except ValueError:
-                log.warning("ignoring default for unknown capability %r", row.capability)
-        generation = self.generation(session) if committed else None
         with self._lock:
+            configs = {
+                row.name: StoredConfig(row.enabled, dict(row.settings))
+                for row in session.scalars(select(IntegrationConfig))
+            }
+            defaults: dict[Capability, str] = {}
+            for row in session.scalars(select(CapabilityDefault)):
+                try:
+                    defaults[Capability(row.capability)] = row.provider
+                except ValueError:
+                    log.warning("ignoring default for unknown capability %r", row.capability)
+            generation = self.generation(session) if committed else None
             self.apply(configs, defaults)
             if committed:
                 self._generation = generation
                 self._checked_at = time.monotonic()
+        if not committed:
+            bind = session.get_bind()
+
+            def again(_: Session) -> None:
+                with Session(bind) as fresh:
+                    self.sync(fresh)
+
+            event.listen(session, "after_commit", again, once=True)
 
     def sync_if_stale(self, factory: sessionmaker[Session], max_age: float = 2.0) -> None:
         """Re-read the configuration when another process changed it (throttled)."""
