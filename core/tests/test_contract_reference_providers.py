@@ -52,10 +52,11 @@ from llmops.capabilities.versioning import (
     Lineage,
     LineageEdge,
     LineageNode,
+    PushResult,
     VersionDiff,
     VersionSpec,
 )
-from llmops.errors import Conflict, InvalidRequest, NotFound
+from llmops.errors import Conflict, IntegrationUnavailable, InvalidRequest, NotFound
 from llmops.testing.contracts import read_tree, write_tree
 from llmops.testing.contracts.registry import RegistryContract, SeededModel, SeededRevision
 from llmops.testing.contracts.serving import ServingContract
@@ -452,14 +453,24 @@ class VersionStore:
 
     versions: dict[str, list[_Version]] = field(default_factory=dict)
     keys: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: what its remote holds: the versions pushed (by dataset and version id)
+    remote: set[tuple[str, str]] = field(default_factory=set)
 
 
 class InMemoryDataVersioner:
-    """A VersioningProvider whose repository is a dict of snapshots."""
+    """A VersioningProvider (and PushesVersions) whose repository is a dict of
+    snapshots, its remote a set of pushed versions."""
 
-    def __init__(self, store: VersionStore | None = None, *, reachable: bool = True) -> None:
+    def __init__(
+        self,
+        store: VersionStore | None = None,
+        *,
+        reachable: bool = True,
+        remote_reachable: bool = True,
+    ) -> None:
         self.store = store or VersionStore()
         self.reachable = reachable
+        self.remote_reachable = remote_reachable
 
     def create_version(self, spec: VersionSpec) -> DatasetVersionInfo:
         key = spec.idempotency_key
@@ -535,6 +546,20 @@ class InMemoryDataVersioner:
             current = info.parent_version_id
         return Lineage(nodes=nodes, edges=edges)
 
+    def push_version(self, dataset_id: str, version_id: str) -> PushResult:
+        version = self._find(dataset_id, version_id)
+        pushed = (dataset_id, version_id) in self.store.remote
+        if not pushed and not self.remote_reachable:
+            raise IntegrationUnavailable("the in-memory remote is switched off")
+        self.store.remote.add((dataset_id, version_id))
+        return PushResult(
+            dataset_id=dataset_id,
+            version_id=version_id,
+            remote="memory://",
+            uploaded_files=0 if pushed else len(version.files),
+            already_pushed=pushed,
+        )
+
     def health(self) -> Health:
         if not self.reachable:
             return _down("the in-memory remote is switched off")
@@ -568,6 +593,10 @@ class TestInMemoryVersioningContract(VersioningContract):
     @pytest.fixture
     def unreachable_provider(self) -> InMemoryDataVersioner:
         return InMemoryDataVersioner(reachable=False)
+
+    @pytest.fixture
+    def offline_remote_provider(self) -> InMemoryDataVersioner:
+        return InMemoryDataVersioner(remote_reachable=False)
 
 
 class AddOnlyDiffVersioner(InMemoryDataVersioner):

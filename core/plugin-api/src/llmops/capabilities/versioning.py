@@ -79,3 +79,30 @@ class VersioningProvider(Protocol):
     ) -> DatasetVersionInfo: ...
     def lineage(self, dataset_id: str, version_id: str) -> Lineage: ...
     def health(self) -> Health: ...
+
+
+class PushResult(Value):
+    """What :meth:`PushesVersions.push_version` did: the files it uploaded (0 when the
+    remote held them all already) and whether the version was known to be there before."""
+
+    dataset_id: str
+    version_id: str
+    remote: str = Field(description="the remote, as a URL or a folder, without credentials")
+    uploaded_files: int = Field(default=0, ge=0)
+    already_pushed: bool = False
+
+
+@runtime_checkable
+class PushesVersions(Protocol):
+    """Optional for a :class:`VersioningProvider` whose tool keeps a remote besides its
+    local repository (DVC). ``create_version`` then commits locally only, and never fails
+    for want of the remote; the platform queues the push in its outbox and retries it.
+
+    ``push_version`` uploads what the remote lacks of the version's data and is idempotent:
+    pushing a version already pushed is a success that uploads nothing.
+
+    :raises NotFound: the dataset has no such version.
+    :raises IntegrationUnavailable: the remote cannot be reached (the outbox retries).
+    """
+
+    def push_version(self, dataset_id: str, version_id: str) -> PushResult: ...

@@ -21,12 +21,21 @@ from llmops.capabilities.versioning import (
     DatasetVersionInfo,
     FileChange,
     Lineage,
+    PushesVersions,
+    PushResult,
     VersionDiff,
     VersioningProvider,
     VersionSpec,
 )
-from llmops.errors import NotFound
-from llmops.testing.contracts import ContractSuite, read_tree, requires, timed_health, write_tree
+from llmops.errors import IntegrationUnavailable, NotFound
+from llmops.testing.contracts import (
+    ContractSuite,
+    read_tree,
+    requires,
+    signature_mismatches,
+    timed_health,
+    write_tree,
+)
 
 __all__ = ["VersioningContract"]
 
@@ -52,6 +61,10 @@ class VersioningContract(ContractSuite):
         "knows the first one's versions and idempotency keys",
         "unreachable": "the subclass can build a provider whose tool or remote cannot be "
         "reached (fixture unreachable_provider)",
+        "push": "the provider is also PushesVersions: versions are made locally and "
+        "push_version uploads one to the tool's remote, once; a provider whose remote cannot "
+        "be reached (fixture offline_remote_provider) still makes versions, and its pushes "
+        "raise IntegrationUnavailable",
     }
 
     #: Seconds health() may take.
@@ -81,6 +94,15 @@ class VersioningContract(ContractSuite):
         raise NotImplementedError(
             f"{type(self).__name__} declares 'unreachable' and must define an "
             "`unreachable_provider` fixture"
+        )
+
+    @pytest.fixture
+    def offline_remote_provider(self) -> VersioningProvider:
+        """A provider that makes versions locally while its remote cannot be reached
+        (needed by ``push``)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} declares 'push' and must define an "
+            "`offline_remote_provider` fixture"
         )
 
     @pytest.fixture
@@ -301,6 +323,68 @@ class VersioningContract(ContractSuite):
 
         with pytest.raises(NotFound):
             calls[method]()
+
+    # -- push ------------------------------------------------------------------------------
+
+    def test_a_provider_that_pushes_declares_push(self, provider: VersioningProvider) -> None:
+        if isinstance(provider, PushesVersions):
+            assert "push" in self.supports, (
+                f"{type(provider).__name__} has push_version: declare 'push' so the suite "
+                "checks it (the core queues a push for every version of such a provider)"
+            )
+
+    @requires("push")
+    def test_push_version_takes_the_protocols_parameters(
+        self, provider: VersioningProvider
+    ) -> None:
+        assert isinstance(provider, PushesVersions), (
+            f"{type(provider).__name__} declares 'push' but has no push_version"
+        )
+        problems = signature_mismatches(provider, PushesVersions)
+        assert not problems, "\n".join(problems)
+
+    @requires("push")
+    def test_a_version_is_pushed_once_and_a_second_push_uploads_nothing(
+        self, provider: VersioningProvider, dataset_id: str, source: Path
+    ) -> None:
+        assert isinstance(provider, PushesVersions)
+        info = self.version(provider, dataset_id, source, FIRST)
+
+        first = provider.push_version(dataset_id, info.version_id)
+        again = provider.push_version(dataset_id, info.version_id)
+
+        assert isinstance(first, PushResult)
+        assert (first.dataset_id, first.version_id) == (dataset_id, info.version_id)
+        assert first.uploaded_files > 0, "the first push of a new version uploads its files"
+        assert not first.already_pushed
+        assert again.uploaded_files == 0, (
+            "pushing a version already pushed uploads nothing: the outbox redelivers"
+        )
+        assert again.version_id == info.version_id
+
+    @requires("push")
+    def test_pushing_an_unknown_version_is_not_found(
+        self, provider: VersioningProvider, dataset_id: str, source: Path
+    ) -> None:
+        assert isinstance(provider, PushesVersions)
+        self.version(provider, dataset_id, source, FIRST)
+
+        with pytest.raises(NotFound):
+            provider.push_version(dataset_id, f"missing{uuid.uuid4().hex[:8]}")
+
+    @requires("push")
+    def test_with_the_remote_away_versions_are_made_and_pushes_are_unavailable(
+        self, offline_remote_provider: VersioningProvider, dataset_id: str, source: Path
+    ) -> None:
+        assert isinstance(offline_remote_provider, PushesVersions)
+
+        info = self.version(offline_remote_provider, dataset_id, source, FIRST)
+
+        assert [v.version_id for v in offline_remote_provider.list_versions(dataset_id)] == [
+            info.version_id
+        ], "a version is made locally while the remote is away"
+        with pytest.raises(IntegrationUnavailable):
+            offline_remote_provider.push_version(dataset_id, info.version_id)
 
 
 def _assert_sizes(
