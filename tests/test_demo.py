@@ -1,6 +1,8 @@
-"""`llmops demo` against a real `llmops up` with the MLflow plugin (its local store) and
-the Ray Serve plugin (a local Ray the platform starts on the first deployment): from an
-empty data dir, with nothing downloaded, to a chat through the gateway. Then the endpoint
+"""`llmops demo` against a real `llmops up` with the MLflow plugin (its local store), the
+DVC plugin (a real git + DVC repository per dataset, a folder remote) and the Ray Serve
+plugin (a local Ray the platform starts on the first deployment): from an empty data dir,
+with nothing downloaded, to a chat through the gateway, the dataset versioned and the
+lineage from that version to the endpoint. Then the endpoint
 it left is driven through the platform's API: the official OpenAI SDK (plain and
 streamed), its deployment's replicas, an in-place scaling change, and deletion, which
 removes the application from Ray."""
@@ -27,7 +29,8 @@ API = "/llm-ops/v1"
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
     home = tmp_path_factory.mktemp("demo-home")
     env = {
-        "LLMOPS_PLUGINS": "mlflow,rayserve",
+        "LLMOPS_PLUGINS": "mlflow,rayserve,dvc",
+        "DVC_NO_ANALYTICS": "1",
         "HF_HOME": str(home / "hf"),
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
@@ -66,7 +69,8 @@ def test_the_demo_goes_from_the_shipped_sample_to_a_streamed_chat(
 ) -> None:
     output = demo_output
     assert "created dataset" in output
-    assert "no dataset versioning plugin is enabled" in output
+    versioned = re.search(r"version v1 \((\w+)\) by dvc: 1 files, push pushed", output)
+    assert versioned, output
     tracked = re.search(r"tracked in mlflow run (\w+): .*loss", output)
     assert tracked, output
     job_id = re.search(r"training job (\w+) succeeded", output)[1]  # type: ignore[index]
@@ -95,6 +99,18 @@ def test_the_demo_goes_from_the_shipped_sample_to_a_streamed_chat(
     assert losses[-1] < losses[0], losses
     model = platform.api.get(f"{API}/catalog/models/{endpoint['modelId']}").json()
     assert model["labels"]["llmops.training_job_id"] == job_id
+    job = platform.api.get(f"{API}/training/jobs/{job_id}").json()
+    assert job["datasetVersionId"] == versioned[1]
+    assert job["outputModelIds"] == [model["id"]]
+    node = f"serving-endpoint:{endpoint['id']}"
+    assert f"{platform.url}/llm-ops/v1/lineage?node={node}" in output
+    graph = platform.api.get(f"{API}/lineage", params={"node": node}).json()
+    edges = {(e["source"], e["target"], e["relation"]) for e in graph["edges"]}
+    assert {
+        (f"dataset-version:{versioned[1]}", f"training-job:{job_id}", "trained"),
+        (f"training-job:{job_id}", f"model:{model['id']}", "produced"),
+        (f"model:{model['id']}", node, "served-by"),
+    } <= edges
     assert endpoint["framework"] == "rayserve"
     assert endpoint["status"] == "ready"
 

@@ -52,7 +52,11 @@ class Progress:
         click.echo(f"      {what}")
 
 
-def _version_dataset(client: PlatformClient, progress: Progress) -> None:
+def _version_dataset(
+    client: PlatformClient, progress: Progress, dataset: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The dataset's latest version (the upload made one), or a new one; None without a
+    versioning plugin."""
     integrations = client.call("GET", "/integrations")["items"]
     versioning = [
         i["name"]
@@ -61,12 +65,22 @@ def _version_dataset(client: PlatformClient, progress: Progress) -> None:
     ]
     if not versioning:
         progress.note("no dataset versioning plugin is enabled: the dataset is not versioned")
-        return
-    # a versioning plugin is on, but this platform has no dataset-version API to call yet
-    progress.note(
-        f"versioning plugin {', '.join(versioning)} is enabled, but this platform version "
-        "has no dataset-version API: the dataset is not versioned"
+        return None
+    versions = client.call("GET", f"/catalog/datasets/{dataset['id']}/versions")["items"]
+    if versions:
+        version: dict[str, Any] = versions[0]
+    else:
+        version = client.call(
+            "POST", f"/catalog/datasets/{dataset['id']}/versions", json={"message": "llmops demo"}
+        )
+    where = f", push {version['pushState']}" if version.get("pushState") else ""
+    progress.done(
+        f"version v{version['number']} ({version['id']}) by {version['provider']}: "
+        f"{version['fileCount']} files{where}"
     )
+    if version.get("degraded"):
+        progress.note(str(version["degradedReason"]))
+    return version
 
 
 def _framework(client: PlatformClient, wanted: str) -> dict[str, Any]:
@@ -242,7 +256,7 @@ def demo(
         progress.done(f"{'created' if changed else 'reusing'} dataset {dataset['id']}")
 
         progress.step("dataset version")
-        _version_dataset(client, progress)
+        version = _version_dataset(client, progress, dataset)
 
         progress.step(f"training the example model ({steps} steps) through a pipeline")
         job = client.submit_example_job(
@@ -312,6 +326,9 @@ def demo(
     click.echo(f"  model          {base}/models/{model['id']}")
     click.echo(f"  endpoint       {base}/serving/{endpoint['id']}")
     click.echo(f"  chat           {base}/serving/{endpoint['id']}/chat")
+    if version is not None:
+        node = f"serving-endpoint:{endpoint['id']}"
+        click.echo(f"  lineage        {base}/llm-ops/v1/lineage?node={node}")
     click.echo("Call it with the OpenAI SDK:")
     click.echo(
         "  from openai import OpenAI\n"

@@ -114,6 +114,98 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/llm-ops/v1/catalog/datasets/{datasetId}/versions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a dataset's versions
+         * @description Newest first.
+         */
+        get: operations["list_dataset_versions"];
+        put?: never;
+        /**
+         * Make a version of the dataset as it is now
+         * @description Version the dataset's files with the versioning plugin (committed by the tool at
+         *     once; pushed to its remote through the retry queue: a remote that is away makes the
+         *     answer ``degraded`` with the push pending, nothing lost). Files that did not change
+         *     since a version give that version back, 200. 409 without a versioning plugin.
+         */
+        post: operations["create_dataset_version"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/datasets/{datasetId}/versions/{versionId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a dataset version
+         * @description By its id or its number (``3`` or ``v3``).
+         */
+        get: operations["get_dataset_version"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/datasets/{datasetId}/versions/{versionId}/diff": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Compare two versions of a dataset
+         * @description The files added, removed and modified from ``against`` to this version, with
+         *     their sizes; for JSONL and CSV files also the rows added, removed and changed, counted
+         *     in full, and a page of them (matched by ``key``, else the dataset's ``rowKey``, else
+         *     by the rows' content: then a row is added or removed, never changed).
+         */
+        get: operations["diff_dataset_versions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/catalog/datasets/{datasetId}/versions/{versionId}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Restore a dataset version
+         * @description Put the version's files back in the dataset (its files are then exactly those)
+         *     and record that as a new version, ``restoredFromId`` naming this one; the versions
+         *     in between stay (history is never rewritten).
+         */
+        post: operations["restore_dataset_version"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/llm-ops/v1/catalog/models": {
         parameters: {
             query?: never;
@@ -491,6 +583,30 @@ export type paths = {
         get?: never;
         /** Choose a capability's default */
         put: operations["set_integration_default"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/lineage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The lineage graph around a node
+         * @description Every node reachable from ``node`` through the platform's records, either way,
+         *     and the edges between them, pointing the way data flows: a dataset version
+         *     ``trained`` a job, which ``ran-as`` a pipeline, was ``tracked-by`` an experiment run
+         *     and ``produced`` a model, ``served-by`` an endpoint; versions are ``derived-from``
+         *     their parents (a restore also ``restored-from`` the version it brought back).
+         */
+        get: operations["get_lineage"];
+        put?: never;
         post?: never;
         delete?: never;
         options?: never;
@@ -1301,6 +1417,11 @@ export type components = {
             format?: string | null;
             /** Name */
             name: string;
+            /**
+             * Rowkey
+             * @description the field (JSONL) or column (CSV) that names a row: row diffs match rows by it (by their content otherwise)
+             */
+            rowKey?: string | null;
             /** Tags */
             tags?: string[];
         };
@@ -1323,6 +1444,8 @@ export type components = {
             id: string;
             /** Name */
             name: string;
+            /** Rowkey */
+            rowKey?: string | null;
             /** Sizebytes */
             sizeBytes: number;
             /** Tags */
@@ -1357,6 +1480,8 @@ export type components = {
             id: string;
             /** Name */
             name: string;
+            /** Rowkey */
+            rowKey?: string | null;
             /** Sizebytes */
             sizeBytes: number;
             /** Tags */
@@ -1366,6 +1491,118 @@ export type components = {
              * Format: date-time
              */
             updatedAt: string;
+        };
+        /** DatasetVersionCreate */
+        DatasetVersionCreate: {
+            /**
+             * Message
+             * @default
+             */
+            message: string;
+            /**
+             * Tags
+             * @description name -> value (names: letters, digits and ._:/-; values up to 256)
+             */
+            tags?: {
+                [key: string]: string;
+            };
+        };
+        /** DatasetVersionDiffOut */
+        DatasetVersionDiffOut: {
+            /** Datasetid */
+            datasetId: string;
+            /** Files */
+            files: components["schemas"]["FileDiffOut"][];
+            /** Filesadded */
+            filesAdded: number;
+            /** Filesmodified */
+            filesModified: number;
+            /** Filesremoved */
+            filesRemoved: number;
+            /** @description the version compared against */
+            fromVersion: components["schemas"]["DatasetVersionOut"];
+            toVersion: components["schemas"]["DatasetVersionOut"];
+        };
+        /** DatasetVersionList */
+        DatasetVersionList: {
+            /** Items */
+            items: components["schemas"]["DatasetVersionOut"][];
+        };
+        /** DatasetVersionOut */
+        DatasetVersionOut: {
+            /**
+             * Author
+             * @description the API key's name that made it
+             */
+            author: string | null;
+            /** Checksum */
+            checksum: string | null;
+            /**
+             * Createdat
+             * Format: date-time
+             */
+            createdAt: string;
+            /** Datasetid */
+            datasetId: string;
+            /**
+             * Degraded
+             * @description true when a fallback shaped this answer
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /**
+             * Externalid
+             * @description the tool's id of the version (a commit)
+             */
+            externalId: string | null;
+            /** Filecount */
+            fileCount: number;
+            /** Id */
+            id: string;
+            /** Message */
+            message: string;
+            /**
+             * Number
+             * @description 1, 2, 3, ... within the dataset
+             */
+            number: number;
+            /**
+             * Operationid
+             * @description the queued write to poll at /llm-ops/v1/operations/{operationId} when the answer is 202
+             */
+            operationId?: string | null;
+            /**
+             * Parentid
+             * @description the version before it
+             */
+            parentId: string | null;
+            /**
+             * Provider
+             * @description the versioning plugin that keeps it
+             */
+            provider: string | null;
+            /** Pushoperationid */
+            pushOperationId?: string | null;
+            /**
+             * Pushstate
+             * @description pending, pushed or failed: its push to the tool's remote (null: the tool keeps no remote)
+             */
+            pushState?: string | null;
+            /**
+             * Restoredfromid
+             * @description for a restore: the version whose content it brought back
+             */
+            restoredFromId?: string | null;
+            /** Sizebytes */
+            sizeBytes: number;
+            /** Status */
+            status: string;
+            /** Tags */
+            tags?: {
+                [key: string]: string;
+            };
         };
         /** DefaultProviderIn */
         DefaultProviderIn: {
@@ -1702,6 +1939,22 @@ export type components = {
             /** Path */
             path: string;
         };
+        /** FileDiffOut */
+        FileDiffOut: {
+            /**
+             * Change
+             * @description added, removed or modified
+             */
+            change: string;
+            /** Path */
+            path: string;
+            /** @description for JSONL and CSV files: what changed row by row */
+            rows?: components["schemas"]["RowDiffOut"] | null;
+            /** Sizeafter */
+            sizeAfter?: number | null;
+            /** Sizebefore */
+            sizeBefore?: number | null;
+        };
         /** FrameworkOut */
         FrameworkOut: {
             /** Default */
@@ -1975,6 +2228,48 @@ export type components = {
              * @default 1
              */
             version: string;
+        };
+        /** LineageEdgeOut */
+        LineageEdgeOut: {
+            /** Relation */
+            relation: string;
+            /** Source */
+            source: string;
+            /** Target */
+            target: string;
+        };
+        /** LineageNodeOut */
+        LineageNodeOut: {
+            /** Entityid */
+            entityId: string;
+            /**
+             * Id
+             * @description <kind>:<id>
+             */
+            id: string;
+            /** Kind */
+            kind: string;
+            /** Label */
+            label: string;
+            /**
+             * Page
+             * @description its console page
+             */
+            page?: string | null;
+        };
+        /** LineageOut */
+        LineageOut: {
+            /** Edges */
+            edges: components["schemas"]["LineageEdgeOut"][];
+            /** Nodes */
+            nodes: components["schemas"]["LineageNodeOut"][];
+            /** Root */
+            root: string;
+            /**
+             * Truncated
+             * @description more nodes lie beyond the answer's limit
+             */
+            truncated: boolean;
         };
         /** ListPage[ApiKeyOut] */
         ListPage_ApiKeyOut_: {
@@ -3004,6 +3299,94 @@ export type components = {
          * @enum {string}
          */
         Role: "viewer" | "editor" | "admin" | "job";
+        /** RowChangeOut */
+        RowChangeOut: {
+            /** After */
+            after?: unknown;
+            /** Afterline */
+            afterLine?: number | null;
+            /**
+             * Before
+             * @description the row before (a JSON object, a CSV row)
+             */
+            before?: unknown;
+            /**
+             * Beforeline
+             * @description its row number before (1-based)
+             */
+            beforeLine?: number | null;
+            /**
+             * Key
+             * @description the row's key value, when rows have a key
+             */
+            key?: unknown;
+            /**
+             * Kind
+             * @description added, removed or changed
+             */
+            kind: string;
+        };
+        /** RowDiffOut */
+        RowDiffOut: {
+            /** Added */
+            added: number;
+            /** Changed */
+            changed: number;
+            /**
+             * Changes
+             * @description a page of the changes, in row order
+             */
+            changes: components["schemas"]["RowChangeOut"][];
+            /** Columnsafter */
+            columnsAfter?: string[] | null;
+            /**
+             * Columnsbefore
+             * @description a CSV file's header
+             */
+            columnsBefore?: string[] | null;
+            /**
+             * Format
+             * @description jsonl, csv or tsv
+             */
+            format: string;
+            /** Hasmore */
+            hasMore: boolean;
+            /**
+             * Invalidafter
+             * @default 0
+             */
+            invalidAfter: number;
+            /**
+             * Invalidbefore
+             * @description rows not readable as the format says (compared as text)
+             * @default 0
+             */
+            invalidBefore: number;
+            /**
+             * Key
+             * @description the field rows were matched by (null: by content)
+             */
+            key: string | null;
+            /** Limit */
+            limit: number;
+            /**
+             * Notes
+             * @description a header change, a key column missing, ...
+             */
+            notes?: string[];
+            /** Offset */
+            offset: number;
+            /** Removed */
+            removed: number;
+            /** Rowsafter */
+            rowsAfter: number;
+            /** Rowsbefore */
+            rowsBefore: number;
+            /** Totalchanges */
+            totalChanges: number;
+            /** Unchanged */
+            unchanged: number;
+        };
         /** RunSummaryOut */
         RunSummaryOut: {
             /** Endtime */
@@ -3184,6 +3567,11 @@ export type components = {
             /** Datasetid */
             datasetId: string | null;
             /**
+             * Datasetversionid
+             * @description the dataset version the job trained on (the dataset's latest when the job was submitted)
+             */
+            datasetVersionId?: string | null;
+            /**
              * Degraded
              * @description true when a fallback shaped this answer
              * @default false
@@ -3211,7 +3599,10 @@ export type components = {
             id: string;
             /** Message */
             message: string;
-            /** Modelid */
+            /**
+             * Modelid
+             * @description the base model the job started from
+             */
             modelId: string | null;
             /** Name */
             name: string;
@@ -3220,6 +3611,11 @@ export type components = {
              * @description the queued write to poll at /llm-ops/v1/operations/{operationId} when the answer is 202
              */
             operationId?: string | null;
+            /**
+             * Outputmodelids
+             * @description catalog models registered from the job's output (POST .../model)
+             */
+            outputModelIds?: string[];
             /** Pipelineid */
             pipelineId: string | null;
             /** Stages */
@@ -3287,9 +3683,27 @@ export type components = {
             /** Updateavailable */
             updateAvailable: boolean;
         };
-        /** UploadResult */
+        /**
+         * UploadResult
+         * @description What an upload wrote and, with a versioning plugin on, the version it made
+         *     (``degraded`` when the version could not be made or pushed: the files stay).
+         */
         UploadResult: {
             dataset: components["schemas"]["DatasetOut"];
+            /**
+             * Degraded
+             * @description true when a fallback shaped this answer
+             * @default false
+             */
+            degraded: boolean;
+            /** Degradedreason */
+            degradedReason?: string | null;
+            /**
+             * Operationid
+             * @description the queued write to poll at /llm-ops/v1/operations/{operationId} when the answer is 202
+             */
+            operationId?: string | null;
+            version?: components["schemas"]["DatasetVersionOut"] | null;
             /** Written */
             written: string[];
         };
@@ -4744,6 +5158,908 @@ export interface operations {
             };
             /** @description Too large */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    list_dataset_versions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                datasetId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersionList"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    create_dataset_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                datasetId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DatasetVersionCreate"];
+            };
+        };
+        responses: {
+            /** @description Nothing changed: that version */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersionOut"];
+                };
+            };
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersionOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_dataset_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                datasetId: string;
+                versionId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersionOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    diff_dataset_versions: {
+        parameters: {
+            query: {
+                /** @description the version to compare with (id or number) */
+                against: string;
+                /** @description match rows by this field (default: the dataset's) */
+                key?: string | null;
+                /** @description row changes a page */
+                limit?: number;
+                /** @description of the row changes */
+                offset?: number;
+                /** @description only this file (to page its rows) */
+                path?: string | null;
+            };
+            header?: never;
+            path: {
+                datasetId: string;
+                versionId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersionDiffOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    restore_dataset_version: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                datasetId: string;
+                versionId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DatasetVersionOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -8535,6 +9851,184 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["DefaultsOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_lineage: {
+        parameters: {
+            query: {
+                /** @description at most */
+                maxNodes?: number;
+                /** @description <kind>:<id>, kind one of dataset, dataset-version, training-job, pipeline, experiment-run, model, serving-endpoint */
+                node: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LineageOut"];
                 };
             };
             /** @description The body could not be read (not JSON, broken multipart) */

@@ -70,6 +70,10 @@ describe("problemFromXhr", () => {
 describe("writtenPaths", () => {
   it("lists every written path in order", () => {
     const dataset = {} as never;
-    expect(writtenPaths([{ dataset, written: ["a"] }, { dataset, written: ["b", "c"] }])).toEqual(["a", "b", "c"]);
+    const answers = [
+      { dataset, written: ["a"], degraded: false },
+      { dataset, written: ["b", "c"], degraded: false },
+    ];
+    expect(writtenPaths(answers)).toEqual(["a", "b", "c"]);
   });
 });

@@ -26,6 +26,7 @@ from llmops.api.routers import (
     governance,
     health,
     integrations,
+    lineage,
     me,
     openai,
     operations,
@@ -206,6 +207,7 @@ def create_app(
         registry,  # before catalog: /catalog/models/search is no model id
         catalog,
         datasets,
+        lineage,
         training,
         experiments,
         workflows,

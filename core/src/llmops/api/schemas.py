@@ -292,6 +292,13 @@ class DatasetCreate(Input):
     description: str = Field(default="", max_length=TEXT_LENGTH)
     format: str | None = Field(default=None, max_length=32)
     tags: list[Tag] = Field(default_factory=list, max_length=50)
+    row_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the field (JSONL) or column (CSV) that names a row: row diffs match "
+        "rows by it (by their content otherwise)",
+    )
 
 
 class DatasetOut(ApiModel):
@@ -300,6 +307,7 @@ class DatasetOut(ApiModel):
     description: str
     format: str | None
     tags: list[str]
+    row_key: str | None = None
     file_count: int
     size_bytes: int
     created_at: datetime
@@ -313,11 +321,6 @@ class DatasetFile(ApiModel):
 
 class DatasetDetail(DatasetOut):
     files: list[DatasetFile]
-
-
-class UploadResult(ApiModel):
-    dataset: DatasetOut
-    written: list[str]
 
 
 # -- pipelines -----------------------------------------------------------------------
@@ -477,8 +480,17 @@ class JobModelRegister(Input):
 class TrainingJobOut(Degradable):
     id: str
     name: str
-    model_id: str | None
+    model_id: str | None = Field(description="the base model the job started from")
     dataset_id: str | None
+    dataset_version_id: str | None = Field(
+        default=None,
+        description="the dataset version the job trained on (the dataset's latest when the "
+        "job was submitted)",
+    )
+    output_model_ids: list[str] = Field(
+        default_factory=list,
+        description="catalog models registered from the job's output (POST .../model)",
+    )
     status: str
     message: str
     hyperparameters: dict[str, Any]

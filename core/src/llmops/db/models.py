@@ -128,6 +128,8 @@ class Dataset(Timestamped, Base):
     description: Mapped[str] = mapped_column(Text, default="")
     format: Mapped[str | None] = mapped_column(String(32))
     tags: Mapped[list[Any]] = mapped_column(default=list)
+    #: the field or column that names a row, for row diffs
+    row_key: Mapped[str | None] = mapped_column(String(200))
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
 
@@ -148,6 +150,15 @@ class DatasetVersion(Base):
     checksum: Mapped[str | None] = mapped_column(String(128))
     parent_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: the principal (API key name) that made it, and its key's id
+    author: Mapped[str | None] = mapped_column(String(200))
+    author_key_id: Mapped[str | None] = mapped_column(String(32))
+    tags: Mapped[dict[str, Any] | None] = mapped_column(default=dict)
+    #: None when the provider keeps no remote; else pending, pushed or failed
+    push_state: Mapped[str | None] = mapped_column(String(20))
+    push_operation_id: Mapped[str | None] = mapped_column(String(32))
+    #: the version whose content a restore brought back
+    restored_from_id: Mapped[str | None] = mapped_column(String(32))
 
 
 class TrainingJob(Timestamped, Base):
@@ -161,6 +172,8 @@ class TrainingJob(Timestamped, Base):
     hyperparameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
     pipeline_id: Mapped[str | None] = mapped_column(String(32))
+    #: the dataset version the job trained on (pinned when it was submitted)
+    dataset_version_id: Mapped[str | None] = mapped_column(String(32), index=True)
     message: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()

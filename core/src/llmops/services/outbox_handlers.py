@@ -10,7 +10,7 @@ from llmops.auth import Principal
 from llmops.db.models import Operation
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import ON_BEHALF_OF, HandlerSpec
-from llmops.services import audit, experiments, pipelines, registry, serving
+from llmops.services import audit, dataset_versions, experiments, pipelines, registry, serving
 from llmops.services.api_keys import Role
 
 
@@ -36,6 +36,9 @@ def outbox_handlers(runtime: IntegrationRuntime) -> dict[str, HandlerSpec]:
         ),
         registry.EXPORT: HandlerSpec(
             partial(registry.deliver_export, runtime), registry.export_dead, long=True
+        ),
+        dataset_versions.PUSH: HandlerSpec(
+            partial(dataset_versions.deliver_push, runtime), dataset_versions.push_dead
         ),
     }
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from llmops.capabilities.common import Capability
@@ -54,13 +54,22 @@ def submit_job(
     ``fallback``: see :func:`llmops.services.pipelines.submit_pipeline`."""
     if model_id is not None:
         catalog.get_model(session=session, model_id=model_id)
+    pinned: DatasetVersion | None = None
     if dataset_id is not None:
         catalog.get_dataset(session=session, dataset_id=dataset_id)
+        # the job trains on the dataset as it is now: its latest version, for the lineage
+        pinned = session.scalars(
+            select(DatasetVersion)
+            .where(DatasetVersion.dataset_id == dataset_id)
+            .order_by(DatasetVersion.number.desc())
+            .limit(1)
+        ).first()
     hyperparameters = hyperparameters or {}
     job = TrainingJob(
         name=name,
         model_id=model_id,
         dataset_id=dataset_id,
+        dataset_version_id=pinned.id if pinned is not None else None,
         hyperparameters=hyperparameters,
         spec={"stages": [s.model_dump(mode="json") for s in stages]},
     )
@@ -111,13 +120,9 @@ def submit_job(
             tags["llmops.dataset_id"] = dataset_id
             dataset = catalog.get_dataset(session=session, dataset_id=dataset_id)
             tags["llmops.dataset"] = dataset.name
-            version = session.scalar(
-                select(func.max(DatasetVersion.number)).where(
-                    DatasetVersion.dataset_id == dataset_id
-                )
-            )
-            if version is not None:
-                tags["llmops.dataset_version"] = str(version)
+            if pinned is not None:
+                tags["llmops.dataset_version"] = str(pinned.number)
+                tags["llmops.dataset_version_id"] = pinned.id
         _view, run_operation = experiments.create_job_run(
             session=session,
             runtime=runtime,

@@ -20,7 +20,7 @@ from llmops.api.schemas import (
 from llmops.capabilities.orchestration import StageSpec
 from llmops.errors import InvalidRequest
 from llmops.resilience.outbox import OutcomeKind
-from llmops.services import training
+from llmops.services import lineage, training
 from llmops.services.writes import WriteResult, commit_and_deliver
 
 router = APIRouter(prefix="/training/jobs", tags=["training"])
@@ -119,7 +119,8 @@ def list_training_jobs(
 @router.get("/{jobId}", response_model=TrainingJobOut, summary="Get a training job")
 def get_training_job(jobId: str, session: SessionDep, runtime: RuntimeDep) -> TrainingJobOut:
     job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
-    return job_out(job, view)
+    produced = [m.id for m in lineage.produced_models(session, job.id)]
+    return job_out(job, view, produced)
 
 
 @router.post(

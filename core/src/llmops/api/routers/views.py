@@ -39,7 +39,9 @@ def pipeline_out(view: PipelineView) -> PipelineOut:
     )
 
 
-def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
+def job_out(
+    job: TrainingJob, view: PipelineView | None, output_model_ids: list[str] | None = None
+) -> TrainingJobOut:
     stages = [StageOut.model_validate(s) for s in view.row.stages] if view else []
     stale = bool(view and view.stale)
     return TrainingJobOut(
@@ -47,6 +49,8 @@ def job_out(job: TrainingJob, view: PipelineView | None) -> TrainingJobOut:
         name=job.name,
         model_id=job.model_id,
         dataset_id=job.dataset_id,
+        dataset_version_id=job.dataset_version_id,
+        output_model_ids=list(output_model_ids or []),
         status=job.status,
         message=job.message,
         hyperparameters=job.hyperparameters,
