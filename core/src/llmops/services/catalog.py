@@ -90,8 +90,11 @@ def list_models(
     )
 
 
-#: statuses a registry import sets and only it may change (services/registry.py)
-IMPORT_STATUSES = frozenset({"importing", "failed"})
+#: a model's statuses while a registry import brings its files, and after it failed: set
+#: by services/registry.py only, and only it may change them
+IMPORTING = "importing"
+IMPORT_FAILED = "failed"
+IMPORT_STATUSES = frozenset({IMPORTING, IMPORT_FAILED})
 
 
 def update_model(*, session: Session, model_id: str, changes: dict[str, Any]) -> CatalogModel:
@@ -244,7 +247,12 @@ def upload_dataset_file(
             written = [name]
     finally:
         tmp.unlink(missing_ok=True)
-    dataset.file_count, dataset.size_bytes = storage.directory_stats(root)
-    dataset.updated_at = utcnow()
+    refresh_dataset_stats(dataset, root)
     session.flush()
     return dataset, written
+
+
+def refresh_dataset_stats(dataset: Dataset, folder: Path) -> None:
+    """The dataset's file count and size as its folder holds them now."""
+    dataset.file_count, dataset.size_bytes = storage.directory_stats(folder)
+    dataset.updated_at = utcnow()

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmops.auth import current_principal
@@ -35,11 +35,11 @@ from llmops.capabilities.versioning import (
     VersioningProvider,
     VersionSpec,
 )
-from llmops.db.models import Dataset, DatasetVersion, Operation, utcnow
+from llmops.db.models import DatasetVersion, Operation, utcnow
 from llmops.errors import Conflict, InvalidRequest, NotFound
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, enqueue
-from llmops.services import catalog, storage
+from llmops.services import catalog
 
 if TYPE_CHECKING:
     from llmops.rowdiff import RowDiff
@@ -196,15 +196,6 @@ def get_version(*, session: Session, dataset_id: str, version_id: str) -> Datase
     return row
 
 
-def version_counts(session: Session, dataset_ids: list[str]) -> dict[str, int]:
-    rows = session.execute(
-        select(DatasetVersion.dataset_id, func.count())
-        .where(DatasetVersion.dataset_id.in_(dataset_ids))
-        .group_by(DatasetVersion.dataset_id)
-    )
-    return {dataset_id: int(count) for dataset_id, count in rows}
-
-
 def _provider(runtime: IntegrationRuntime, row: DatasetVersion) -> VersioningProvider:
     _, provider = runtime.versioning_provider(row.provider)
     return provider
@@ -236,7 +227,7 @@ def restore_version(
             _swap(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    _refresh_stats(dataset, target)
+    catalog.refresh_dataset_stats(dataset, target)
     return create_version(
         session=session,
         runtime=runtime,
@@ -261,11 +252,6 @@ def _swap(staging: Path, target: Path) -> None:
             old.rename(target)
         raise
     shutil.rmtree(old, ignore_errors=True)
-
-
-def _refresh_stats(dataset: Dataset, folder: Path) -> None:
-    dataset.file_count, dataset.size_bytes = storage.directory_stats(folder)
-    dataset.updated_at = utcnow()
 
 
 # -- diff ------------------------------------------------------------------------------------

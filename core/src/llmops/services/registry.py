@@ -72,10 +72,10 @@ EXPORT = "model.export"
 #: the resource type of the operations (and audit entries of tool actions)
 RESOURCE = "model"
 
-#: a catalog model's states while it is imported
-IMPORTING = "importing"
+#: a catalog model's states while it is imported (the catalog's, which guards them)
+IMPORTING = catalog.IMPORTING
 READY = "ready"
-FAILED = "failed"
+FAILED = catalog.IMPORT_FAILED
 
 #: a registry link's kinds and states
 KIND_IMPORT = "import"
@@ -242,21 +242,7 @@ def start_import(
             "degraded": plan.degraded,
         },
     )
-    session.add(link)
-    session.flush()
-    operation = enqueue(
-        session,
-        kind=IMPORT,
-        provider=provider_name,
-        capability=Capability.REGISTRY.value,
-        idempotency_key=f"model-{model.id}-import",
-        payload={"modelId": model.id, "linkId": link.id},
-        resource_type=RESOURCE,
-        resource_id=model.id,
-    )
-    operation.next_attempt_at = utcnow()  # no request delivers it: the worker may at once
-    link.operation_id = operation.id
-    session.flush()
+    operation = _queue_long_work(session, link, IMPORT, f"model-{model.id}-import")
     return ImportAccepted(model, link, operation, plan.degraded)
 
 
@@ -428,22 +414,31 @@ def start_export(
             "folder": str(folder),
         },
     )
+    operation = _queue_long_work(
+        session, link, EXPORT, f"model-{model.id}-export-{uuid.uuid4().hex}"
+    )
+    return link, operation
+
+
+def _queue_long_work(session: Session, link: RegistryModel, kind: str, key: str) -> Operation:
+    """``link`` recorded with the operation that does its import or export, due at once
+    (no request delivers long work: the worker's lane takes it)."""
     session.add(link)
     session.flush()
     operation = enqueue(
         session,
-        kind=EXPORT,
-        provider=provider_name,
+        kind=kind,
+        provider=link.provider,
         capability=Capability.REGISTRY.value,
-        idempotency_key=f"model-{model.id}-export-{uuid.uuid4().hex}",
-        payload={"modelId": model.id, "linkId": link.id},
+        idempotency_key=key,
+        payload={"modelId": link.model_id, "linkId": link.id},
         resource_type=RESOURCE,
-        resource_id=model.id,
+        resource_id=link.model_id,
     )
     operation.next_attempt_at = utcnow()
     link.operation_id = operation.id
     session.flush()
-    return link, operation
+    return operation
 
 
 def deliver_export(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, Any] | None:

@@ -34,8 +34,6 @@ from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
 from llmops.services import catalog
 from llmops.services.pagination import Page, paginate
-from llmops.services.registry import FAILED as IMPORT_FAILED
-from llmops.services.registry import IMPORTING
 
 DEPLOY = "endpoint.deploy"
 UPDATE = "deployment.update"
@@ -282,9 +280,9 @@ def get_deployment(
 def _servable_uri(model: CatalogModel) -> str:
     """Where a framework loads ``model`` from: its ``uri``; 409 while a registry import
     is still bringing its files, or after it failed; 422 when it has none."""
-    if model.status == IMPORTING:
+    if model.status == catalog.IMPORTING:
         raise Conflict(f"model {model.name} is still importing: deploy it once its status is ready")
-    if model.status == IMPORT_FAILED:
+    if model.status == catalog.IMPORT_FAILED:
         raise Conflict(f"model {model.name} failed to import: import it again to deploy it")
     if not model.uri:
         raise InvalidRequest("the model has no uri: give modelUri", parameter="modelUri")

@@ -27,7 +27,7 @@ from llmops.db.models import (
 )
 from llmops.errors import Conflict, InvalidRequest
 from llmops.integrations import IntegrationRuntime
-from llmops.services import catalog, experiments, pipelines
+from llmops.services import catalog, dataset_versions, experiments, pipelines
 from llmops.services.jobs import get_job
 from llmops.services.pagination import Page, paginate
 
@@ -58,12 +58,7 @@ def submit_job(
     if dataset_id is not None:
         catalog.get_dataset(session=session, dataset_id=dataset_id)
         # the job trains on the dataset as it is now: its latest version, for the lineage
-        pinned = session.scalars(
-            select(DatasetVersion)
-            .where(DatasetVersion.dataset_id == dataset_id)
-            .order_by(DatasetVersion.number.desc())
-            .limit(1)
-        ).first()
+        pinned = dataset_versions.latest_version(session, dataset_id)
     hyperparameters = hyperparameters or {}
     job = TrainingJob(
         name=name,
