@@ -140,12 +140,14 @@ def test_every_node_carries_a_label_and_the_page_that_shows_it(
     by_key = {n.key: n for n in graph.nodes}
     assert by_key[f"dataset-version:{story.v2}"].label == "reviews v2"
     assert by_key[f"dataset-version:{story.v2}"].page == (
-        f"/catalog/datasets/{story.dataset}?version={story.v2}"
+        f"/datasets/{story.dataset}?version={story.v2}"
     )
     assert by_key[f"training-job:{story.job}"].page == f"/training/{story.job}"
     assert by_key[f"model:{story.trained}"].label == "tune 1"
     assert by_key[f"serving-endpoint:{story.endpoint}"].page == f"/serving/{story.endpoint}"
     assert by_key[f"experiment-run:{story.run}"].label == "tune / tune-1"
+    assert by_key[f"experiment-run:{story.run}"].page is None  # shown on its job's page
+    assert by_key[f"model:{story.trained}"].page == f"/models/{story.trained}"
 
 
 def test_a_graph_larger_than_the_limit_is_cut_and_says_so(session: Session, story: Story) -> None:

@@ -45,13 +45,13 @@ KINDS = (
     "model",
     "serving-endpoint",
 )
-#: the console page of each kind's node
+#: the console page of each kind's node (an experiment run has none of its own: its
+#: training job's page shows it)
 PAGES = {
-    "dataset": "/catalog/datasets/{id}",
+    "dataset": "/datasets/{id}",
     "training-job": "/training/{id}",
-    "pipeline": "/workflows/pipelines/{id}",
-    "experiment-run": "/experiments/runs/{id}",
-    "model": "/catalog/models/{id}",
+    "pipeline": "/pipelines/{id}",
+    "model": "/models/{id}",
     "serving-endpoint": "/serving/{id}",
 }
 T = TypeVar("T")
@@ -133,10 +133,7 @@ def _dataset(row: Dataset) -> Node:
 
 def _version(row: DatasetVersion, dataset_name: str | None = None) -> Node:
     label = f"{dataset_name} v{row.number}" if dataset_name else f"v{row.number}"
-    node = _node("dataset-version", row.id, label)
-    return Node(
-        node.kind, node.id, node.label, f"/catalog/datasets/{row.dataset_id}?version={row.id}"
-    )
+    return Node("dataset-version", row.id, label, f"/datasets/{row.dataset_id}?version={row.id}")
 
 
 def _job(row: TrainingJob) -> Node:
