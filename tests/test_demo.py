@@ -103,6 +103,7 @@ def test_the_demo_goes_from_the_shipped_sample_to_a_streamed_chat(
     assert job["datasetVersionId"] == versioned[1]
     assert job["outputModelIds"] == [model["id"]]
     node = f"serving-endpoint:{endpoint['id']}"
+    assert f"{platform.url}/lineage?node={node}" in output  # the console's graph
     assert f"{platform.url}/llm-ops/v1/lineage?node={node}" in output
     graph = platform.api.get(f"{API}/lineage", params={"node": node}).json()
     edges = {(e["source"], e["target"], e["relation"]) for e in graph["edges"]}

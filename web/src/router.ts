@@ -66,6 +66,19 @@ const routes: RouteRecordRaw[] = [
     props: true,
     meta: { title: "Dataset" },
   },
+  {
+    path: "/datasets/:id/compare",
+    name: "dataset-compare",
+    component: () => import("@/pages/catalog/DatasetComparePage.vue"),
+    props: true,
+    meta: { title: "Compare dataset versions" },
+  },
+  {
+    path: "/lineage",
+    name: "lineage",
+    component: () => import("@/pages/lineage/LineagePage.vue"),
+    meta: { title: "Lineage" },
+  },
   // training
   {
     path: "/training",

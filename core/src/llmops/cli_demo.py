@@ -328,7 +328,8 @@ def demo(
     click.echo(f"  chat           {base}/serving/{endpoint['id']}/chat")
     if version is not None:
         node = f"serving-endpoint:{endpoint['id']}"
-        click.echo(f"  lineage        {base}/llm-ops/v1/lineage?node={node}")
+        click.echo(f"  lineage        {base}/lineage?node={node}")
+        click.echo(f"  lineage (API)  {base}/llm-ops/v1/lineage?node={node}")
     click.echo("Call it with the OpenAI SDK:")
     click.echo(
         "  from openai import OpenAI\n"

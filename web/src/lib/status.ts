@@ -16,6 +16,7 @@ const TONES: Record<string, Tone> = {
   deploying: "running",
   retrying: "warning",
   succeeded: "success",
+  pushed: "success",
   finished: "success",
   ready: "success",
   healthy: "success",
