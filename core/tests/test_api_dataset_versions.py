@@ -407,3 +407,115 @@ def test_without_a_versioning_plugin_uploads_make_no_version_and_asking_for_one_
     assert uploaded["version"] is None
     assert uploaded["degraded"] is False
     assert asked.status_code == 409, asked.text
+
+
+def _pipeline_done(client: TestClient, api: str, pipeline_id: str) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body: dict[str, Any] = client.get(f"{api}/workflows/pipelines/{pipeline_id}").json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    result: dict[str, Any] = wait_for(done, what=f"pipeline {pipeline_id} to finish")
+    return result
+
+
+def test_a_pipeline_pins_the_versions_it_reads_and_the_versions_its_stages_write(
+    memvc: Platform, api: str
+) -> None:
+    client, _ = memvc
+    raw = make_dataset(client, api)
+    clean = make_dataset(client, api, name="clean")
+    v1 = upload(client, api, raw, "train.jsonl", jsonl(*ROWS))["version"]
+    v2 = upload(client, api, raw, "train.jsonl", jsonl(*ROWS[:3]))["version"]
+
+    created = client.post(
+        f"{api}/workflows/pipelines",
+        json={
+            "name": "clean-reviews",
+            "stages": [{"name": "clean", "command": ["sh", "-c", "echo run $LLMOPS_PIPELINE_ID"]}],
+            "inputs": [{"datasetId": raw}, {"datasetId": raw, "version": "1"}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    pipeline = created.json()
+    # what the stage would do with its LLMOPS_PIPELINE_ID: upload, and make a version
+    wrote = client.post(
+        f"{api}/catalog/datasets/{clean}/files",
+        params={"pipelineId": pipeline["id"]},
+        files={"file": ("clean.jsonl", jsonl(*ROWS[:2]))},
+    )
+    tagged = client.post(
+        f"{api}/catalog/datasets/{clean}/versions",
+        json={"message": "checked", "pipelineId": pipeline["id"]},
+    )
+    finished = _pipeline_done(client, api, pipeline["id"])
+    logs = client.get(f"{api}/workflows/pipelines/{pipeline['id']}/logs?stage=clean").json()
+    graph = client.get(f"{api}/lineage", params={"node": f"pipeline:{pipeline['id']}"}).json()
+
+    assert [(i["datasetId"], i["versionId"], i["number"]) for i in pipeline["inputs"]] == [
+        (raw, v2["id"], 2),  # the latest when it was submitted
+        (raw, v1["id"], 1),
+    ]
+    assert finished["inputs"] == pipeline["inputs"]
+    assert f"run {pipeline['id']}" in logs["items"][0]["text"]
+    assert wrote.status_code == 201, wrote.text
+    assert wrote.json()["version"]["pipelineId"] == pipeline["id"]
+    assert tagged.status_code == 200, tagged.text  # nothing changed: the upload's version
+    edges = {(e["source"], e["target"], e["relation"]) for e in graph["edges"]}
+    node = f"pipeline:{pipeline['id']}"
+    assert {
+        (f"dataset-version:{v1['id']}", node, "read-by"),
+        (f"dataset-version:{v2['id']}", node, "read-by"),
+        (node, f"dataset-version:{wrote.json()['version']['id']}", "wrote"),
+    } <= edges
+    from_version = client.get(f"{api}/lineage", params={"node": f"dataset-version:{v1['id']}"})
+    assert (f"dataset-version:{v1['id']}", node, "read-by") in {
+        (e["source"], e["target"], e["relation"]) for e in from_version.json()["edges"]
+    }
+
+
+@pytest.mark.parametrize(
+    ("inputs", "says"),
+    [
+        ([{"datasetId": "nope"}], "inputs[0]: no dataset with id 'nope'"),
+        ([{"datasetId": "{raw}", "version": "7"}], "has no version '7'"),
+        ([{"datasetId": "{empty}"}], "has no version yet"),
+    ],
+)
+def test_a_pipeline_whose_inputs_name_no_version_is_refused_and_nothing_is_submitted(
+    memvc: Platform, api: str, inputs: list[dict[str, str]], says: str
+) -> None:
+    client, _ = memvc
+    raw = make_dataset(client, api)
+    empty = make_dataset(client, api, name="empty")
+    upload(client, api, raw, "train.jsonl", jsonl(*ROWS))
+    body = json.loads(json.dumps(inputs).replace("{raw}", raw).replace("{empty}", empty))
+
+    refused = client.post(
+        f"{api}/workflows/pipelines",
+        json={"name": "reads", "stages": [{"name": "a", "command": ["true"]}], "inputs": body},
+    )
+
+    assert refused.status_code == 422, refused.text
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert says in refused.json()["detail"]
+    assert client.get(f"{api}/workflows/pipelines").json()["items"] == []
+
+
+def test_a_version_naming_a_pipeline_that_does_not_exist_is_refused_and_stores_nothing(
+    memvc: Platform, api: str
+) -> None:
+    client, _ = memvc
+    dataset = make_dataset(client, api)
+
+    uploaded = client.post(
+        f"{api}/catalog/datasets/{dataset}/files",
+        params={"pipelineId": "nope"},
+        files={"file": ("train.jsonl", jsonl(*ROWS))},
+    )
+    asked = client.post(f"{api}/catalog/datasets/{dataset}/versions", json={"pipelineId": "nope"})
+
+    assert (uploaded.status_code, asked.status_code) == (422, 422), (uploaded.text, asked.text)
+    assert "no pipeline nope" in uploaded.json()["detail"]
+    shown = client.get(f"{api}/catalog/datasets/{dataset}").json()
+    assert shown["files"] == []
+    assert client.get(f"{api}/catalog/datasets/{dataset}/versions").json()["items"] == []

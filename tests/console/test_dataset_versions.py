@@ -299,3 +299,47 @@ def test_with_the_remote_away_an_upload_says_degraded_and_the_version_is_pushed_
     wait_for(pushed, timeout=60, what="the version pushed once the remote is back")
     page = tab.open(f"/datasets/{ds}", "dataset")
     expect(page.get_by_test_id("version-row").first.get_by_text("pushed")).to_be_visible()
+
+
+def test_a_pipeline_shows_the_versions_it_reads_and_writes_and_its_lineage_graph(
+    tab: Console, server: ConsoleServer, unique: Callable[[str], str]
+) -> None:
+    raw_name = unique("raw")
+    raw = _dataset(server, raw_name)
+    read = _upload(server, raw, "train.jsonl", jsonl(ROWS))
+    clean = _dataset(server, unique("clean"))
+    created = server.api.post(
+        f"{API}/workflows/pipelines",
+        json={
+            "name": unique("clean"),
+            "stages": [{"name": "clean", "command": ["true"]}],
+            "inputs": [{"datasetId": raw}],
+        },
+    )
+    assert created.status_code == 201, created.text
+    pipeline = created.json()
+    # what its stage does with LLMOPS_PIPELINE_ID: the upload names the pipeline
+    wrote = server.api.post(
+        f"{DATASETS}/{clean}/files",
+        params={"pipelineId": pipeline["id"]},
+        files={"file": ("clean.jsonl", jsonl(ROWS[:5]))},
+    )
+    assert wrote.status_code == 201, wrote.text
+    written = wrote.json()["version"]
+
+    tab.sign_in("viewer")
+    page = tab.open(f"/pipelines/{pipeline['id']}", "pipeline")
+    expect(page.get_by_test_id("pipeline-inputs")).to_have_text(f"{raw_name} · version 1")
+    page.get_by_test_id("pipeline-lineage").click()
+    tab.wait_ready("lineage")
+    graph = page.get_by_test_id("lineage-graph")
+    expect(graph.locator(f'[data-node="dataset-version:{read["id"]}"]')).to_be_visible()
+    expect(graph.locator(f'[data-node="dataset-version:{written["id"]}"]')).to_be_visible()
+    relations = [edge.text_content() for edge in graph.get_by_test_id("lineage-edge").all()]
+    assert {"read-by", "wrote"} <= set(relations), relations
+    tab.screenshot("lineage-of-a-pipeline")
+
+    page = tab.open(f"/datasets/{clean}", "dataset")
+    page.get_by_test_id("written-by").click()
+    tab.wait_ready("pipeline")
+    expect(page).to_have_url(f"{server.url}/pipelines/{pipeline['id']}")

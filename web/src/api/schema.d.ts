@@ -1500,6 +1500,11 @@ export type components = {
              */
             message: string;
             /**
+             * Pipelineid
+             * @description the pipeline whose stage makes the version (its LLMOPS_PIPELINE_ID): the lineage graph shows that the pipeline wrote it
+             */
+            pipelineId?: string | null;
+            /**
              * Tags
              * @description name -> value (names: letters, digits and ._:/-; values up to 256)
              */
@@ -1578,6 +1583,11 @@ export type components = {
              * @description the version before it
              */
             parentId: string | null;
+            /**
+             * Pipelineid
+             * @description the pipeline that wrote it
+             */
+            pipelineId?: string | null;
             /**
              * Provider
              * @description the versioning plugin that keeps it
@@ -2963,6 +2973,11 @@ export type components = {
              * @description "local": should the orchestrator be unavailable when the pipeline is submitted (its circuit open, the tool down), run it on the built-in local executor instead: its provider becomes "local", and its message, the answer and the audit log say why. Never for a refusal by the orchestrator, and only while the platform knows the orchestrator never received it (after a timeout it waits instead, so it cannot run twice). null (the default): the submission waits in the retry queue for the orchestrator (202)
              */
             fallback?: "local" | null;
+            /**
+             * Inputs
+             * @description the dataset versions the pipeline reads, recorded in the lineage graph; a stage that makes a version passes its LLMOPS_PIPELINE_ID as pipelineId, and the graph shows that the pipeline wrote it
+             */
+            inputs?: components["schemas"]["PipelineInputIn"][];
             /** Labels */
             labels?: {
                 [key: string]: string;
@@ -2978,6 +2993,28 @@ export type components = {
             provider?: string | null;
             /** Stages */
             stages: components["schemas"]["StageIn"][];
+        };
+        /**
+         * PipelineInputIn
+         * @description A dataset the pipeline reads, at a version (for the lineage graph).
+         */
+        PipelineInputIn: {
+            /** Datasetid */
+            datasetId: string;
+            /**
+             * Version
+             * @description the version's id or number (3, v3); null: the dataset's latest version when the pipeline is submitted, pinned
+             */
+            version?: string | null;
+        };
+        /** PipelineInputOut */
+        PipelineInputOut: {
+            /** Datasetid */
+            datasetId: string;
+            /** Number */
+            number: number;
+            /** Versionid */
+            versionId: string;
         };
         /** PipelineOut */
         PipelineOut: {
@@ -3005,6 +3042,11 @@ export type components = {
             finishedAt: string | null;
             /** Id */
             id: string;
+            /**
+             * Inputs
+             * @description the dataset versions it reads, as pinned
+             */
+            inputs?: components["schemas"]["PipelineInputOut"][];
             /** Message */
             message: string;
             /** Name */
@@ -5049,6 +5091,8 @@ export interface operations {
             query?: {
                 /** @description unpack a .zip/.tar archive after checks */
                 extract?: boolean;
+                /** @description the pipeline whose stage uploads (its LLMOPS_PIPELINE_ID): the version the upload makes records that the pipeline wrote it */
+                pipelineId?: string | null;
             };
             header?: never;
             path: {

@@ -354,6 +354,28 @@ FALLBACK_DESCRIPTION = (
 )
 
 
+#: The most dataset versions one pipeline may name as its inputs.
+MAX_PIPELINE_INPUTS = 20
+
+
+class PipelineInputIn(Input):
+    """A dataset the pipeline reads, at a version (for the lineage graph)."""
+
+    dataset_id: str = Field(max_length=REF_LENGTH)
+    version: str | None = Field(
+        default=None,
+        max_length=REF_LENGTH,
+        description="the version's id or number (3, v3); null: the dataset's latest version "
+        "when the pipeline is submitted, pinned",
+    )
+
+
+class PipelineInputOut(ApiModel):
+    dataset_id: str
+    version_id: str
+    number: int
+
+
 class PipelineCreate(Input):
     name: str = Field(min_length=1, max_length=NAME_LENGTH)
     stages: list[StageIn] = Field(min_length=1, max_length=MAX_STAGES)
@@ -363,6 +385,13 @@ class PipelineCreate(Input):
         default=None, max_length=PROVIDER_LENGTH, description="orchestrator; the default if null"
     )
     fallback: Literal["local"] | None = Field(default=None, description=FALLBACK_DESCRIPTION)
+    inputs: list[PipelineInputIn] = Field(
+        default_factory=list,
+        max_length=MAX_PIPELINE_INPUTS,
+        description="the dataset versions the pipeline reads, recorded in the lineage graph; "
+        "a stage that makes a version passes its LLMOPS_PIPELINE_ID as pipelineId, and the "
+        "graph shows that the pipeline wrote it",
+    )
 
 
 class StageSpecOut(ApiModel):
@@ -423,6 +452,9 @@ class PipelineOut(Degradable):
         default=None,
         description="the orchestrator the pipeline was meant for, when it ran on the local "
         "executor instead because that one was unavailable (see fallback)",
+    )
+    inputs: list[PipelineInputOut] = Field(
+        default_factory=list, description="the dataset versions it reads, as pinned"
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from llmops.api.schemas import ApiModel, DatasetOut, Degradable, Input
+from llmops.api.schemas import REF_LENGTH, ApiModel, DatasetOut, Degradable, Input
 
 TagName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/-]+$")]
 TagValue = Annotated[str, Field(max_length=256)]
@@ -19,6 +19,12 @@ class DatasetVersionCreate(Input):
         default_factory=dict,
         max_length=32,
         description="name -> value (names: letters, digits and ._:/-; values up to 256)",
+    )
+    pipeline_id: str | None = Field(
+        default=None,
+        max_length=REF_LENGTH,
+        description="the pipeline whose stage makes the version (its LLMOPS_PIPELINE_ID): the "
+        "lineage graph shows that the pipeline wrote it",
     )
 
 
@@ -45,6 +51,7 @@ class DatasetVersionOut(Degradable):
         "tool keeps no remote)",
     )
     push_operation_id: str | None = None
+    pipeline_id: str | None = Field(default=None, description="the pipeline that wrote it")
     created_at: datetime
 
     @field_validator("tags", mode="before")

@@ -159,6 +159,17 @@ class DatasetVersion(Base):
     push_operation_id: Mapped[str | None] = mapped_column(String(32))
     #: the version whose content a restore brought back
     restored_from_id: Mapped[str | None] = mapped_column(String(32))
+    #: the pipeline whose stage made it (``pipelineId`` of the request)
+    pipeline_id: Mapped[str | None] = mapped_column(String(32), index=True)
+
+
+class PipelineInput(Base):
+    """A dataset version a pipeline reads, pinned when the pipeline was submitted."""
+
+    __tablename__ = "pipeline_inputs"
+
+    pipeline_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    dataset_version_id: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
 
 
 class TrainingJob(Timestamped, Base):

@@ -35,7 +35,7 @@ from llmops.capabilities.versioning import (
     VersioningProvider,
     VersionSpec,
 )
-from llmops.db.models import DatasetVersion, Operation, utcnow
+from llmops.db.models import DatasetVersion, Operation, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, InvalidRequest, NotFound
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, enqueue
@@ -97,13 +97,19 @@ def create_version(
     tags: dict[str, str] | None = None,
     idempotency_key: str | None = None,
     restored_from: DatasetVersion | None = None,
+    pipeline_id: str | None = None,
 ) -> MadeVersion:
     """Version the dataset's files as they are now and commit the row (with its push in
     the outbox when the tool keeps a remote). The caller delivers ``push``.
 
+    :param pipeline_id: the pipeline whose stage makes it (the version records that the
+        pipeline wrote it; files that did not change give back the version they are).
     :raises NoProviderEnabled: no versioning plugin is on (409).
+    :raises InvalidRequest: ``pipeline_id`` names no pipeline.
     """
     dataset = catalog.get_dataset(session=session, dataset_id=dataset_id)
+    if pipeline_id is not None and session.get(WorkflowPipeline, pipeline_id) is None:
+        raise InvalidRequest(f"there is no pipeline {pipeline_id}", parameter="pipelineId")
     provider_name, provider = runtime.versioning_provider()
     source = catalog.dataset_dir(storage_root, dataset.id)
     source.mkdir(parents=True, exist_ok=True)
@@ -145,6 +151,7 @@ def create_version(
             author_key_id=principal.key_id if principal is not None else None,
             tags=dict(tags or {}),
             restored_from_id=restored_from.id if restored_from is not None else None,
+            pipeline_id=pipeline_id,
         )
         session.add(row)
         session.flush()

@@ -1,6 +1,7 @@
 """One lineage graph for the whole platform (US5): dataset versions, the training jobs
 that trained on them, the jobs' pipelines and experiment runs, the models they produced,
-and the endpoints serving those models, read from the platform's own rows.
+the endpoints serving those models, and the pipelines that read or wrote a version, read
+from the platform's own rows.
 
 A node is named ``<kind>:<id>``; the graph is walked both ways from the node asked for,
 breadth first, up to a number of nodes. Edges point the way data flows:
@@ -12,6 +13,8 @@ breadth first, up to a number of nodes. Edges point the way data flows:
 * ``training-job`` -> ``pipeline``: ``ran-as``; -> ``experiment-run``: ``tracked-by``;
   -> ``model``: ``produced`` (the model registered from the job's output)
 * ``model`` -> ``serving-endpoint``: ``served-by``
+* ``dataset-version`` -> ``pipeline``: ``read-by`` (an input the pipeline pinned);
+  ``pipeline`` -> ``dataset-version``: ``wrote`` (a version its stage made)
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from llmops.db.models import (
     Dataset,
     DatasetVersion,
     ExperimentRun,
+    PipelineInput,
     ServingEndpoint,
     TrainingJob,
     WorkflowPipeline,
@@ -240,6 +244,15 @@ def _from_version(session: Session, node: Node) -> Iterable[tuple[Edge, Node]]:
         select(TrainingJob).where(TrainingJob.dataset_version_id == version.id)
     ):
         yield _out(node, _job(job), "trained")
+    for pipeline in session.scalars(
+        select(WorkflowPipeline)
+        .join(PipelineInput, PipelineInput.pipeline_id == WorkflowPipeline.id)
+        .where(PipelineInput.dataset_version_id == version.id)
+    ):
+        yield _out(node, _pipeline(pipeline), "read-by")
+    writer = session.get(WorkflowPipeline, version.pipeline_id) if version.pipeline_id else None
+    if writer is not None:
+        yield _in(node, _pipeline(writer), "wrote")
 
 
 def _from_job(session: Session, node: Node) -> Iterable[tuple[Edge, Node]]:
@@ -277,6 +290,16 @@ def produced_models(session: Session, job_id: str) -> list[CatalogModel]:
 def _from_pipeline(session: Session, node: Node) -> Iterable[tuple[Edge, Node]]:
     for job in session.scalars(select(TrainingJob).where(TrainingJob.pipeline_id == node.id)):
         yield _in(node, _job(job), "ran-as")
+    for read in session.scalars(
+        select(DatasetVersion)
+        .join(PipelineInput, PipelineInput.dataset_version_id == DatasetVersion.id)
+        .where(PipelineInput.pipeline_id == node.id)
+    ):
+        yield _in(node, _version(read, _dataset_name(session, read)), "read-by")
+    for written in session.scalars(
+        select(DatasetVersion).where(DatasetVersion.pipeline_id == node.id)
+    ):
+        yield _out(node, _version(written, _dataset_name(session, written)), "wrote")
 
 
 def _from_run(session: Session, node: Node) -> Iterable[tuple[Edge, Node]]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import Session
 
 from llmops.auth import Principal
@@ -31,7 +31,14 @@ from llmops.capabilities.orchestration import (
     StageState,
     validate_pipeline,
 )
-from llmops.db.models import Operation, TrainingJob, WorkflowPipeline, utcnow
+from llmops.db.models import (
+    DatasetVersion,
+    Operation,
+    PipelineInput,
+    TrainingJob,
+    WorkflowPipeline,
+    utcnow,
+)
 from llmops.errors import (
     Conflict,
     IntegrationUnavailable,
@@ -58,7 +65,7 @@ from llmops.resilience.outbox import (
     requeue,
 )
 from llmops.secrets import SecretKeyError
-from llmops.services import audit
+from llmops.services import audit, catalog, dataset_versions
 from llmops.services.api_keys import Role, revoke_job_tokens
 from llmops.services.experiments import finish_job_run, job_run_environment
 from llmops.services.jobs import job_secret_env
@@ -89,6 +96,10 @@ LOCAL = "local"
 #: caller's opt-in to the fallback, and, once it was used, from where and why.
 FALLBACK = "fallback"
 FELL_BACK = "fellBackFrom"
+#: Where a pipeline's spec keeps its pinned inputs (datasetId, versionId, number).
+INPUTS = "inputs"
+#: Each stage's variable naming its pipeline.
+PIPELINE_ID_ENV = "LLMOPS_PIPELINE_ID"
 #: How a client says it could not connect: the request was never sent.
 _CONNECT_FAILURES = frozenset(
     {"ConnectError", "ConnectTimeout", "ConnectTimeoutError", "NewConnectionError"}
@@ -106,6 +117,7 @@ def submit_pipeline(
     provider: str | None = None,
     training_job_id: str | None = None,
     fallback: str | None = None,
+    inputs: Sequence[tuple[str, str | None]] = (),
 ) -> tuple[WorkflowPipeline, Operation]:
     """Record the pipeline and its submission in the outbox (the caller commits, then
     delivers: see :mod:`llmops.services.writes`).
@@ -113,10 +125,19 @@ def submit_pipeline(
     :param fallback: ``"local"``: should the orchestrator be unavailable when the
         submission is delivered, run the pipeline on the local executor instead (see
         :func:`deliver_submit`); None: wait for the orchestrator.
+    :param inputs: (dataset id, version id or number, or None for the latest) of each
+        dataset the pipeline reads: pinned now, for the lineage graph.
+    :raises InvalidRequest: an input names no dataset, no version of it, or a dataset
+        that has no version yet.
     """
     validate_pipeline(spec)
     provider_name, _ = runtime.orchestration_provider(provider)
+    pinned = _pin_inputs(session, inputs)
     stored = spec.model_dump(mode="json", exclude={"secret_env"})
+    if pinned:
+        stored[INPUTS] = [
+            {"datasetId": v.dataset_id, "versionId": v.id, "number": v.number} for v in pinned
+        ]
     if fallback is not None:
         if fallback != LOCAL:
             raise InvalidRequest(
@@ -136,6 +157,7 @@ def submit_pipeline(
     )
     session.add(row)
     session.flush()
+    session.add_all(PipelineInput(pipeline_id=row.id, dataset_version_id=v.id) for v in pinned)
     operation = enqueue(
         session,
         kind=SUBMIT,
@@ -147,6 +169,35 @@ def submit_pipeline(
         resource_id=row.id,
     )
     return row, operation
+
+
+def _pin_inputs(session: Session, inputs: Sequence[tuple[str, str | None]]) -> list[DatasetVersion]:
+    pinned: dict[str, DatasetVersion] = {}
+    for index, (dataset_id, version) in enumerate(inputs):
+        where = f"inputs[{index}]"
+        try:
+            if version is None:
+                catalog.get_dataset(session=session, dataset_id=dataset_id)
+                row = dataset_versions.latest_version(session, dataset_id)
+            else:
+                row = dataset_versions.get_version(
+                    session=session, dataset_id=dataset_id, version_id=version
+                )
+        except NotFound as exc:
+            raise InvalidRequest(f"{where}: {exc.detail}", parameter="inputs") from exc
+        if row is None:
+            raise InvalidRequest(
+                f"{where}: dataset {dataset_id} has no version yet: upload a file into it or "
+                "make one (POST /catalog/datasets/{datasetId}/versions) first",
+                parameter="inputs",
+            )
+        pinned.setdefault(row.id, row)
+    return list(pinned.values())
+
+
+def pipeline_inputs(row: WorkflowPipeline) -> list[dict[str, Any]]:
+    """The dataset versions the pipeline reads, as pinned: datasetId, versionId, number."""
+    return list(row.spec.get(INPUTS) or [])
 
 
 def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, object] | None:
@@ -163,7 +214,16 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
             "idempotency_key": delivery.operation.idempotency_key,
         }
     )
-    spec = spec.model_copy(update={"labels": {**spec.labels, PIPELINE_ID_LABEL: row.id}})
+    spec = spec.model_copy(
+        update={
+            "labels": {**spec.labels, PIPELINE_ID_LABEL: row.id},
+            # a stage that makes a dataset version names its pipeline with it (pipelineId)
+            "stages": [
+                s.model_copy(update={"env": {PIPELINE_ID_ENV: row.id, **s.env}})
+                for s in spec.stages
+            ],
+        }
+    )
     if row.training_job_id is not None:
         # the job's token first: the tracker's variables may hand it on (JobAccess)
         job_secrets = job_secret_env(session=session, job_id=row.training_job_id)
@@ -671,6 +731,7 @@ def delete_pipeline(*, session: Session, runtime: IntegrationRuntime, pipeline_i
         raise Conflict("this pipeline runs a training job: cancel the job instead")
     if row.status not in TERMINAL and row.external_id is not None:
         _orchestrator(runtime, row).cancel(row.external_id)
+    session.execute(delete(PipelineInput).where(PipelineInput.pipeline_id == row.id))
     session.delete(row)
     session.flush()
 

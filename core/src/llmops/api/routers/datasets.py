@@ -29,8 +29,8 @@ from llmops.api.schemas_datasets import (
     UploadResult,
 )
 from llmops.api.security import add_audit_details
-from llmops.db.models import DatasetVersion
-from llmops.errors import LlmopsError
+from llmops.db.models import DatasetVersion, WorkflowPipeline
+from llmops.errors import InvalidRequest, LlmopsError
 from llmops.platform import Platform
 from llmops.services import catalog, dataset_versions
 from llmops.services.dataset_versions import MadeVersion
@@ -91,8 +91,19 @@ def upload_dataset_file(
     platform: PlatformDep,
     file: Annotated[UploadFile, File(description="the file; an archive with extract=true")],
     extract: Annotated[bool, Query(description="unpack a .zip/.tar archive after checks")] = False,
+    pipelineId: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="the pipeline whose stage uploads (its LLMOPS_PIPELINE_ID): the version "
+            "the upload makes records that the pipeline wrote it",
+        ),
+    ] = None,
 ) -> UploadResult:
     settings = platform.settings
+    if pipelineId is not None and session.get(WorkflowPipeline, pipelineId) is None:
+        # refused before a byte is stored
+        raise InvalidRequest(f"there is no pipeline {pipelineId}", parameter="pipelineId")
     dataset, written = catalog.upload_dataset_file(
         session=session,
         dataset_id=datasetId,
@@ -115,6 +126,7 @@ def upload_dataset_file(
             storage_root=settings.storage_dir,
             dataset_id=dataset.id,
             message=f"Upload {', '.join(written[:3])}" + (" ..." if len(written) > 3 else ""),
+            pipeline_id=pipelineId,
         )
     except LlmopsError as exc:
         session.rollback()
@@ -195,6 +207,7 @@ def create_dataset_version(
         message=body.message,
         tags=body.tags,
         idempotency_key=request.headers.get("Idempotency-Key"),
+        pipeline_id=body.pipeline_id,
     )
     add_audit_details(request, versionId=made.version.id, number=made.version.number)
     if not made.created:

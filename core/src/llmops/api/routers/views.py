@@ -6,9 +6,21 @@ from typing import TypeVar
 
 from fastapi import Response
 
-from llmops.api.schemas import Degradable, PipelineOut, PipelineSpecOut, StageOut, TrainingJobOut
+from llmops.api.schemas import (
+    Degradable,
+    PipelineInputOut,
+    PipelineOut,
+    PipelineSpecOut,
+    StageOut,
+    TrainingJobOut,
+)
 from llmops.db.models import TrainingJob
-from llmops.services.pipelines import PipelineView, fallback_note, fell_back_from
+from llmops.services.pipelines import (
+    PipelineView,
+    fallback_note,
+    fell_back_from,
+    pipeline_inputs,
+)
 from llmops.services.writes import WriteResult
 
 T = TypeVar("T", bound=Degradable)
@@ -34,6 +46,7 @@ def pipeline_out(view: PipelineView) -> PipelineOut:
         finished_at=row.finished_at,
         synced_at=row.synced_at,
         fell_back_from=fell_back_from(row),
+        inputs=[PipelineInputOut.model_validate(i) for i in pipeline_inputs(row)],
         degraded=view.stale,
         degraded_reason=(f"showing the last known state: {view.reason}" if view.stale else None),
     )

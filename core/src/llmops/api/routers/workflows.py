@@ -52,6 +52,7 @@ def create_pipeline(
         spec=spec,
         provider=body.provider,
         fallback=body.fallback,
+        inputs=[(i.dataset_id, i.version) for i in body.inputs],
     )
     result = commit_and_deliver(
         session=session,
