@@ -119,9 +119,9 @@ def test_a_stage_gets_what_it_declared_and_the_allow_list_never_the_servers_envi
     assert env["HF_HOME"] == "/srv/hf"  # the operator's inherit_env
     assert "canary-server-environment" not in log
     assert "canary-aws" not in log
-    assert not [
-        name for name in env if name.startswith("LLMOPS_") and name != "LLMOPS_EXECUTOR_RUN_ID"
-    ]
+    assert env["LLMOPS_PIPELINE_ID"] == ended["id"]  # the platform's, for pipelineId
+    given = {"LLMOPS_EXECUTOR_RUN_ID", "LLMOPS_PIPELINE_ID"}
+    assert not [name for name in env if name.startswith("LLMOPS_") and name not in given]
 
 
 def test_a_jobs_token_is_scrubbed_from_its_log_on_disk_and_in_the_answer(
