@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import shutil
 import threading
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,7 +44,7 @@ from llmops.plugins.info import PluginInfo
 VERSIONS = {}
 #: version ids the remote holds, and how many times each was uploaded
 REMOTE = {}
-STATE = {"remote_down": False}
+STATE = {"remote_down": False, "delay": 0.0}
 COUNTER = itertools.count(1)
 LOCK = threading.Lock()
 
@@ -51,7 +52,7 @@ LOCK = threading.Lock()
 def reset():
     VERSIONS.clear()
     REMOTE.clear()
-    STATE.update(remote_down=False)
+    STATE.update(remote_down=False, delay=0.0)
 
 
 def _read(folder):
@@ -84,6 +85,7 @@ def _find(dataset_id, version_id):
 
 class MemVersioner:
     def create_version(self, spec):
+        time.sleep(STATE["delay"])
         files = _read(spec.source_path)
         with LOCK:
             history = VERSIONS.setdefault(spec.dataset_id, [])
@@ -519,3 +521,26 @@ def test_a_version_naming_a_pipeline_that_does_not_exist_is_refused_and_stores_n
     shown = client.get(f"{api}/catalog/datasets/{dataset}").json()
     assert shown["files"] == []
     assert client.get(f"{api}/catalog/datasets/{dataset}/versions").json()["items"] == []
+
+
+def test_a_version_that_takes_longer_than_a_tool_call_may_is_still_made(
+    install: PluginInstaller,
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
+    api: str,
+) -> None:
+    """Versioning a large dataset takes as long as its bytes need: its calls have the long
+    work's deadline, not provider_timeout_seconds."""
+    module = install("memvc", PLUGIN)
+    settings = make_settings(plugins="memvc", provider_timeout_seconds=0.2)
+    with TestClient(create_app(settings)) as client:
+        authenticate(client)
+        plugin = sys.modules[module]
+        plugin.reset()
+        plugin.STATE["delay"] = 0.5
+        dataset = make_dataset(client, api)
+
+        uploaded = upload(client, api, dataset, "train.jsonl", jsonl(*ROWS))
+
+    assert uploaded["degraded"] is False, uploaded
+    assert uploaded["version"]["number"] == 1

@@ -53,8 +53,9 @@ class CoreSettings(BaseSettings):
     long_work_timeout_seconds: float = Field(
         default=4 * 3600.0,
         gt=0,
-        description="deadline of one call of long work the worker delivers (a model import "
-        "or export): past it, the call is given up and retried",
+        description="deadline of one call of long work (a model import or export the "
+        "worker delivers; a dataset version's create, restore, diff or push): past it, the "
+        "call is given up and retried",
     )
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_reset_seconds: float = Field(default=30.0, gt=0)

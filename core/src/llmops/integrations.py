@@ -576,9 +576,15 @@ class IntegrationRuntime:
             guarded = guarded.with_deadline(deadline)
         return found, cast(RegistryProvider, guarded)
 
-    def versioning_provider(self, name: str | None = None) -> tuple[str, VersioningProvider]:
-        """The named dataset versioner, or the default one, behind its guard."""
+    def versioning_provider(
+        self, name: str | None = None, *, deadline: float | None = None
+    ) -> tuple[str, VersioningProvider]:
+        """The named dataset versioner, or the default one, behind its guard; ``deadline``
+        replaces ``provider_timeout_seconds`` (a version of a large dataset, its restore
+        and its push take as long as its bytes need: ``long_work_timeout_seconds``)."""
         found, guarded = self.provider(Capability.VERSIONING, name)
+        if deadline is not None:
+            guarded = guarded.with_deadline(deadline)
         return found, cast(VersioningProvider, guarded)
 
     def provider(

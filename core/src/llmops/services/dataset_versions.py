@@ -78,6 +78,12 @@ def versioning_enabled(runtime: IntegrationRuntime) -> bool:
     return runtime.has_provider(Capability.VERSIONING)
 
 
+def _deadline(runtime: IntegrationRuntime) -> float:
+    """A versioning call's deadline: a version, a restore, a diff or a push of a large
+    dataset takes as long as its files need, not a request's few seconds."""
+    return runtime.settings.long_work_timeout_seconds
+
+
 def latest_version(session: Session, dataset_id: str) -> DatasetVersion | None:
     return session.scalars(
         select(DatasetVersion)
@@ -110,7 +116,7 @@ def create_version(
     dataset = catalog.get_dataset(session=session, dataset_id=dataset_id)
     if pipeline_id is not None and session.get(WorkflowPipeline, pipeline_id) is None:
         raise InvalidRequest(f"there is no pipeline {pipeline_id}", parameter="pipelineId")
-    provider_name, provider = runtime.versioning_provider()
+    provider_name, provider = runtime.versioning_provider(deadline=_deadline(runtime))
     source = catalog.dataset_dir(storage_root, dataset.id)
     source.mkdir(parents=True, exist_ok=True)
     with _one_at_a_time(dataset.id):
@@ -204,7 +210,7 @@ def get_version(*, session: Session, dataset_id: str, version_id: str) -> Datase
 
 
 def _provider(runtime: IntegrationRuntime, row: DatasetVersion) -> VersioningProvider:
-    _, provider = runtime.versioning_provider(row.provider)
+    _, provider = runtime.versioning_provider(row.provider, deadline=_deadline(runtime))
     return provider
 
 
@@ -364,7 +370,7 @@ def deliver_push(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, A
         row.id,
     )
     session.commit()
-    _, provider = runtime.versioning_provider(provider_name)
+    _, provider = runtime.versioning_provider(provider_name, deadline=_deadline(runtime))
     if not isinstance(provider, PushesVersions):
         return {"skipped": f"{provider_name} keeps no remote"}
     result = provider.push_version(dataset_id, external_id)
