@@ -31,6 +31,8 @@ BENCHMARKS = (
     "gateway-overhead",
     "argo-orchestration",
     "hf-import",
+    "dvc-versions",
+    "row-diff",
 )
 
 
@@ -50,8 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="rounds per path (default: cli-help 15, api-startup 5, list first-page cases 30, "
         "mlflow-metrics 10 batched and 3 per-point, gateway-overhead 1000 one-token chats and "
         "50 streams, argo-orchestration 200 submissions, hf-import 5 imports of each model "
-        "size; the list walks always walk 200/100 pages, argo-orchestration's sync case "
-        "always watches 3 passes)",
+        "size, dvc-versions 3 versions a path, row-diff 3 diffs of each size a path; the "
+        "list walks always walk 200/100 pages, argo-orchestration's sync case always "
+        "watches 3 passes)",
     )
     parser.add_argument(
         "--rows", type=int, default=100_000, help="models in the list benchmarks' table"
@@ -94,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         import argo_orchestration
         import catalog_list
         import cli_help
+        import dvc_versions
         import gateway_overhead
         import guard_overhead
         import hf_import
         import mlflow_metrics
+        import row_diff
 
         runners: dict[str, Callable[[], list[Result]]] = {
             "cli-help": lambda: cli_help.run(args.rounds),
@@ -113,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                 workdir, args.rounds, args.pipelines
             ),
             "hf-import": lambda: hf_import.run(workdir, args.rounds),
+            "dvc-versions": lambda: dvc_versions.run(workdir, args.rounds),
+            "row-diff": lambda: row_diff.run(workdir, args.rounds),
         }
         for name in BENCHMARKS:
             if name not in selected:

@@ -139,5 +139,28 @@ def test_uploads_to_two_datasets_at_once_both_get_their_version(platform: TestCl
     for thread in threads:
         thread.join(timeout=120)
 
+    assert all(a["version"] is not None for a in answers.values()), [
+        a["degradedReason"] for a in answers.values()
+    ]
     assert {ds: a["version"]["number"] for ds, a in answers.items()} == {first: 1, second: 1}
     assert all(a["degraded"] is False for a in answers.values())
+
+
+def test_a_version_links_the_datasets_files_into_the_cache_and_an_upload_keeps_it_intact(
+    platform: TestClient, tmp_path: Path
+) -> None:
+    ds = dataset(platform)
+    v1 = upload(platform, ds, "train.jsonl", jsonl(ROWS))["version"]
+    stored = tmp_path / "data" / "storage" / "datasets" / ds / "files" / "train.jsonl"
+    cache = tmp_path / "data" / "plugins" / "dvc" / "cache"
+    first = stored.stat()
+
+    linked = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_ino == first.st_ino]
+    upload(platform, ds, "train.jsonl", jsonl(ROWS[:10]))  # replaces the file: a new inode
+    restored = platform.post(f"{API}/catalog/datasets/{ds}/versions/{v1['id']}/restore")
+
+    assert len(linked) == 1, "the dataset's file is the cache's object: no copy was written"
+    assert first.st_mode & 0o222 == 0, "read-only, as DVC keeps its cache"
+    assert linked[0].read_bytes() == jsonl(ROWS), "the upload did not write through the link"
+    assert restored.status_code == 201, restored.text
+    assert stored.read_bytes() == jsonl(ROWS)

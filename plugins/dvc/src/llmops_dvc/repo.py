@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from dvc.config import Config
-from dvc.exceptions import DvcException
+from dvc.exceptions import ConfirmRemoveError, DvcException
 from dvc.ignore import init as init_dvcignore
 from dvc.repo import Repo
 from dvc.utils.serialize import parse_yaml
@@ -40,6 +41,8 @@ log = logging.getLogger(__name__)
 #: The tracked folder in every dataset's repository, and DVC's file for it.
 DATA = "data"
 DVC_FILE = f"{DATA}.dvc"
+#: tries of `dvc add` that meet a concurrent add of the same object (see DatasetRepo._add)
+ADD_ATTEMPTS = 5
 BRANCH = "main"
 BRANCH_REF = f"refs/heads/{BRANCH}"
 #: ``refs/llmops/keys/<sha256 of the key>`` names the version an idempotency key made.
@@ -279,9 +282,10 @@ class DatasetRepo:
 
     def sync_workspace(self, source: Path) -> None:
         """Make data/ hold exactly the files of ``source``: a file whose size and
-        modification time match is kept (DVC does not hash it again), any other copied
-        (into a temporary name, then renamed over: the links into DVC's cache are never
-        written through), files and folders ``source`` lacks removed."""
+        modification time match is kept (DVC does not hash it again), any other hard
+        linked from ``source`` (a copy across file systems) under a temporary name, then
+        renamed over (the links into DVC's cache are never written through), files and
+        folders ``source`` lacks removed."""
         wanted = dict(_files(source))
         self.data.mkdir(exist_ok=True)
         for relative, (path, stat) in wanted.items():
@@ -299,8 +303,14 @@ class DatasetRepo:
             if target.is_dir() and not target.is_symlink():
                 shutil.rmtree(target)
             temporary = target.with_name(f".{target.name}.llmops-{uuid.uuid4().hex[:8]}")
-            shutil.copyfile(path, temporary)
-            os.utime(temporary, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+            try:
+                # a link, no copy: the platform never writes a dataset's file in place
+                # (uploads and restores write aside and rename over), so once DVC has
+                # moved it into its cache (read-only) nothing writes through it
+                os.link(path, temporary)
+            except OSError:  # another file system (or links refused): a copy
+                shutil.copyfile(path, temporary)
+                os.utime(temporary, ns=(stat.st_atime_ns, stat.st_mtime_ns))
             os.replace(temporary, target)
         for relative, _ in list(_files(self.data)):
             if relative not in wanted:
@@ -311,11 +321,26 @@ class DatasetRepo:
             if not any(folder.iterdir()):
                 folder.rmdir()
 
+    def _add(self, repo: Repo) -> None:
+        """``dvc add data``. When another repository moves the same file into the shared
+        cache at the same moment, DVC refuses to replace data/'s file by the link to it
+        (ConfirmRemoveError): data/ is the plugin's own mirror of the dataset's folder,
+        and the object is whole once the other add is done, so it tries again."""
+        for attempt in range(ADD_ATTEMPTS):
+            try:
+                repo.add(str(self.data))
+                return
+            except ConfirmRemoveError:
+                if attempt == ADD_ATTEMPTS - 1:
+                    raise
+                log.info("dvc add met a concurrent add of the same object; trying again")
+                time.sleep(0.2 * (attempt + 1))
+
     def commit(self, message: str) -> tuple[str, bool]:
         """``dvc add data`` and a git commit of it, unless data/ is what the head version
         holds; the version's sha and whether it is new."""
         with self.open_dvc() as repo:
-            repo.add(str(self.data))
+            self._add(repo)
             tracked = _tracked((self.root / DVC_FILE).read_text())
             scm = repo.scm
             head = self.head(scm)
