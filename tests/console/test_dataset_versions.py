@@ -343,3 +343,27 @@ def test_a_pipeline_shows_the_versions_it_reads_and_writes_and_its_lineage_graph
     page.get_by_test_id("written-by").click()
     tab.wait_ready("pipeline")
     expect(page).to_have_url(f"{server.url}/pipelines/{pipeline['id']}")
+
+
+def test_the_pipeline_form_pins_the_datasets_a_pipeline_reads(
+    tab: Console, server: ConsoleServer, unique: Callable[[str], str]
+) -> None:
+    name = unique("reads")
+    raw = _dataset(server, name)
+    _upload(server, raw, "train.jsonl", jsonl(ROWS))
+    latest = _upload(server, raw, "train.jsonl", jsonl(ROWS[:3]))
+
+    tab.sign_in("editor")
+    page = tab.open("/pipelines/new", "pipeline-create")
+    page.get_by_label("Pipeline name").fill(unique("reads"))
+    stage = page.get_by_role("group", name="Stage 1", exact=True)
+    stage.get_by_role("textbox", name="Name", exact=True).fill("a")
+    stage.get_by_label("Command").fill("true")
+    page.get_by_label("Reads datasets").select_option(label=name)
+    page.get_by_role("button", name="Create pipeline").click()
+
+    tab.wait_ready("pipeline")
+    expect(page.get_by_test_id("pipeline-inputs")).to_have_text(f"{name} · version 2")
+    pipeline_id = page.url.rsplit("/", 1)[-1]
+    shown = server.api.get(f"{API}/workflows/pipelines/{pipeline_id}").json()
+    assert [i["versionId"] for i in shown["inputs"]] == [latest["id"]]
