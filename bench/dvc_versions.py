@@ -45,7 +45,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import IO, Any
 
-from harness import PartialFailure, Result, Stats, describe, environment, fmt_seconds, rotate
+from harness import PartialFailure, Result, Stats, environment, fmt_seconds, report, rotate
 
 NAME = "dvc-versions"
 API = "/llm-ops/v1"
@@ -331,10 +331,7 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
             errors.append(error)
         else:
             results = _results(kept, size, len(files), copy_seconds, bench.push_seen)
-        for result in results:
-            print(describe(result))
-            for line in result.notes:
-                print(f"    {line}")
+        report(results)
     if errors:
         raise PartialFailure(results, errors)
     return results

@@ -240,6 +240,14 @@ def describe(result: Result) -> str:
     )
 
 
+def report(results: Sequence[Result]) -> None:
+    """Each result's line (:func:`describe`) and its notes, indented under it."""
+    for result in results:
+        print(describe(result))
+        for line in result.notes:
+            print(f"    {line}")
+
+
 def print_table(results: Sequence[Result]) -> None:
     header = ("benchmark", "case", "metric", "platform", "direct", "ratio")
     rows = [

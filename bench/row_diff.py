@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness import PartialFailure, Result, Stats, describe, fmt_seconds, rotate
+from harness import PartialFailure, Result, Stats, fmt_seconds, report, rotate
 
 NAME = "row-diff"
 MIB = 1 << 20
@@ -480,10 +480,7 @@ def run(workdir: Path, rounds: int | None = None) -> list[Result]:
         shutil.rmtree(root, ignore_errors=True)
     # the size first
     results = [r for rows in sorted(by_size, reverse=True) for r in by_size[rows]]
-    for result in results:
-        print(describe(result))
-        for line in result.notes:
-            print(f"    {line}")
+    report(results)
     if errors:
         raise PartialFailure(results, errors)
     return results

@@ -51,6 +51,32 @@ export function useNameById(
   return name;
 }
 
+/**
+ * The names of what ``ids()`` point at, each loaded once with ``load`` (as ``useNameById``
+ * does for one): an id whose name cannot be loaded is left out (the page shows the id).
+ */
+export function useNamesByIds(
+  ids: () => readonly string[],
+  load: (id: string) => Promise<string>,
+): Ref<Record<string, string>> {
+  const names = ref<Record<string, string>>({});
+  watch(
+    ids,
+    async (list) => {
+      for (const id of new Set(list)) {
+        if (names.value[id]) continue;
+        try {
+          names.value = { ...names.value, [id]: await load(id) };
+        } catch {
+          // the link shows the id
+        }
+      }
+    },
+    { immediate: true },
+  );
+  return names;
+}
+
 export interface Orchestrators {
   /** the providers of the enabled, loaded plugins that orchestrate */
   names: string[];

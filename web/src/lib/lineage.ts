@@ -23,17 +23,6 @@ export interface LineageGraph {
   edges: readonly LineageEdge[];
 }
 
-/** The kinds a node may be (llmops.services.lineage.KINDS). */
-export const LINEAGE_KINDS = [
-  "dataset",
-  "dataset-version",
-  "training-job",
-  "pipeline",
-  "experiment-run",
-  "model",
-  "serving-endpoint",
-] as const;
-
 /** ``<kind>:<id>``, the name of a node for ``GET /lineage?node=``. */
 export function nodeKey(kind: string, id: string): string {
   return `${kind}:${id}`;

@@ -84,6 +84,12 @@ def _deadline(runtime: IntegrationRuntime) -> float:
     return runtime.settings.long_work_timeout_seconds
 
 
+def check_pipeline(session: Session, pipeline_id: str | None) -> None:
+    """:raises InvalidRequest: ``pipeline_id`` (a version's writer) names no pipeline."""
+    if pipeline_id is not None and session.get(WorkflowPipeline, pipeline_id) is None:
+        raise InvalidRequest(f"there is no pipeline {pipeline_id}", parameter="pipelineId")
+
+
 def latest_version(session: Session, dataset_id: str) -> DatasetVersion | None:
     return session.scalars(
         select(DatasetVersion)
@@ -114,8 +120,7 @@ def create_version(
     :raises InvalidRequest: ``pipeline_id`` names no pipeline.
     """
     dataset = catalog.get_dataset(session=session, dataset_id=dataset_id)
-    if pipeline_id is not None and session.get(WorkflowPipeline, pipeline_id) is None:
-        raise InvalidRequest(f"there is no pipeline {pipeline_id}", parameter="pipelineId")
+    check_pipeline(session, pipeline_id)
     provider_name, provider = runtime.versioning_provider(deadline=_deadline(runtime))
     source = catalog.dataset_dir(storage_root, dataset.id)
     source.mkdir(parents=True, exist_ok=True)

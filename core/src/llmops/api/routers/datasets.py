@@ -29,8 +29,8 @@ from llmops.api.schemas_datasets import (
     UploadResult,
 )
 from llmops.api.security import add_audit_details
-from llmops.db.models import DatasetVersion, WorkflowPipeline
-from llmops.errors import InvalidRequest, LlmopsError
+from llmops.db.models import DatasetVersion
+from llmops.errors import LlmopsError
 from llmops.platform import Platform
 from llmops.services import catalog, dataset_versions
 from llmops.services.dataset_versions import MadeVersion
@@ -101,9 +101,7 @@ def upload_dataset_file(
     ] = None,
 ) -> UploadResult:
     settings = platform.settings
-    if pipelineId is not None and session.get(WorkflowPipeline, pipelineId) is None:
-        # refused before a byte is stored
-        raise InvalidRequest(f"there is no pipeline {pipelineId}", parameter="pipelineId")
+    dataset_versions.check_pipeline(session, pipelineId)  # refused before a byte is stored
     dataset, written = catalog.upload_dataset_file(
         session=session,
         dataset_id=datasetId,
