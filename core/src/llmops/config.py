@@ -80,6 +80,13 @@ class CoreSettings(BaseSettings):
     )
     outbox_max_attempts: int = Field(default=10, ge=1)
     outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    idempotency_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a request holds its Idempotency-Key without renewing it "
+        "(it renews it every third of this while it runs): a key whose request died with "
+        "its process answers 409 for at most this long, then a replay takes it over",
+    )
     executor_max_parallel: int = 4
     sync_interval_seconds: float = 1.0
     serving_sync_interval_seconds: float = Field(

@@ -228,6 +228,7 @@ def create_app(
             },
         )
     app.include_router(health.router, prefix=API_PREFIX)
+    app.state.api_prefix = API_PREFIX
 
     console = console_dir or CONSOLE_DIR
     if console_built(console):

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from llmops.api.idempotency import attach
 from llmops.errors import InvalidRequest
 from llmops.integrations import IntegrationRuntime
 from llmops.platform import Platform
@@ -26,6 +27,7 @@ def get_session(request: Request) -> Iterator[Session]:
     """
     platform = get_platform(request)
     with platform.sessions() as session:
+        attach(session, request.scope)  # an Idempotency-Key's request records its writes
         try:
             yield session
             session.commit()

@@ -359,3 +359,15 @@ class IdempotencyRecord(Base):
     response_body: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+    #: the request holding an in-progress key (a token of its own), until ``lease_until``:
+    #: it renews the lease while it runs; once the lease has run out, its process is gone
+    #: and a replay takes the key over
+    owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    #: set in the transaction that committed the request's first write: from then on a
+    #: replay never runs the request again
+    committed_at: Mapped[datetime | None] = mapped_column()
+    #: where the written resource is read back (``GET``), and the status its answer had,
+    #: for a replay of a request whose process died after its write committed
+    replay_path: Mapped[str | None] = mapped_column(String(1000))
+    replay_status: Mapped[int | None] = mapped_column(Integer)

@@ -7,13 +7,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from llmops.api.deps import Cursor, Limit, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import ApiKeyOut, ListPage
 from llmops.api.schemas_auth import ApiKeyCreate, ApiKeyCreated
 from llmops.auth import current_principal
 from llmops.services import api_keys
 from llmops.services.api_keys import Role
 
-router = APIRouter(prefix="/api-keys", tags=["api-keys"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/api-keys", tags=["api-keys"])
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated, summary="Create an API key")

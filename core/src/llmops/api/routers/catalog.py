@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.model_views import model_detail, models_out
 from llmops.api.schemas import ListPage, ModelCreate, ModelOut, ModelUpdate
 from llmops.api.schemas_registry import ModelDetail
 from llmops.services import catalog, registry
 
-router = APIRouter(prefix="/catalog/models", tags=["catalog"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/catalog/models", tags=["catalog"])
 
 
 @router.post("", status_code=201, response_model=ModelOut, summary="Register a model")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
 from llmops.api.errors import PROBLEM, PROBLEM_SCHEMA
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import (
     DatasetCreate,
     DatasetDetail,
@@ -36,7 +37,7 @@ from llmops.services import catalog, dataset_versions
 from llmops.services.dataset_versions import MadeVersion
 from llmops.services.writes import commit_and_deliver
 
-router = APIRouter(prefix="/catalog/datasets", tags=["catalog"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/catalog/datasets", tags=["catalog"])
 
 
 @router.post("", status_code=201, response_model=DatasetOut, summary="Create a dataset")

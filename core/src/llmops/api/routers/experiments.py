@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
 from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.routers.views import written
 from llmops.api.schemas import (
     ComparedRunOut,
@@ -31,7 +32,7 @@ from llmops.services import experiments
 from llmops.services.experiments import RunView
 from llmops.services.writes import commit_and_deliver
 
-router = APIRouter(tags=["experiments"])
+router = APIRouter(route_class=AnswerKeepingRoute, tags=["experiments"])
 
 
 def run_out(view: RunView) -> ExperimentRunOut:

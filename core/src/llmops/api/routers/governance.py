@@ -8,12 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from llmops.api.deps import Cursor, Limit, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import ListPage
 from llmops.api.schemas_auth import AuditEntryOut
 from llmops.services import audit
 from llmops.services.audit import Outcome
 
-router = APIRouter(prefix="/governance", tags=["governance"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/governance", tags=["governance"])
 
 
 @router.get("/audit-logs", response_model=ListPage[AuditEntryOut], summary="The audit log")

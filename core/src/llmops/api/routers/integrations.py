@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 
 from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.routers.health import provider_health_out
 from llmops.api.schemas import (
     ConnectionTestOut,
@@ -24,7 +25,7 @@ from llmops.integrations import PluginState
 from llmops.platform import Platform
 from llmops.services import integrations
 
-router = APIRouter(prefix="/integrations", tags=["integrations"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/integrations", tags=["integrations"])
 
 PluginName = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
 

@@ -8,10 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from llmops.api.deps import SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas_datasets import LineageEdgeOut, LineageNodeOut, LineageOut
 from llmops.services import lineage
 
-router = APIRouter(tags=["lineage"])
+router = APIRouter(route_class=AnswerKeepingRoute, tags=["lineage"])
 
 
 @router.get("/lineage", response_model=LineageOut, summary="The lineage graph around a node")

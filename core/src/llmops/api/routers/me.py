@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import PrincipalOut
 from llmops.auth import current_principal
 from llmops.errors import Unauthenticated
 
-router = APIRouter(tags=["api-keys"])
+router = APIRouter(route_class=AnswerKeepingRoute, tags=["api-keys"])
 
 
 @router.get("/me", response_model=PrincipalOut, summary="The calling API key's identity and role")

@@ -28,6 +28,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmops.api.errors import error_headers, problem
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import EndpointHealthOut
 from llmops.api.security import check_access, route_template
 from llmops.capabilities.common import utcnow
@@ -36,7 +37,7 @@ from llmops.gateway import MAX_BODY_BYTES, GatewayError, Route
 from llmops.platform import Platform
 from llmops.services import serving
 
-router = APIRouter(tags=["inference"])
+router = APIRouter(route_class=AnswerKeepingRoute, tags=["inference"])
 
 OPENAI = "/openai/v1"
 _BODY = {

@@ -7,10 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import ListPage, OperationOut
 from llmops.services import operations
 
-router = APIRouter(prefix="/operations", tags=["operations"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/operations", tags=["operations"])
 
 
 @router.get("", response_model=ListPage[OperationOut], summary="List queued writes")

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.model_views import detail_fields, export_out, models_out, update_check_out
 from llmops.api.schemas_registry import (
     REPO_ID_LENGTH,
@@ -35,7 +36,7 @@ from llmops.db.models import RegistryModel
 from llmops.errors import InvalidRequest
 from llmops.services import registry
 
-router = APIRouter(prefix="/catalog", tags=["catalog"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/catalog", tags=["catalog"])
 
 ACCEPTED = "Accepted: the work is on its way; poll the operation"
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.routers.views import written
 from llmops.api.schemas import (
     DeploymentOut,
@@ -40,7 +41,12 @@ async def _forget_routes(request: Request) -> AsyncIterator[None]:
         request.app.state.platform.gateway.forget()
 
 
-router = APIRouter(prefix="/serving", tags=["serving"], dependencies=[Depends(_forget_routes)])
+router = APIRouter(
+    route_class=AnswerKeepingRoute,
+    prefix="/serving",
+    tags=["serving"],
+    dependencies=[Depends(_forget_routes)],
+)
 
 
 REDACTED = "<redacted>"

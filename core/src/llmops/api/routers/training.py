@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.routers.views import job_out, written
 from llmops.api.schemas import (
     JobModelRegister,
@@ -23,7 +24,7 @@ from llmops.resilience.outbox import OutcomeKind
 from llmops.services import lineage, training
 from llmops.services.writes import WriteResult, commit_and_deliver
 
-router = APIRouter(prefix="/training/jobs", tags=["training"])
+router = APIRouter(route_class=AnswerKeepingRoute, prefix="/training/jobs", tags=["training"])
 
 
 @router.post(

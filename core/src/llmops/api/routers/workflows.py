@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy.orm import Session
 
 from llmops.api.deps import Cursor, Limit, PlatformDep, RuntimeDep, SessionDep
+from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.routers.views import pipeline_out, written
 from llmops.api.schemas import ListPage, LogsOut, PipelineCreate, PipelineOut, StageLogOut
 from llmops.capabilities.orchestration import PipelineSpec
@@ -18,7 +19,9 @@ from llmops.services import pipelines
 from llmops.services.pipelines import PipelineView
 from llmops.services.writes import commit_and_deliver
 
-router = APIRouter(prefix="/workflows/pipelines", tags=["workflows"])
+router = APIRouter(
+    route_class=AnswerKeepingRoute, prefix="/workflows/pipelines", tags=["workflows"]
+)
 
 
 @router.post(
