@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
+from llmops.testing.waiting import wait_for
 
 SPEC_ROUTES = {
     ("get", "/llm-ops/v1/training/jobs/{jobId}/experiment-run"),
@@ -90,13 +91,24 @@ def test_unknown_routes_and_methods_answer_problem_json(client: TestClient, api:
     assert wrong.json()["status"] == 405
 
 
+def first_health_round(client: TestClient) -> None:
+    """Health answers from background checks: wait for their first round."""
+    checker = client.app.state.platform.health  # type: ignore[attr-defined]
+    wait_for(lambda: checker.rounds >= 1, what="the first background health round")
+
+
 def test_probes_and_metrics(client: TestClient, api: str) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
     client.get(f"{api}/catalog/models")
+    first_health_round(client)
     text = client.get("/metrics").text
     assert 'route="/llm-ops/v1/catalog/models"' in text
     assert "llmops_plugin_enabled" in text
+    assert (
+        'llmops_integration_up{capability="orchestration",plugin="local",provider="local"} 1.0'
+        in text
+    )
     health = client.get(f"{api}/health").json()
     local = [i for i in health["integrations"] if i["plugin"] == "local"]
     assert local
@@ -105,6 +117,7 @@ def test_probes_and_metrics(client: TestClient, api: str) -> None:
 
 
 def test_integrations_list_shows_each_providers_health(client: TestClient, api: str) -> None:
+    first_health_round(client)
     items = client.get(f"{api}/integrations").json()["items"]
     local = next(i for i in items if i["name"] == "local")
     assert [(h["capability"], h["status"]) for h in local["health"]] == [("orchestration", "ok")]

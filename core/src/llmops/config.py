@@ -41,6 +41,12 @@ class CoreSettings(BaseSettings):
     max_archive_members: int = 100_000
     max_archive_bytes: int = 10 * 1024**3
     health_cache_seconds: float = 5.0
+    health_check_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="how long one background health check (a provider's health(), the "
+        "database's SELECT 1) may take before it is reported down",
+    )
     integration_url_allowlist: AllowlistSetting = Field(
         default="",
         description="internal hosts integration URLs set through the API may name: host "

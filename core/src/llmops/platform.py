@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from llmops.capabilities.common import HealthStatus
 from llmops.config import CoreSettings
 from llmops.db import migrate
 from llmops.db.session import make_engine, make_session_factory, transaction
@@ -35,7 +36,14 @@ class Platform:
         self.metrics = PlatformMetrics()
         self.metrics.pipelines.watch(self.sessions)  # pipeline transitions, sync lag
         self.runtime = IntegrationRuntime(settings, metrics=self.metrics.registry)
-        self.health = HealthChecker(self.runtime, ttl=settings.health_cache_seconds)
+        #: background checks of every provider and of the database (``start()`` starts them)
+        self.health = HealthChecker(
+            self.runtime,
+            interval=settings.health_cache_seconds,
+            timeout=settings.health_check_timeout_seconds,
+            database=self._probe_database,
+            gauge=self.metrics.integration_up,
+        )
         self.gateway = Gateway(self.runtime, GatewayMetrics(self.metrics.registry))
         self.outbox = Outbox(
             self.sessions,
@@ -51,7 +59,13 @@ class Platform:
         migrate.upgrade(self.engine)
 
     def start(self) -> None:
-        """Migrate the database and load the enabled plugins."""
+        """Migrate the database, load the enabled plugins and start the health checks.
+
+        The first database check runs here (bounded by ``health_check_timeout_seconds``;
+        the migration has just reached the database, so it is quick): readiness answers
+        from a real check from the first probe on, never "down" before one. The
+        providers' first round runs in the background: until it ends they show UNKNOWN,
+        "not checked yet"."""
         self.migrate()
         with self.sessions() as session:
             self.runtime.sync(session)
@@ -63,6 +77,8 @@ class Platform:
                     state.failure.stage,
                     state.failure.error,
                 )
+        self.health.check_database()
+        self.health.start()
 
     def stop(self) -> None:
         self.health.close()
@@ -75,9 +91,13 @@ class Platform:
             yield session
 
     def database_ok(self) -> tuple[bool, str]:
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-        except Exception as exc:  # readiness reports the reason instead of raising
-            return False, f"{type(exc).__name__}: {exc}"
-        return True, ""
+        """(ok, reason) from the last background check of the database: answers at once,
+        whatever the database does. Not ok before the first check (``start()`` runs it)."""
+        health = self.health.database()
+        ok = health.status is HealthStatus.OK
+        return ok, "" if ok else health.detail
+
+    def _probe_database(self) -> None:
+        """The database check the health checker runs (raises when the database fails)."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))

@@ -580,7 +580,7 @@ class IntegrationOut(ApiModel):
     links: dict[str, str] = Field(default_factory=dict)
     health: list[ProviderHealthOut] = Field(
         default_factory=list,
-        description="the last health check of each of its providers (cached a few seconds)",
+        description="the last background health check of each of its providers (every LLMOPS_HEALTH_CACHE_SECONDS)",
     )
 
 

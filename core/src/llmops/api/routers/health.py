@@ -8,8 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmops.api.deps import PlatformDep
 from llmops.api.schemas import HealthOut, PlatformHealthOut, ProviderHealthOut
-from llmops.capabilities.common import HealthStatus, utcnow
-from llmops.observability.health import ProviderHealth, overall
+from llmops.capabilities.common import HealthStatus
+from llmops.observability.health import ProviderHealth, bounded_detail, overall
 
 probes = APIRouter(tags=["health"])
 router = APIRouter(tags=["health"])
@@ -26,6 +26,9 @@ def healthz() -> dict[str, str]:
     responses={503: {"description": "The database does not answer"}},
 )
 def readyz(platform: PlatformDep) -> JSONResponse:
+    """From the last background check of the database (a ``SELECT 1`` every
+    ``health_cache_seconds``, the first before the app serves): answers at once, 503 while
+    the database fails or gives no answer within ``health_check_timeout_seconds``."""
     ok, detail = platform.database_ok()
     body = {"status": "ok" if ok else "down", "database": detail or "ok"}
     return JSONResponse(body, status_code=200 if ok else 503)
@@ -60,20 +63,22 @@ def provider_health_out(result: ProviderHealth) -> ProviderHealthOut:
 
 @router.get("/health", response_model=PlatformHealthOut, summary="Platform and integration health")
 def platform_health(platform: PlatformDep) -> PlatformHealthOut:
-    """Each enabled provider's own health check (a real request to its tool), cached for a
-    few seconds so this route cannot be used to hammer the tools."""
-    ok, detail = platform.database_ok()
+    """Answers at once from the background checks: each enabled provider's own health
+    check (a real request to its tool) and the database's, run every
+    ``health_cache_seconds``, each given ``health_check_timeout_seconds`` (a check that
+    does not answer in time is down, "no answer within N s"). ``checkedAt`` says when
+    each check finished; a provider not checked yet is ``unknown``. The circuit breaker is
+    the one of now: a provider whose calls are paused is ``degraded``. ``cached`` is true
+    when the answer comes from the background results (this route never checks itself)."""
+    database = platform.health.database()
     results, cached = platform.health.check()
-    for result in results:
-        platform.metrics.integration_up.labels(
-            result.plugin, result.capability.value, result.provider
-        ).set(1 if result.health.status is HealthStatus.OK else 0)
     return PlatformHealthOut(
-        status=overall(results, ok).value,
+        status=overall(results, database.status is HealthStatus.OK).value,
         database=HealthOut(
-            status=HealthStatus.OK.value if ok else HealthStatus.DOWN.value,
-            detail=detail,
-            checked_at=utcnow(),
+            status=database.status.value,
+            latency_ms=database.latency_ms,
+            detail=bounded_detail(database.detail),
+            checked_at=database.checked_at,
         ),
         integrations=[provider_health_out(r) for r in results],
         cached=cached,
