@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 
 
@@ -123,7 +117,8 @@ def test_cancel_stops_a_running_stage_quickly(client: TestClient, api: str) -> N
         )
     )
     cancelled = client.post(f"{api}/workflows/pipelines/{body['id']}/cancel")
-    assert cancelled.status_code == 200
+    assert cancelled.status_code == 202
+    assert cancelled.json()["status"] == "cancelling"
     result = wait_for(
         lambda: (
             (r := client.get(f"{api}/workflows/pipelines/{body['id']}").json())["status"]
@@ -224,118 +219,12 @@ def test_cancelling_a_training_job_kills_its_process(client: TestClient, api: st
     ).json()
     wait_for(lambda: client.get(f"{api}/training/jobs/{job['id']}").json()["status"] == "running")
     response = client.post(f"{api}/training/jobs/{job['id']}/cancel")
-    assert response.status_code == 200
+    assert response.status_code == 202
+    assert response.json()["status"] == "cancelling"
     wait_for(
         lambda: client.get(f"{api}/training/jobs/{job['id']}").json()["status"] == "cancelled",
         timeout=3,
     )
-
-
-def start_server(env: dict[str, str], port: int, log: Any) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmops.cli", "up", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"llmops up exited with {process.returncode}")
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, timeout=60)
-    return process
-
-
-def _pids_with_env(entry: str, program: str) -> list[int]:
-    """Host pids of live ``program`` processes whose environment holds ``entry``."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            environ = (proc / "environ").read_bytes().split(b"\0")
-            argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0]
-        except OSError:
-            continue
-        if entry.encode() in environ and Path(argv0.decode()).name == program:
-            found.append(int(proc.name))
-    return found
-
-
-def test_a_killed_server_leaves_no_run_running_after_restart(
-    tmp_path: Path, database_url: str
-) -> None:
-    """SIGKILL the server mid-stage: on restart the run is failed and its process is gone."""
-    env = {
-        **os.environ,
-        "LLMOPS_DATA_DIR": str(tmp_path / "data"),
-        "LLMOPS_DATABASE_URL": database_url,
-        "LLMOPS_PLUGINS": "none",
-    }
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/llm-ops/v1"
-    marker = tmp_path / "pid"
-    mark = uuid.uuid4().hex
-    server = start_server(env, port, (tmp_path / f"server-{port}.log").open("wb"))
-    # the first start prints the initial admin key once, as its own line
-    printed = (tmp_path / f"server-{port}.log").read_text().splitlines()
-    auth = {"Authorization": f"Bearer {next(k for k in printed if k.startswith('llmops_'))}"}
-    try:
-        body = httpx.post(
-            f"{api}/workflows/pipelines",
-            headers=auth,
-            json={
-                "name": "orphan",
-                "stages": [
-                    {
-                        "name": "long",
-                        "command": ["sh", "-c", f"echo $$ > {marker}; exec sleep 60"],
-                        "env": {"ORPHAN_MARK": mark},
-                    }
-                ],
-            },
-        ).json()
-        assert "id" in body, body
-        wait_for(lambda: marker.exists() and marker.read_text().strip())
-        # $$ is the stage's pid in its sandbox's namespace: find the host's by its env
-        [stage_pid] = wait_for(lambda: _pids_with_env(f"ORPHAN_MARK={mark}", "sleep"))
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/llm-ops/v1"
-    server = start_server(env, port, (tmp_path / f"server-{port}.log").open("wb"))
-    try:
-        result = wait_for(
-            lambda: (
-                (r := httpx.get(f"{api}/workflows/pipelines/{body['id']}", headers=auth).json())[
-                    "status"
-                ]
-                == "failed"
-                and r
-            )
-        )
-        assert "interrupted" in result["message"]
-        assert result["stages"][0]["state"] == "failed"
-
-        def gone() -> bool:
-            try:
-                os.kill(stage_pid, 0)
-            except ProcessLookupError:
-                return True
-            return Path(f"/proc/{stage_pid}/status").read_text().find("State:\tZ") >= 0
-
-        wait_for(gone, timeout=5)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 def test_local_settings_cannot_change_under_running_stages(client: TestClient, api: str) -> None:

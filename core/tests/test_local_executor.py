@@ -25,6 +25,7 @@ from llmops.builtin import local_plugin
 from llmops.builtin.local_executor import INTERRUPTED_MESSAGE, LocalExecutor, _marked_processes
 from llmops.capabilities.common import Capability, HealthStatus
 from llmops.capabilities.orchestration import (
+    AdoptsRuns,
     OrchestrationProvider,
     PipelineSpec,
     PipelineState,
@@ -91,7 +92,7 @@ def live_group_members(pgid: int) -> list[int]:
 
 
 def recorded_pid(executor: LocalExecutor, run_id: str, stage: str) -> int:
-    """The pid (and process group) state.json records for a running stage."""
+    """The pid state.json records for a running stage: its runner's (a session leader)."""
     path = run_dir(executor, run_id) / "state.json"
 
     def pid() -> int | None:
@@ -103,6 +104,14 @@ def recorded_pid(executor: LocalExecutor, run_id: str, stage: str) -> int:
     found = pid()
     assert found is not None
     return found
+
+
+def stage_group(folder: Path, stage: str, attempt: int = 1) -> int:
+    """The process group of a running stage: its leader, as the stage's runner records
+    it in exits/<stage>.<attempt>.pid."""
+    path = folder / "exits" / f"{stage}.{attempt}.pid"
+    wait_until(path.exists, what=f"the process group of stage {stage}")
+    return int(path.read_text().split()[0])
 
 
 @pytest.fixture
@@ -119,9 +128,13 @@ def executor(tmp_path: Path) -> Iterator[LocalExecutor]:
 # -------------------------------------------------------------------------------------
 
 
-def test_is_an_orchestrator(executor: LocalExecutor) -> None:
+def test_is_an_orchestrator_whose_runs_another_process_can_adopt(
+    executor: LocalExecutor,
+) -> None:
     orchestrator: OrchestrationProvider = executor
+    adopter: AdoptsRuns = executor
     assert isinstance(orchestrator, OrchestrationProvider)
+    assert isinstance(adopter, AdoptsRuns)
     assert executor.ui_url("0" * 32) is None
 
 
@@ -294,13 +307,16 @@ def test_cancel_stops_a_sleeping_stage_and_its_children_within_two_seconds(
     run_id = executor.submit(spec).external_id
     child_pid_file = run_dir(executor, run_id) / "work" / "child.pid"
     wait_until(lambda: child_pid_file.exists() and child_pid_file.read_text().strip() != "")
-    pgid = recorded_pid(executor, run_id, "a")
+    runner = recorded_pid(executor, run_id, "a")
+    pgid = stage_group(run_dir(executor, run_id), "a")
     wait_until(lambda: len(stage_processes(run_id)) == 2, what="both sleeps to start")
     assert set(stage_processes(run_id)) <= set(live_group_members(pgid))
+    assert runner not in live_group_members(pgid)  # the runner outlives the stage's group
 
     started = time.monotonic()
     status = executor.cancel(run_id)
     wait_until(lambda: not live_group_members(pgid), timeout=2.0, what="the group to die")
+    wait_until(lambda: not _alive(runner), timeout=2.0, what="the runner to exit")
     elapsed = time.monotonic() - started
 
     assert elapsed < 2.0
@@ -316,7 +332,7 @@ def test_cancel_kills_a_stage_that_ignores_sigterm_after_the_grace_period(
     spec = pipeline(sh("trap '' TERM; touch started; sleep 60", name="stubborn"))
     run_id = executor.submit(spec).external_id
     wait_until((run_dir(executor, run_id) / "work" / "started").exists)
-    pgid = recorded_pid(executor, run_id, "stubborn")
+    pgid = stage_group(run_dir(executor, run_id), "stubborn")
 
     started = time.monotonic()
     status = executor.cancel(run_id)
@@ -539,7 +555,8 @@ os._exit(0)  # the server dies: no close(), no cleanup
 
 @pytest.fixture
 def abandoned_run(tmp_path: Path) -> Iterator[tuple[Path, str, int, int]]:
-    """A run left 'running' by a server process that died; yields dir, id, pgid, child."""
+    """A run left 'running' by a server process that died; yields dir, id, the stage's
+    process group, and the stage's background child."""
     state_dir = tmp_path / "state"
     done = subprocess.run(
         [sys.executable, "-c", ABANDONING_SERVER, str(state_dir)],
@@ -551,14 +568,16 @@ def abandoned_run(tmp_path: Path) -> Iterator[tuple[Path, str, int, int]]:
     run_id = done.stdout.strip()
     folder = state_dir / "runs" / run_id
     state = json.loads((folder / "state.json").read_text())
-    pgid = state["stages"][0]["pid"]
+    runner = state["stages"][0]["pid"]
+    pgid = stage_group(folder, "a")
     wait_until(lambda: len(stage_processes(run_id)) == 2, what="both sleeps")
     child = min(stage_processes(run_id))  # the background one started first
     try:
         yield state_dir, run_id, pgid, child
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
+        for group in (pgid, runner):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
 
 
 def test_recover_fails_an_interrupted_run_and_kills_its_processes(

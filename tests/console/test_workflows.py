@@ -301,7 +301,9 @@ def test_cancelling_a_running_pipeline_stops_it_as_cancelled(
         {
             "name": unique("console-sleepy"),
             "stages": [
-                {"name": "wait", "command": ["sh", "-c", "echo waiting; sleep 60"]},
+                # deaf to SIGTERM: it ends with the SIGKILL a grace period later, so the
+                # page shows "cancelling" meanwhile
+                {"name": "wait", "command": ["sh", "-c", "trap '' TERM; echo waiting; sleep 60"]},
                 {"name": "after", "command": ["true"], "dependsOn": ["wait"]},
             ],
         },
@@ -318,6 +320,8 @@ def test_cancelling_a_running_pipeline_stops_it_as_cancelled(
         "button", name="Cancel run"
     ).click()
 
+    expect(_header_status(page)).to_have_attribute("data-status", "cancelling")
+    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
     expect(_header_status(page)).to_have_attribute("data-status", "cancelled", timeout=RUN)
     expect(_node(page, "wait", "cancelled")).to_be_visible()
     expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)

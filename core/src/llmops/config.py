@@ -93,6 +93,14 @@ class CoreSettings(BaseSettings):
         "(it renews it every third of this while it runs): a key whose request died with "
         "its process answers 409 for at most this long, then a replay takes it over",
     )
+    run_lease_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="how long a platform process may miss its heartbeat (every third of "
+        "this, at most every second) before another takes over the pipeline runs its "
+        "local executor drives; a process of the same host that is gone is taken over "
+        "at once",
+    )
     executor_max_parallel: int = 4
     sync_interval_seconds: float = 1.0
     serving_sync_interval_seconds: float = Field(

@@ -146,6 +146,11 @@ class IntegrationRuntime:
         secrets: SecretCipher | None = None,
     ) -> None:
         self.settings = settings
+        #: this process's row in ``executor_instances`` (set by the platform): the owner of
+        #: the runs its executor drives (:mod:`llmops.services.run_leases`)
+        self.instance_id: str | None = None
+        #: wakes this process's run watcher (a cancel was requested); set by the platform
+        self.wake_runs: Callable[[], None] = lambda: None
         #: encrypts and decrypts the secret settings stored in ``integration_configs``
         self.secrets = secrets if secrets is not None else SecretCipher.from_settings(settings)
         self.group = group

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ from llmops.observability.health import HealthChecker
 from llmops.observability.metrics import PlatformMetrics
 from llmops.resilience.outbox import Outbox, OutboxPolicy
 from llmops.services.outbox_handlers import audit_tool_action, outbox_handlers
+from llmops.services.run_leases import RunWatcher
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,10 @@ class Platform:
             gauge=self.metrics.integration_up,
         )
         self.gateway = Gateway(self.runtime, GatewayMetrics(self.metrics.registry))
+        #: this process among the platform's processes: the owner of the runs its
+        #: executor drives, with a heartbeat (:mod:`llmops.services.run_leases`)
+        self.instance_id = uuid.uuid4().hex
+        self.runs = RunWatcher(self.sessions, self.runtime, lease=settings.run_lease_seconds)
         self.outbox = Outbox(
             self.sessions,
             outbox_handlers(self.runtime),
@@ -67,6 +73,7 @@ class Platform:
         providers' first round runs in the background: until it ends they show UNKNOWN,
         "not checked yet"."""
         self.migrate()
+        self.runs.start(self.instance_id)
         with self.sessions() as session:
             self.runtime.sync(session)
         for state in self.runtime.states():
@@ -81,6 +88,7 @@ class Platform:
         self.health.start()
 
     def stop(self) -> None:
+        self.runs.stop()
         self.health.close()
         self.runtime.shutdown()
         self.engine.dispose()

@@ -31,6 +31,7 @@ class BackgroundWorker:
         self._thread: threading.Thread | None = None
         self._long_thread: threading.Thread | None = None
         self._serving_synced = 0.0  # monotonic time of the last serving reconcile
+        self._orphans_ended = False  # the first round ends what no pipeline expects
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="llmops-worker", daemon=True)
@@ -52,11 +53,17 @@ class BackgroundWorker:
         if self._stop.is_set():
             return
         with self.platform.sessions() as session:
+            if not self._orphans_ended:
+                ended = pipelines.end_orphans(session=session, runtime=runtime)
+                self._orphans_ended = True
+                if ended:
+                    log.warning("ended runs no pipeline expects any more: %s", ended)
             pipelines.sync_active(
                 session=session,
                 runtime=runtime,
                 meanwhile=self.deliver_due,
                 stop=self._stop.is_set,
+                take_over=True,
             )
         every = self.platform.settings.serving_sync_interval_seconds
         if time.monotonic() - self._serving_synced >= every:

@@ -460,8 +460,13 @@ export type paths = {
         };
         /**
          * Platform and integration health
-         * @description Each enabled provider's own health check (a real request to its tool), cached for a
-         *     few seconds so this route cannot be used to hammer the tools.
+         * @description Answers at once from the background checks: each enabled provider's own health
+         *     check (a real request to its tool) and the database's, run every
+         *     ``health_cache_seconds``, each given ``health_check_timeout_seconds`` (a check that
+         *     does not answer in time is down, "no answer within N s"). ``checkedAt`` says when
+         *     each check finished; a provider not checked yet is ``unknown``. The circuit breaker is
+         *     the one of now: a provider whose calls are paused is ``degraded``. ``cached`` is true
+         *     when the answer comes from the background results (this route never checks itself).
          */
         get: operations["platform_health"];
         put?: never;
@@ -929,7 +934,11 @@ export type paths = {
         };
         get?: never;
         put?: never;
-        /** Cancel a training job */
+        /**
+         * Cancel a training job
+         * @description Cancels the job's pipeline: 202 with status ``cancelling`` until the process that
+         *     drives it has stopped it.
+         */
         post: operations["cancel_training_job"];
         delete?: never;
         options?: never;
@@ -1103,7 +1112,11 @@ export type paths = {
         };
         get?: never;
         put?: never;
-        /** Cancel a pipeline */
+        /**
+         * Cancel a pipeline
+         * @description The cancel is recorded and carried out by the process that drives the run (any
+         *     replica may take the request): 202 with status ``cancelling`` until it is done.
+         */
         post: operations["cancel_pipeline"];
         delete?: never;
         options?: never;
@@ -1175,7 +1188,12 @@ export type paths = {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: the database answers */
+        /**
+         * Readiness: the database answers
+         * @description From the last background check of the database (a ``SELECT 1`` every
+         *     ``health_cache_seconds``, the first before the app serves): answers at once, 503 while
+         *     the database fails or gives no answer within ``health_check_timeout_seconds``.
+         */
         get: operations["readyz"];
         put?: never;
         post?: never;
@@ -2111,7 +2129,7 @@ export type components = {
             error: components["schemas"]["LoadErrorOut"] | null;
             /**
              * Health
-             * @description the last health check of each of its providers (cached a few seconds)
+             * @description the last background health check of each of its providers (every LLMOPS_HEALTH_CACHE_SECONDS)
              */
             health?: components["schemas"]["ProviderHealthOut"][];
             /** Links */
@@ -2174,7 +2192,7 @@ export type components = {
             error: components["schemas"]["LoadErrorOut"] | null;
             /**
              * Health
-             * @description the last health check of each of its providers (cached a few seconds)
+             * @description the last background health check of each of its providers (every LLMOPS_HEALTH_CACHE_SECONDS)
              */
             health?: components["schemas"]["ProviderHealthOut"][];
             /** Links */
@@ -14292,7 +14310,7 @@ export interface operations {
                     "application/json": components["schemas"]["TrainingJobOut"];
                 };
             };
-            /** @description Accepted: waits in the retry queue */
+            /** @description Accepted: cancelling (its executor carries it out), or waiting in the retry queue */
             202: {
                 headers: {
                     [name: string]: unknown;
@@ -16475,7 +16493,7 @@ export interface operations {
                     "application/json": components["schemas"]["PipelineOut"];
                 };
             };
-            /** @description Accepted: waits in the retry queue */
+            /** @description Accepted: cancelling (its executor carries it out), or waiting in the retry queue */
             202: {
                 headers: {
                     [name: string]: unknown;

@@ -15,6 +15,7 @@ const TONES: Record<string, Tone> = {
   importing: "running",
   deploying: "running",
   retrying: "warning",
+  cancelling: "warning",
   succeeded: "success",
   pushed: "success",
   finished: "success",

@@ -6,28 +6,39 @@ Each run lives in its own folder, ``<state_dir>/runs/<run_id>/``:
     the submitted spec without ``secret_env``; secret values stay in memory only.
 ``state.json``
     the pipeline's and every stage's state, attempts, exit codes, timestamps, and the pid
-    and kernel start time of each running stage; always replaced atomically.
+    and kernel start time of each running stage's runner; always replaced atomically.
 ``logs/<stage>.log``
-    the output of every attempt, each after an ``--- attempt i/n ---`` line.
+    the output of every attempt, each after an ``--- attempt i/n ---`` line, and how it
+    ended (``--- exit code 3 ---``, ``--- timed out after 5 s ---``) unless it succeeded.
+``exits/<stage>.<attempt>.json``
+    how an attempt ended (return code, signal, timed out or not, when), written by its
+    runner; ``exits/<stage>.<attempt>.pid`` holds the stage's pid while it runs.
 ``work/``
     the stages' default working directory.
 ``active.lock``
     held (``flock``) by the executor driving the run, for as long as it does, so that
-    :meth:`LocalExecutor.recover` can tell a run whose server died from a live one.
+    another process can tell a run whose executor died (:meth:`LocalExecutor.orphaned_runs`)
+    from a live one.
 
-A stage is a subprocess in a session of its own, so its whole process group can be
-signalled: when the stage ends, times out or is cancelled, nothing it started survives it.
-Its environment is built, not inherited (:func:`llmops.builtin.sandbox.stage_environment`),
-it runs in a bubblewrap sandbox that hides the platform's data dir, database and key file
-where the host allows one (:mod:`llmops.builtin.sandbox`), and its output passes through
-the executor, which scrubs the run's secret values out of it before it reaches the log.
+Every attempt runs under a runner of its own (:mod:`llmops.builtin.stage_runner`), a small
+process in a session of its own that starts the stage in another, copies the stage's
+output into its log with the run's secret values scrubbed out, enforces its timeout, and
+writes the attempt's outcome file: none of that needs the executor, so a stage outlives
+the server that started it. The executor waits for the runner and reads the outcome;
+another executor on the same state dir (a restarted server, a replica on the same host)
+takes a run over with :meth:`LocalExecutor.adopt`, or ends it with
+:meth:`LocalExecutor.recover`. When a stage ends, times out or is cancelled, nothing it
+started survives it: its whole process group is killed. Its environment is built, not
+inherited (:func:`llmops.builtin.sandbox.stage_environment`), and it runs in a bubblewrap
+sandbox that hides the platform's data dir, database and key file where the host allows
+one (:mod:`llmops.builtin.sandbox`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import io
+import json
 import logging
 import os
 import re
@@ -39,13 +50,15 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
+from llmops.builtin import stage_runner
 from llmops.builtin.sandbox import (
     DEFAULT_ENV_ALLOWLIST,
     Isolation,
@@ -55,6 +68,7 @@ from llmops.builtin.sandbox import (
     resolve,
     stage_environment,
 )
+from llmops.builtin.stage_runner import describe_exit as _describe_exit
 from llmops.capabilities.common import Health, HealthStatus, utcnow
 from llmops.capabilities.orchestration import (
     PipelineSpec,
@@ -67,16 +81,24 @@ from llmops.capabilities.orchestration import (
     validate_pipeline,
 )
 from llmops.errors import Conflict, IntegrationUnavailable, NotFound
-from llmops.redaction import Redactor
 
 logger = logging.getLogger(__name__)
 
-#: The message of a run that a previous server process left unfinished.
+#: The message of a run (or an attempt) that a previous server process left unfinished.
 INTERRUPTED_MESSAGE = "interrupted: the server stopped while this run was active"
 
-#: Every stage process (and what it starts) carries its run id in this variable, so a
-#: restarted server finds the orphans of a crash even where no pid was recorded yet.
+#: Every stage process (and what it starts), and every runner, carries its run id in this
+#: variable, so a restarted server finds the orphans of a crash even where no pid was
+#: recorded yet.
 RUN_MARKER = "LLMOPS_EXECUTOR_RUN_ID"
+
+#: How long a stopped runner may take beyond the kill grace (it kills its stage's group
+#: after the grace, then writes the outcome) before it is killed itself.
+RUNNER_MARGIN_SECONDS = 2.0
+
+#: How long :meth:`LocalExecutor.adopt` tries a run's lock before it calls the run held: a
+#: process that only looks (``orphaned_runs``) holds it for microseconds.
+ADOPT_LOCK_PATIENCE_SECONDS = 0.2
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -94,8 +116,9 @@ class _StageRecord(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     message: str = ""
-    #: The running attempt's process (its process group too) and its start time in clock
-    #: ticks after boot (field 22 of /proc/<pid>/stat), so a reused pid is never killed.
+    #: The running attempt's runner (the leader of its process group and session) and
+    #: its start time in clock ticks after boot (field 22 of /proc/<pid>/stat), so a
+    #: reused pid is never taken for it.
     pid: int | None = None
     pid_start_time: int | None = None
 
@@ -128,7 +151,8 @@ class _RunRecord(BaseModel):
     finished_at: datetime | None = None
     message: str = ""
     idempotency_key: str | None = None
-    #: Names only: a retry after a restart must know that the secret values are gone.
+    #: Names only: a retry or a new attempt after a restart must know that the secret
+    #: values are gone unless whoever takes the run over hands them back.
     secret_env_names: list[str] = []
     stages: list[_StageRecord]
 
@@ -155,8 +179,22 @@ class _RunRecord(BaseModel):
 # -------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Runner:
+    """The runner of a stage's attempt that an executor watches (its child, or adopted)."""
+
+    stage: str
+    attempt: int
+    pid: int
+    start_time: int | None
+    #: owned by the stage worker watching it; others signal through a ``dup`` of it
+    pidfd: int
+    #: None for a runner this process did not start (it is reaped by someone else)
+    popen: subprocess.Popen[bytes] | None = None
+
+
 class _Run:
-    """The spec with its secrets, the record, and the live processes of one run.
+    """The spec with its secrets, the record, and the live runners of one run.
 
     ``cond`` guards everything mutable here; the scheduler waits on it and every stage
     worker notifies it when its stage ends.
@@ -168,16 +206,19 @@ class _Run:
         self.spec = spec
         self.record = record
         self.cond = threading.Condition()
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs: dict[str, _Runner] = {}
         self.cancel_requested = False
         self.stage_failed = False
         self.thread: threading.Thread | None = None
-        #: scrubs the run's secret values out of its stages' output
-        self.redactor = Redactor(v.get_secret_value() for v in spec.secret_env.values())
 
     @property
     def active(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
+
+    @property
+    def missing_secrets(self) -> list[str]:
+        """Secret names the run was submitted with whose values this process lacks."""
+        return [n for n in self.record.secret_env_names if n not in self.spec.secret_env]
 
 
 @dataclass(frozen=True)
@@ -186,6 +227,10 @@ class _Outcome:
     cancelled: bool
     exit_code: int | None
     message: str
+    #: when the stage ended, as its runner recorded it
+    finished_at: datetime | None = None
+    #: False when no attempt was started (the secrets were missing)
+    attempted: bool = True
 
 
 # -------------------------------------------------------------------------------------
@@ -194,7 +239,8 @@ class _Outcome:
 
 
 class LocalExecutor:
-    """The in-core :class:`~llmops.capabilities.orchestration.OrchestrationProvider`.
+    """The in-core :class:`~llmops.capabilities.orchestration.OrchestrationProvider`, and
+    :class:`~llmops.capabilities.orchestration.AdoptsRuns`.
 
     Stages run as subprocesses in dependency order, at most ``max_parallel`` at a time per
     run; a stage that finally fails stops the scheduling of new stages (fail-fast, like
@@ -307,6 +353,13 @@ class LocalExecutor:
                         "retried",
                         state=state,
                     )
+                if run.missing_secrets:
+                    raise Conflict(
+                        f"run {external_id} needs secret environment variables "
+                        f"({', '.join(run.missing_secrets)}) that were lost when the server "
+                        "restarted; submit the pipeline again",
+                        secret_env=run.missing_secrets,
+                    )
                 lock_fd = _try_lock(run.folder)
                 if lock_fd is None:
                     raise Conflict(f"run {external_id} is driven by another executor")
@@ -362,19 +415,100 @@ class LocalExecutor:
 
     # -- life cycle ---------------------------------------------------------------------
 
-    def recover(self) -> list[str]:
-        """Fail the runs a previous server process left unfinished; return their ids.
+    def adopt(
+        self, external_id: str, *, secret_env: Mapping[str, SecretStr] | None = None
+    ) -> PipelineStatus:
+        """Take over a run whose executor is gone, and drive it to its end.
 
-        A stage recorded as running whose process still exists with the recorded start
-        time has its process group killed first. Runs that another live executor drives
-        (it holds their lock) are left alone.
+        Each stage recorded as running is taken as it is: an attempt whose runner wrote
+        its outcome is recorded as it ended (a failure is retried while attempts are left);
+        one whose runner still runs is watched until it ends, and can be cancelled; one
+        whose runner is gone with no outcome (it died with the executor) is retried while
+        attempts are left, else failed with :data:`INTERRUPTED_MESSAGE`. Pending stages are
+        then scheduled as usual. ``secret_env`` gives back the values of the run's secret
+        environment (the spec on disk has the names only): a new attempt that needs a
+        name it lacks fails, naming it, instead of running without it; so does one this
+        executor could not isolate (:attr:`refusal`), while running stages are still
+        watched to their end.
+
+        A finished run, or one this executor drives already, just answers its status.
+
+        :raises NotFound: no such run in the state dir.
+        :raises Conflict: a live executor drives the run (it holds its lock).
+        """
+        with self._lock:
+            self._refuse_if_closed()
+            run = self._in_memory(external_id)
+            if run is not None and run.active:
+                return self.status(external_id)
+            record = self._read_record(external_id)
+            if record.state.terminal:
+                return record.to_status()
+            folder = self._run_folder(external_id)
+            lock_fd = _try_lock(folder, patience=ADOPT_LOCK_PATIENCE_SECONDS)
+            if lock_fd is None:
+                raise Conflict(
+                    f"run {external_id} is driven by a live executor", external_id=external_id
+                )
+            try:
+                run = self._load_run(external_id, secret_env)  # read again: it is ours now
+                if run.record.state.terminal:  # it ended just before the lock was free
+                    os.close(lock_fd)
+                    return run.record.to_status()
+                states = {stage.state for stage in run.record.stages}
+                run.stage_failed = StageState.FAILED in states
+                run.cancel_requested = StageState.CANCELLED in states
+                order = validate_pipeline(run.spec)
+            except BaseException:
+                os.close(lock_fd)
+                raise
+            self._runs[run.run_id] = run
+            self._start(run, order, lock_fd, resume=True)
+        logger.warning("run %s was left by its executor: taken over", external_id)
+        return self.status(external_id)
+
+    def orphaned_runs(self) -> list[str]:
+        """Unfinished runs in the state dir that no live executor drives (their lock is
+        free): what :meth:`adopt` can take over, or :meth:`recover` end."""
+        orphans: list[str] = []
+        if not self._runs_dir.is_dir():
+            return orphans
+        for folder in sorted(self._runs_dir.iterdir()):
+            run_id = folder.name
+            if not _RUN_ID.match(run_id):
+                continue
+            run = self._in_memory(run_id)
+            if run is not None and run.active:
+                continue
+            try:
+                record = self._read_record(run_id)
+            except (NotFound, OSError, ValueError):
+                continue
+            if record.state.terminal:
+                continue
+            lock_fd = _try_lock(folder)
+            if lock_fd is None:
+                continue
+            os.close(lock_fd)
+            orphans.append(run_id)
+        return orphans
+
+    def recover(self, *, keep: Collection[str] = ()) -> list[str]:
+        """Fail the runs that a dead executor left unfinished, but those in ``keep``
+        (left as they are, for :meth:`adopt`); return the ids of the failed ones.
+
+        A stage recorded as running whose runner still exists with the recorded start
+        time has its process group killed first, and so has every process marked with the
+        run's id. Runs that another live executor drives (it holds their lock) are left
+        alone.
         """
         recovered: list[str] = []
         if not self._runs_dir.is_dir():
             return recovered
+        kept = set(keep)
         for folder in sorted(self._runs_dir.iterdir()):
             run_id = folder.name
-            if not _RUN_ID.match(run_id) or self._in_memory(run_id) is not None:
+            if not _RUN_ID.match(run_id) or run_id in kept or self._in_memory(run_id) is not None:
                 continue
             lock_fd = _try_lock(folder)
             if lock_fd is None:
@@ -403,6 +537,7 @@ class LocalExecutor:
                     if stage.state is StageState.RUNNING:
                         stage.state, stage.message = StageState.FAILED, INTERRUPTED_MESSAGE
                         stage.finished_at = now
+                        stage.pid = stage.pid_start_time = None
                     elif stage.state is StageState.PENDING:
                         stage.state = StageState.SKIPPED
                         stage.message = "not run: the run was interrupted"
@@ -433,6 +568,7 @@ class LocalExecutor:
         run_id = uuid.uuid4().hex
         folder = self._runs_dir / run_id
         (folder / "logs").mkdir(parents=True)
+        (folder / "exits").mkdir()
         (folder / "work").mkdir()
         _write_atomic(folder / "spec.json", spec.model_dump_json(indent=2, exclude={"secret_env"}))
         record = _RunRecord(
@@ -448,68 +584,72 @@ class LocalExecutor:
             self._save(run)
         return run
 
-    def _load_run(self, run_id: str) -> _Run:
-        """A run of an earlier process, to retry it."""
+    def _load_run(self, run_id: str, secret_env: Mapping[str, SecretStr] | None = None) -> _Run:
+        """A run of an earlier process, with those of its secrets that ``secret_env``
+        gives back (:attr:`_Run.missing_secrets` names the others)."""
         record = self._read_record(run_id)
         folder = self._run_folder(run_id)
-        if record.secret_env_names and record.state in (
-            PipelineState.FAILED,
-            PipelineState.CANCELLED,
-        ):
-            raise Conflict(
-                f"run {run_id} needs secret environment variables "
-                f"({', '.join(record.secret_env_names)}) that were lost when the server "
-                "restarted; submit the pipeline again",
-                secret_env=record.secret_env_names,
-            )
         spec = PipelineSpec.model_validate_json((folder / "spec.json").read_bytes())
-        return _Run(folder, spec, record)
+        given = {  # a caller may hand plain strings: they are secrets all the same
+            name: value if isinstance(value, SecretStr) else SecretStr(str(value))
+            for name, value in (secret_env or {}).items()
+            if name in record.secret_env_names
+        }
+        return _Run(folder, spec.model_copy(update={"secret_env": given}), record)
 
-    def _start(self, run: _Run, order: list[str], lock_fd: int) -> None:
+    def _start(self, run: _Run, order: list[str], lock_fd: int, *, resume: bool = False) -> None:
         run.thread = threading.Thread(
             target=self._drive,
-            args=(run, order, lock_fd),
+            args=(run, order, lock_fd, resume),
             name=f"llmops-local-{run.run_id[:8]}",
             daemon=True,
         )
         run.thread.start()
 
     def _cancel_runs(self, runs: Sequence[_Run], *, join: bool = True) -> None:
-        """SIGTERM every stage's group, SIGKILL the groups whose leader outlives the grace.
+        """SIGTERM every stage's runner, which stops its stage (SIGKILL after the grace);
+        SIGKILL the runners that outlive that, and their stages' groups.
 
-        Signals go only to processes still registered in ``run.procs``: a stage worker
-        reaps its process and unregisters it under ``run.cond``, so a registered pid is
-        never one the kernel has handed out again.
+        Signals go through a ``dup`` of the pidfd of a runner still registered in
+        ``run.procs`` (a stage worker unregisters it under ``run.cond`` once it ended), so
+        a pid the kernel has handed out again is never signalled.
         """
-        targets: list[tuple[_Run, subprocess.Popen[bytes], int | None]] = []
+        targets: list[tuple[_Run, _Runner, int]] = []
         try:
             for run in runs:
                 with run.cond:
                     run.cancel_requested = True
-                    for proc in run.procs.values():
-                        pidfd: int | None = None
-                        with contextlib.suppress(OSError):
-                            pidfd = os.pidfd_open(proc.pid)
-                        targets.append((run, proc, pidfd))
-                        _signal_group(proc.pid, signal.SIGTERM)
+                    for runner in run.procs.values():
+                        pidfd = os.dup(runner.pidfd)
+                        targets.append((run, runner, pidfd))
+                        with contextlib.suppress(ProcessLookupError):
+                            signal.pidfd_send_signal(pidfd, signal.SIGTERM)
                     run.cond.notify_all()
-            pidfds = [fd for _, _, fd in targets if fd is not None]
-            exited = _wait_pidfds(pidfds, self.kill_grace_seconds)
-            for run, proc, pidfd in targets:
-                if pidfd is None or pidfd not in exited:
-                    with run.cond:
-                        if any(p is proc for p in run.procs.values()):
-                            _signal_group(proc.pid, signal.SIGKILL)
+            pidfds = [fd for _, _, fd in targets]
+            exited = _wait_pidfds(pidfds, self.kill_grace_seconds + RUNNER_MARGIN_SECONDS)
+            for run, runner, pidfd in targets:
+                if pidfd not in exited:
+                    logger.warning(
+                        "the runner of stage %s of run %s outlived its stop: killed",
+                        runner.stage,
+                        run.run_id,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    _kill_stage_group(run.folder, runner.stage, runner.attempt, 0)
         finally:
             for _, _, pidfd in targets:
-                if pidfd is not None:
-                    os.close(pidfd)
+                os.close(pidfd)
         for run in runs if join else ():
             if run.thread is not None:
                 run.thread.join(timeout=self.kill_grace_seconds + 5)
 
-    def _drive(self, run: _Run, order: list[str], lock_fd: int) -> None:
-        """The scheduler of one run: start the ready stages, wait for one to end, repeat."""
+    def _drive(self, run: _Run, order: list[str], lock_fd: int, resume: bool = False) -> None:
+        """The scheduler of one run: start the ready stages, wait for one to end, repeat.
+
+        With ``resume`` (a run taken over), the stages recorded as running are taken up
+        first, each where its last attempt is.
+        """
         stages = {stage.name: stage for stage in run.spec.stages}
         limit = min(run.spec.max_parallel or self.max_parallel, self.max_parallel)
         workers: list[threading.Thread] = []
@@ -519,6 +659,9 @@ class LocalExecutor:
                 record.state = PipelineState.RUNNING
                 record.started_at = record.started_at or utcnow()
                 self._save(run)
+                for name in order if resume else ():
+                    if record.stage(name).state is StageState.RUNNING:
+                        workers.append(self._start_stage(run, stages[name], resume=True))
                 while True:
                     running = sum(1 for s in record.stages if s.state is StageState.RUNNING)
                     started = False
@@ -579,56 +722,88 @@ class LocalExecutor:
 
     # -- stages -------------------------------------------------------------------------
 
-    def _start_stage(self, run: _Run, stage: StageSpec) -> threading.Thread:
+    def _start_stage(
+        self, run: _Run, stage: StageSpec, *, resume: bool = False
+    ) -> threading.Thread:
         worker = threading.Thread(
             target=self._run_stage,
-            args=(run, stage),
+            args=(run, stage, resume),
             name=f"llmops-local-{run.run_id[:8]}-{stage.name}",
             daemon=True,
         )
         worker.start()
         return worker
 
-    def _run_stage(self, run: _Run, stage: StageSpec) -> None:
-        """Run a stage's attempts, then record how it ended and wake the scheduler."""
+    def _run_stage(self, run: _Run, stage: StageSpec, resume: bool = False) -> None:
+        """Run a stage's attempts, then record how it ended and wake the scheduler.
+
+        With ``resume``, the stage's recorded attempt (left by a dead executor) is taken
+        up first (:meth:`_resume_attempt`) and the next ones follow as usual.
+        """
         total = stage.retries + 1
         outcome = _Outcome(succeeded=False, cancelled=False, exit_code=None, message="")
+        log_path = run.folder / "logs" / f"{stage.name}.log"
+        first = 1
         try:
-            for attempt in range(1, total + 1):
+            if resume:
+                with run.cond:
+                    recorded = run.record.stage(stage.name).attempts
+                if recorded >= 1:  # 0: the executor died before it started one
+                    outcome = self._resume_attempt(run, stage, min(recorded, total), total)
+                    first = recorded + 1
+            for attempt in range(first, total + 1):
+                if outcome.succeeded or outcome.cancelled:
+                    break
                 with run.cond:
                     if run.cancel_requested:
                         outcome = _Outcome(False, True, outcome.exit_code, "cancelled")
                         break
+                missing = run.missing_secrets
+                if missing or self.refusal is not None:  # a run taken over
+                    message = (
+                        f"cannot start attempt {attempt}/{total}: the secret environment "
+                        f"variable(s) {', '.join(missing)} of the run were not handed over "
+                        "when it was taken over after a restart"
+                        if missing
+                        else f"cannot start attempt {attempt}/{total}: {self.refusal}"
+                    )
+                    with log_path.open("ab") as log:
+                        log.write(f"--- {message} ---\n".encode())
+                    outcome = _Outcome(False, False, None, message, attempted=False)
+                    break
+                _forget_attempt(run.folder, stage.name, attempt)
+                with run.cond:
                     record = run.record.stage(stage.name)
                     record.attempts = attempt
+                    record.pid = record.pid_start_time = None
                     if attempt > 1:
                         record.message = f"attempt {attempt - 1} failed: {outcome.message}"
                     self._save(run)
                 outcome = self._attempt(run, stage, attempt, total)
-                if outcome.succeeded or outcome.cancelled:
-                    break
         except Exception as exc:
             logger.exception("stage %s of run %s could not be run", stage.name, run.run_id)
             outcome = _Outcome(False, False, None, f"executor error: {exc}")
         with run.cond:
             record = run.record.stage(stage.name)
             record.exit_code = outcome.exit_code
-            record.finished_at = utcnow()
+            record.finished_at = outcome.finished_at or utcnow()
             record.pid = record.pid_start_time = None
             if outcome.succeeded:
                 record.state, record.message = StageState.SUCCEEDED, ""
             elif outcome.cancelled:
                 record.state, record.message = StageState.CANCELLED, "cancelled"
+                run.cancel_requested = True  # a stage stopped by a signal: so is the run
             else:
                 record.state = StageState.FAILED
-                suffix = f" after {record.attempts} attempts" if record.attempts > 1 else ""
+                attempted = outcome.attempted and record.attempts > 1
+                suffix = f" after {record.attempts} attempts" if attempted else ""
                 record.message = outcome.message + suffix
                 run.stage_failed = True
             self._save(run)
             run.cond.notify_all()
 
     def _attempt(self, run: _Run, stage: StageSpec, attempt: int, total: int) -> _Outcome:
-        """Start one attempt of a stage and wait for it; kill its group when it ends."""
+        """Start one attempt of a stage under a runner of its own and wait for it."""
         log_path = run.folder / "logs" / f"{stage.name}.log"
         cwd = run.folder / "work"
         if stage.working_dir is not None:
@@ -662,74 +837,162 @@ class LocalExecutor:
                 read=read,
                 write=write,
             )
+        # Through the runner's stdin only: the secrets in ``env`` and ``secrets`` reach
+        # neither the disk nor an argv nor the runner's own environment.
+        config = stage_runner.encode_config(
+            {
+                "argv": argv,
+                "cwd": str(cwd),
+                "env": env,
+                "program": stage.command[0],
+                "secrets": [v.get_secret_value() for v in run.spec.secret_env.values()],
+                "timeout": stage.timeout_seconds,
+                "grace": self.kill_grace_seconds,
+            }
+        )
         with log_path.open("ab") as log:
             log.write(f"--- attempt {attempt}/{total} ---\n".encode())
             log.flush()
             try:
                 proc = subprocess.Popen(
-                    argv,
-                    cwd=cwd,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
+                    stage_runner.command(str(run.folder), stage.name, attempt),
+                    cwd=run.folder,
+                    env={RUN_MARKER: run.run_id},
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,  # what the runner itself might say lands in the log
                     start_new_session=True,
                 )
             except OSError as exc:
                 message = f"could not start {stage.command[0]!r}: {exc}"
                 log.write(f"--- {message} ---\n".encode())
                 return _Outcome(False, False, None, message)
-        assert proc.stdout is not None
-        pump = threading.Thread(
-            target=_pump,
-            args=(proc.stdout, log_path, run.redactor),
-            name=f"llmops-local-{run.run_id[:8]}-{stage.name}-log",
-            daemon=True,
-        )
-        pump.start()
-        # Only this thread reaps ``proc``, under run.cond and after its group is killed.
         try:
             pidfd = os.pidfd_open(proc.pid)
         except OSError:
             _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        runner = _Runner(stage.name, attempt, proc.pid, _process_start_time(proc.pid), pidfd, proc)
+        return self._watch(run, stage, runner, config)
+
+    def _resume_attempt(self, run: _Run, stage: StageSpec, attempt: int, total: int) -> _Outcome:
+        """Take up the attempt a dead executor left running: as its runner recorded it
+        ended, or by watching its runner, or as interrupted when both are gone."""
+        with run.cond:
+            record = run.record.stage(stage.name)
+            recorded = record.pid, record.pid_start_time
+        outcome = _read_outcome(run.folder, stage.name, attempt)
+        if outcome is None:
+            runner = _find_runner(run, stage.name, attempt, *recorded)
+            if runner is not None:
+                logger.info("stage %s of run %s runs on: watched", stage.name, run.run_id)
+                return self._watch(run, stage, runner, None)
+            outcome = _read_outcome(run.folder, stage.name, attempt)  # it ended meanwhile
+        if outcome is not None:
+            return self._conclude(run, stage, attempt, outcome, cancelled=False)
+        # It died with the executor (a host restart, a container stop): whatever is left of
+        # its stage must not run beside the next attempt. (A recorded pid that is no runner
+        # but still the recorded process is a stage an older executor ran without one.)
+        _kill_stage_group(run.folder, stage.name, attempt, self.kill_grace_seconds)
+        if recorded[0] is not None and recorded[1] is not None:
+            _kill_orphans([(recorded[0], recorded[1])], self.kill_grace_seconds)
+        with (run.folder / "logs" / f"{stage.name}.log").open("ab") as log:
+            log.write(
+                f"--- attempt {attempt}/{total} was interrupted: its process ended with the "
+                "server that ran it ---\n".encode()
+            )
+        return _Outcome(False, False, None, INTERRUPTED_MESSAGE)
+
+    def _watch(
+        self, run: _Run, stage: StageSpec, runner: _Runner, config: bytes | None
+    ) -> _Outcome:
+        """Register a runner (so cancel reaches it), hand it ``config``, wait for it to
+        exit, and read how its attempt ended. Closes ``runner.pidfd``."""
+        exit_code: int | None = None
         try:
             with run.cond:
-                run.procs[stage.name] = proc
+                run.procs[stage.name] = runner
                 record = run.record.stage(stage.name)
-                record.pid, record.pid_start_time = proc.pid, _process_start_time(proc.pid)
+                record.pid, record.pid_start_time = runner.pid, runner.start_time
                 self._save(run)
                 cancelled_before_start = run.cancel_requested
-            if cancelled_before_start:  # cancel() listed the processes before this one
-                self._stop(proc.pid, pidfd)
-            timed_out = not _wait_pidfds([pidfd], stage.timeout_seconds)
-            if timed_out:
-                self._stop(proc.pid, pidfd)
-                _wait_pidfds([pidfd], None)
+            if cancelled_before_start:  # cancel() listed the runners before this one
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(runner.pidfd, signal.SIGTERM)
+            if config is not None and runner.popen is not None:
+                assert runner.popen.stdin is not None
+                # when it died already, its outcome is missing: that is seen below
+                with contextlib.suppress(OSError), runner.popen.stdin as stdin:
+                    stdin.write(config)
+            _wait_pidfds([runner.pidfd], None)
             with run.cond:
-                # The leader is a zombie until reaped and pins the group id: kill what
-                # the stage left behind, then reap.
-                _signal_group(proc.pid, signal.SIGKILL)
-                exit_code = proc.wait()
+                if runner.popen is not None:
+                    # nothing is meant to be in the runner's own group: make sure of it
+                    # while the unreaped runner pins the group id, then reap it
+                    _signal_group(runner.pid, signal.SIGKILL)
+                    exit_code = runner.popen.wait()
                 run.procs.pop(stage.name, None)
                 cancelled = run.cancel_requested
         finally:
-            os.close(pidfd)
-            # the group is dead: the pipe ends once the pump has read what is left (a
-            # process that left the group may hold it open: the pump goes on alone)
-            pump.join(timeout=self.kill_grace_seconds + 5)
+            os.close(runner.pidfd)
+        outcome = _read_outcome(run.folder, stage.name, runner.attempt)
+        if outcome is None:
+            return self._runner_lost(run, stage, runner, exit_code, cancelled=cancelled)
+        return self._conclude(run, stage, runner.attempt, outcome, cancelled=cancelled)
+
+    def _runner_lost(
+        self,
+        run: _Run,
+        stage: StageSpec,
+        runner: _Runner,
+        exit_code: int | None,
+        *,
+        cancelled: bool,
+    ) -> _Outcome:
+        """The runner exited without an outcome (killed): end what is left of its stage."""
+        _kill_stage_group(run.folder, stage.name, runner.attempt, self.kill_grace_seconds)
         if cancelled:
-            outcome = _Outcome(False, True, exit_code, "cancelled")
-        elif timed_out:
-            timeout = f"{stage.timeout_seconds:g}"
-            outcome = _Outcome(False, False, exit_code, f"timed out after {timeout} s")
-        elif exit_code != 0:
-            outcome = _Outcome(False, False, exit_code, _describe_exit(exit_code))
+            message = "cancelled"
         else:
-            return _Outcome(True, False, 0, "")
-        with log_path.open("ab") as log:
-            log.write(f"--- {outcome.message} ---\n".encode())
+            how = "" if exit_code is None else f" ({_describe_exit(exit_code)})"
+            message = f"the stage's runner ended before the stage did{how}"
+        with (run.folder / "logs" / f"{stage.name}.log").open("ab") as log:
+            log.write(f"--- {message} ---\n".encode())
+        return _Outcome(False, cancelled, None, message)
+
+    def _conclude(
+        self,
+        run: _Run,
+        stage: StageSpec,
+        attempt: int,
+        ended: dict[str, Any],
+        *,
+        cancelled: bool,
+    ) -> _Outcome:
+        """The outcome of an attempt from what its runner wrote; the log gets a closing
+        line where the executor sees the attempt otherwise than the runner did (a cancel
+        that came as the stage ended by itself)."""
+        returncode = ended.get("returncode")
+        finished_at = _parse_time(ended.get("finished_at"))
+        if cancelled or ended.get("stopped"):
+            outcome = _Outcome(False, True, returncode, "cancelled", finished_at)
+        elif ended.get("error"):
+            outcome = _Outcome(False, False, None, str(ended["error"]), finished_at)
+        elif ended.get("timed_out"):
+            timeout = f"{stage.timeout_seconds or 0:g}"
+            message = f"timed out after {timeout} s"
+            outcome = _Outcome(False, False, returncode, message, finished_at)
+        elif not isinstance(returncode, int):
+            message = "the stage's runner recorded no return code"
+            outcome = _Outcome(False, False, None, message, finished_at)
+        elif returncode != 0:
+            outcome = _Outcome(False, False, returncode, _describe_exit(returncode), finished_at)
+        else:
+            outcome = _Outcome(True, False, 0, "", finished_at)
+        if outcome.message and outcome.message != ended.get("message"):
+            with (run.folder / "logs" / f"{stage.name}.log").open("ab") as log:
+                log.write(f"--- {outcome.message} ---\n".encode())
         return outcome
 
     def _stage_env(self, run: _Run, stage: StageSpec) -> dict[str, str]:
@@ -744,12 +1007,6 @@ class LocalExecutor:
         )
         env[RUN_MARKER] = run.run_id  # last: a stage cannot hide from recover()
         return env
-
-    def _stop(self, pid: int, pidfd: int) -> None:
-        """SIGTERM a stage's own, unreaped group; SIGKILL it after the grace period."""
-        _signal_group(pid, signal.SIGTERM)
-        if not _wait_pidfds([pidfd], self.kill_grace_seconds):
-            _signal_group(pid, signal.SIGKILL)
 
     # -- storage ------------------------------------------------------------------------
 
@@ -820,14 +1077,90 @@ def _find_program(name: str, path: str, cwd: Path) -> Path | None:
     return Path(found) if found is not None else None
 
 
-def _pump(source: io.BufferedReader, log_path: Path, redactor: Redactor) -> None:
-    """Copy a stage's output into its log as it comes, its secrets scrubbed."""
-    stream = redactor.stream()
-    with source, log_path.open("ab") as log:
-        while chunk := source.read1(65536):
-            log.write(stream.feed(chunk))
-            log.flush()
-        log.write(stream.flush())
+def _is_runner_of(pid: int, folder: Path, stage: str, attempt: int) -> bool:
+    """Whether process ``pid`` is the runner of that attempt (by its command line)."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    argv = [arg.decode(errors="replace") for arg in raw.split(b"\0")[:-1]]
+    return stage_runner.is_command_of(argv, str(folder), stage, attempt)
+
+
+def _find_runner(
+    run: _Run, stage: str, attempt: int, pid: int | None, start: int | None
+) -> _Runner | None:
+    """The live runner of a stage's attempt that another executor started: the recorded
+    process where it still is that runner, else one marked with the run's id (a crash
+    before its pid was recorded)."""
+    if pid is not None and start is not None and _live_start_time(pid) == start:
+        candidates = [pid]
+    else:
+        candidates = _marked_processes(run.run_id)
+    for candidate in candidates:
+        if not _is_runner_of(candidate, run.folder, stage, attempt):
+            continue
+        started = _live_start_time(candidate)
+        if started is None:
+            continue
+        try:
+            pidfd = os.pidfd_open(candidate)
+        except OSError:
+            continue
+        # the pid changed hands before the open
+        if _live_start_time(candidate) != started or not _is_runner_of(
+            candidate, run.folder, stage, attempt
+        ):
+            os.close(pidfd)
+            continue
+        return _Runner(stage, attempt, candidate, started, pidfd)
+    return None
+
+
+def _forget_attempt(folder: Path, stage: str, attempt: int) -> None:
+    """Remove what an earlier run of this attempt number left (before a retry()), so that
+    its outcome is never taken for the coming one's."""
+    (folder / "exits").mkdir(exist_ok=True)
+    for path in (
+        stage_runner.outcome_path(str(folder), stage, attempt),
+        stage_runner.pid_path(str(folder), stage, attempt),
+    ):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _read_outcome(folder: Path, stage: str, attempt: int) -> dict[str, Any] | None:
+    """What the runner of that attempt wrote when it ended; None before (or never)."""
+    path = Path(stage_runner.outcome_path(str(folder), stage, attempt))
+    try:
+        ended = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        logger.exception("unreadable outcome %s: the attempt counts as lost", path)
+        return None
+    return ended if isinstance(ended, dict) else None
+
+
+def _kill_stage_group(folder: Path, stage: str, attempt: int, grace: float) -> None:
+    """Kill the process group of that attempt's stage, as its runner recorded it, where
+    the runner itself is gone and the leader is still the one recorded."""
+    path = Path(stage_runner.pid_path(str(folder), stage, attempt))
+    try:
+        pid_text, start_text = path.read_text().split()
+        pid, start = int(pid_text), int(start_text)
+    except (OSError, ValueError):
+        return
+    _kill_orphans([(pid, start)], grace)
+
+
+def _parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def _carries_marker(pid: int, run_id: str) -> bool:
@@ -879,20 +1212,17 @@ def _kill_marked(run_id: str, grace: float) -> None:
             os.close(pidfd)
 
 
-def _describe_exit(code: int) -> str:
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
 def _process_start_time(pid: int) -> int | None:
     """Field 22 of /proc/<pid>/stat: when the process started, in clock ticks after boot."""
+    return stage_runner.start_time(pid)
+
+
+def _live_start_time(pid: int) -> int | None:
+    """The start time of process ``pid``, or None when it is gone or a zombie."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
-        return int(raw[raw.rindex(")") + 2 :].split()[19])
+        fields = raw[raw.rindex(")") + 2 :].split()
+        return None if fields[0] == "Z" else int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -951,15 +1281,21 @@ def _kill_orphans(groups: Sequence[tuple[int, int]], grace: float) -> None:
             os.close(pidfd)
 
 
-def _try_lock(folder: Path) -> int | None:
-    """Take the run's ``active.lock`` without waiting; None when another holder has it."""
+def _try_lock(folder: Path, *, patience: float = 0.0) -> int | None:
+    """Take the run's ``active.lock``, trying for ``patience`` seconds; None when another
+    holder keeps it."""
     fd = os.open(folder / "active.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.005)
+            continue
+        return fd
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -2,7 +2,10 @@
 
 It is the one orchestration provider the core ships, so a pipeline runs on a laptop or a
 single VM. It keeps no state in this module: the core owns the executor it builds and
-calls its ``close()`` at shutdown.
+calls its ``close()`` at shutdown. Building the executor leaves the runs a dead server
+left as they are (their stages go on): the core's worker, which knows which runs its
+database still expects, takes those over (``adopt``) and ends the others (``recover``),
+as :class:`~llmops.capabilities.orchestration.AdoptsRuns` describes.
 """
 
 from __future__ import annotations
@@ -68,10 +71,11 @@ def llmops_plugin_info() -> PluginInfo:
 
 @llmops.hookimpl
 def llmops_orchestration(settings: BaseModel, context: PluginContext) -> LocalExecutor:
-    """Build the executor on the plugin's data dir and fail the runs a dead server left."""
+    """Build the executor on the plugin's data dir (the runs a dead server left are the
+    core's to adopt or recover)."""
     if not isinstance(settings, LocalSettings):
         raise TypeError(f"expected LocalSettings, got {type(settings).__name__}")
-    executor = LocalExecutor(
+    return LocalExecutor(
         context.ensure_data_dir(),
         max_parallel=settings.max_parallel,
         kill_grace_seconds=settings.kill_grace_seconds,
@@ -80,5 +84,3 @@ def llmops_orchestration(settings: BaseModel, context: PluginContext) -> LocalEx
         writable_paths=settings.writable_paths,
         env_allowlist=(*DEFAULT_ENV_ALLOWLIST, *settings.inherit_env),
     )
-    executor.recover()
-    return executor

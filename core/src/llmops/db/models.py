@@ -256,6 +256,25 @@ class WorkflowPipeline(Timestamped, Base):
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
     synced_at: Mapped[datetime | None] = mapped_column()
+    #: the platform process whose executor drives the run, for orchestrators that run
+    #: stages inside the platform (the local executor); another takes it over once the
+    #: owner's heartbeat has stopped (:mod:`llmops.services.run_leases`)
+    owner_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    #: a cancel the owner has yet to carry out (the pipeline shows ``cancelling``)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column()
+
+
+class ExecutorInstance(Base):
+    """A running platform process (``llmops up``, ``llmops worker``) that may drive runs:
+    its heartbeat says it is alive."""
+
+    __tablename__ = "executor_instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
 class RegistryModel(Base):

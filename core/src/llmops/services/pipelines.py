@@ -23,6 +23,7 @@ from llmops.auth import Principal
 from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import (
     PIPELINE_ID_LABEL,
+    AdoptsRuns,
     OrchestrationProvider,
     PipelineSpec,
     PipelineState,
@@ -65,7 +66,7 @@ from llmops.resilience.outbox import (
     requeue,
 )
 from llmops.secrets import SecretKeyError
-from llmops.services import audit, catalog, dataset_versions
+from llmops.services import audit, catalog, dataset_versions, run_leases
 from llmops.services.api_keys import Role, revoke_job_tokens
 from llmops.services.experiments import finish_job_run, job_run_environment
 from llmops.services.jobs import job_secret_env
@@ -88,6 +89,8 @@ class PipelineView:
 
 SUBMIT = "pipeline.submit"
 CANCEL = "pipeline.cancel"
+#: a pipeline whose cancel was requested and not carried out yet (not a tool's state)
+CANCELLING = "cancelling"
 RETRY = "pipeline.retry"
 
 #: The one orchestrator a pipeline may fall back to: the built-in local executor.
@@ -225,20 +228,13 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
         }
     )
     if row.training_job_id is not None:
-        # the job's token first: the tracker's variables may hand it on (JobAccess)
-        job_secrets = job_secret_env(session=session, job_id=row.training_job_id)
-        tracking_env, tracking_secrets = job_run_environment(
-            session=session,
-            runtime=runtime,
-            job_id=row.training_job_id,
-            job_token=job_secrets["LLMOPS_JOB_TOKEN"],
-        )
+        tracking_env, secrets = _job_environment(session, runtime, row.training_job_id)
         spec = spec.model_copy(
             update={
                 "stages": [
                     s.model_copy(update={"env": {**tracking_env, **s.env}}) for s in spec.stages
                 ],
-                "secret_env": {**tracking_secrets, **job_secrets},
+                "secret_env": secrets,
             }
         )
     _, orchestrator = runtime.orchestration_provider(row.provider)
@@ -247,16 +243,65 @@ def deliver_submit(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     except IntegrationUnavailable as exc:
         status = _fall_back(runtime, delivery, row, spec, exc)
     unsubmitted = WorkflowPipeline.external_id.is_(None)
-    if _set_once(session, row, unsubmitted, external_id=status.external_id):
+    owner = _owner_here(runtime, row)  # the local executor's runs are this process's
+    if set_once(session, row, unsubmitted, external_id=status.external_id, owner_id=owner):
         waited = (utcnow() - row.created_at).total_seconds()
         record_pipeline_event(session, Submitted(row.provider, waited))
     apply_status(session, row, status)
-    _propagate_to_job(session=session, row=row)
+    propagate_to_job(session=session, row=row)
     result: dict[str, object] = {"externalId": status.external_id}
     origin = fell_back_from(row)
     if origin is not None:
         result["fellBackFrom"] = origin
     return result
+
+
+def _job_environment(
+    session: Session, runtime: IntegrationRuntime, job_id: str
+) -> tuple[dict[str, str], dict[str, SecretStr]]:
+    """A training job's stages' tracking variables and secrets: a fresh job token first
+    (the tracker's variables may hand it on: JobAccess), then the tracker's secrets."""
+    job_secrets = job_secret_env(session=session, job_id=job_id)
+    tracking_env, tracking_secrets = job_run_environment(
+        session=session,
+        runtime=runtime,
+        job_id=job_id,
+        job_token=job_secrets["LLMOPS_JOB_TOKEN"],
+    )
+    return tracking_env, {**tracking_secrets, **job_secrets}
+
+
+def adopter_of(runtime: IntegrationRuntime, row: WorkflowPipeline) -> AdoptsRuns | None:
+    """The row's orchestrator where it runs stages inside this process (its runs have an
+    owner: :mod:`llmops.services.run_leases`), else None."""
+    try:
+        _, guarded = runtime.provider(Capability.ORCHESTRATION, row.provider)
+    except LlmopsError:
+        return None
+    raw = guarded.unwrapped
+    return raw if isinstance(raw, AdoptsRuns) else None
+
+
+def _owner_here(runtime: IntegrationRuntime, row: WorkflowPipeline) -> str | None:
+    return runtime.instance_id if adopter_of(runtime, row) is not None else None
+
+
+def end_interrupted(session: Session, row: WorkflowPipeline, message: str) -> None:
+    """Fail a run nobody can carry on (see :func:`run_leases.take_over`)."""
+    if _move(session, row, PipelineState.FAILED.value):
+        row.finished_at = utcnow()
+        _count_finished(session, row)
+    row.message = message
+    row.stages = _stages_after(
+        row.stages,
+        PipelineStatus(
+            external_id=row.external_id or "",
+            state=PipelineState.FAILED,
+            stages=[],
+            message=message,
+        ),
+    )
+    propagate_to_job(session=session, row=row)
 
 
 def _fall_back(
@@ -401,10 +446,10 @@ def submit_dead(delivery: Delivery, reason: str) -> None:
     row.finished_at = utcnow()
     if moved:
         _count_finished(session, row)
-    _propagate_to_job(session=session, row=row)
+    propagate_to_job(session=session, row=row)
 
 
-def _set_once(session: Session, row: WorkflowPipeline, condition: Any, **values: Any) -> bool:
+def set_once(session: Session, row: WorkflowPipeline, condition: Any, **values: Any) -> bool:
     """Write ``values`` to the row where ``condition`` still holds in the database; True
     when this transaction made the change. A state change is counted on this: two
     processes (a request and a worker, two replicas) that both apply the same one find
@@ -429,13 +474,13 @@ def _move(
     from_states: Collection[str] | None = None,
 ) -> bool:
     """Put the row in ``state``, from any other state or from one of ``from_states``;
-    True when this transaction moved it (see :func:`_set_once`)."""
+    True when this transaction moved it (see :func:`set_once`)."""
     condition = (
         WorkflowPipeline.status.in_(sorted(from_states))
         if from_states is not None
         else WorkflowPipeline.status != state
     )
-    return _set_once(session, row, condition, status=state)
+    return set_once(session, row, condition, status=state)
 
 
 def _count_finished(session: Session, row: WorkflowPipeline) -> None:
@@ -454,6 +499,8 @@ def apply_status(
     the status answers a retry, which counts when it moves a failed or cancelled
     pipeline."""
     state = status.state.value
+    if row.cancel_requested_at is not None and not status.state.terminal:
+        state = CANCELLING  # until its owner has carried the cancel out
     moved = False
     if retry or row.status != state:
         moved = _move(session, row, state, from_states=RETRYABLE if retry else None)
@@ -511,7 +558,7 @@ def get_row(*, session: Session, pipeline_id: str) -> WorkflowPipeline:
     return row
 
 
-def _orchestrator(runtime: IntegrationRuntime, row: WorkflowPipeline) -> OrchestrationProvider:
+def orchestrator_of(runtime: IntegrationRuntime, row: WorkflowPipeline) -> OrchestrationProvider:
     _, orchestrator = runtime.orchestration_provider(row.provider)
     return orchestrator
 
@@ -521,16 +568,16 @@ def sync(*, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline
     if row.status in TERMINAL or row.external_id is None:
         return PipelineView(row)
     try:
-        status = _orchestrator(runtime, row).status(row.external_id)
+        status = orchestrator_of(runtime, row).status(row.external_id)
     except LlmopsError as exc:
         return PipelineView(row, stale=True, reason=exc.detail)
     apply_status(session, row, status)
-    _propagate_to_job(session=session, row=row)
+    propagate_to_job(session=session, row=row)
     session.flush()
     return PipelineView(row)
 
 
-def _propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
+def propagate_to_job(*, session: Session, row: WorkflowPipeline) -> None:
     if row.training_job_id is None:
         return
     # rows are always written in one order (pipeline, job, its tokens), whichever path
@@ -597,7 +644,7 @@ def cancel_pipeline(
         row.finished_at = utcnow()
         if moved:
             _count_finished(session, row)
-        _propagate_to_job(session=session, row=row)
+        propagate_to_job(session=session, row=row)
         pending = session.scalars(
             select(Operation).where(
                 Operation.resource_id == row.id,
@@ -608,6 +655,15 @@ def cancel_pipeline(
         for operation in pending:
             operation.status = OperationStatus.DISCARDED.value
             operation.last_error = "the pipeline was cancelled before it was submitted"
+        session.flush()
+        return PipelineView(row), None
+    if row.cancel_requested_at is None:
+        row.cancel_requested_at = utcnow()
+    _move(session, row, CANCELLING)
+    propagate_to_job(session=session, row=row)
+    if adopter_of(runtime, row) is not None:
+        # the process that drives the run carries it out (its watcher, within a second;
+        # at once where that is this process), or whoever takes the run over
         session.flush()
         return PipelineView(row), None
     return PipelineView(row), _enqueue_action(session, row, CANCEL)
@@ -633,8 +689,8 @@ def deliver_cancel(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
     if row is None or row.external_id is None or row.status in TERMINAL:
         return {"skipped": "nothing left to cancel"}
-    apply_status(delivery.session, row, _orchestrator(runtime, row).cancel(row.external_id))
-    _propagate_to_job(session=delivery.session, row=row)
+    apply_status(delivery.session, row, orchestrator_of(runtime, row).cancel(row.external_id))
+    propagate_to_job(session=delivery.session, row=row)
     return None
 
 
@@ -668,7 +724,7 @@ def retry_pipeline(
             record_pipeline_event(session, Retried(row.provider))
         row.message = "waiting to be submitted again"
         row.finished_at = None
-        _propagate_to_job(session=session, row=row)
+        propagate_to_job(session=session, row=row)
         session.flush()
         return PipelineView(row), submission
     return PipelineView(row), _enqueue_action(session, row, RETRY)
@@ -679,10 +735,11 @@ def deliver_retry(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str, 
     row = delivery.session.get(WorkflowPipeline, delivery.payload["pipelineId"])
     if row is None or row.external_id is None:
         return {"skipped": "nothing to retry"}
-    apply_status(
-        delivery.session, row, _orchestrator(runtime, row).retry(row.external_id), retry=True
-    )
-    _propagate_to_job(session=delivery.session, row=row)
+    status = orchestrator_of(runtime, row).retry(row.external_id)
+    row.owner_id = _owner_here(runtime, row) or row.owner_id
+    row.cancel_requested_at = None
+    apply_status(delivery.session, row, status, retry=True)
+    propagate_to_job(session=delivery.session, row=row)
     return None
 
 
@@ -699,7 +756,7 @@ def pipeline_logs(
         raise NotFound(f"pipeline {pipeline_id!r} has no stage {stage!r}")
     if row.external_id is None:
         return []
-    logs = _orchestrator(runtime, row).logs(row.external_id, stage=stage, tail_bytes=tail_bytes)
+    logs = orchestrator_of(runtime, row).logs(row.external_id, stage=stage, tail_bytes=tail_bytes)
     redactor = Redactor(known_secrets(runtime))
     return [log.model_copy(update={"text": redactor.redact(log.text)}) for log in logs]
 
@@ -730,7 +787,7 @@ def delete_pipeline(*, session: Session, runtime: IntegrationRuntime, pipeline_i
     if row.training_job_id is not None:
         raise Conflict("this pipeline runs a training job: cancel the job instead")
     if row.status not in TERMINAL and row.external_id is not None:
-        _orchestrator(runtime, row).cancel(row.external_id)
+        orchestrator_of(runtime, row).cancel(row.external_id)
     session.execute(delete(PipelineInput).where(PipelineInput.pipeline_id == row.id))
     session.delete(row)
     session.flush()
@@ -747,9 +804,12 @@ def sync_active(
     meanwhile: Callable[[], object] | None = None,
     every: int = SYNC_CHUNK,
     stop: Callable[[], bool] | None = None,
+    take_over: bool = False,
 ) -> int:
     """Refresh every non-terminal pipeline (the background worker calls this), one
-    transaction each, so no lock is held while another pipeline's tool is asked.
+    transaction each, so no lock is held while another pipeline's tool is asked; with
+    ``take_over`` (the worker's passes), a run whose owner has stopped is taken over
+    (:mod:`llmops.services.run_leases`).
 
     A pass over many pipelines takes a while (one tool call each): ``meanwhile`` runs
     after every ``every`` of them (the worker delivers the outbox's due writes there), so
@@ -764,10 +824,56 @@ def sync_active(
         if stop is not None and stop():
             break
         row = session.get(WorkflowPipeline, pipeline_id)
-        if row is not None:
+        if row is not None and not (take_over and _taken_over(session, runtime, row)):
             sync(session=session, runtime=runtime, row=row)
         session.commit()
         done += 1
         if meanwhile is not None and done % every == 0:
             meanwhile()
     return done
+
+
+def _taken_over(session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline) -> bool:
+    """Take ``row``'s run over when its orchestrator runs it inside a platform process
+    and that process has stopped; True when this process now drives it."""
+    me = runtime.instance_id
+    if me is None or row.external_id is None or row.owner_id == me:
+        return False
+    adopter = adopter_of(runtime, row)
+    if adopter is None:
+        return False
+    if not run_leases.owner_gone(session, row.owner_id, lease=runtime.settings.run_lease_seconds):
+        return False
+    job_id = row.training_job_id
+
+    def secrets() -> dict[str, object]:
+        return dict(_job_environment(session, runtime, job_id)[1]) if job_id else {}
+
+    return run_leases.take_over(
+        session=session, runtime=runtime, row=row, executor=adopter, secret_env=secrets
+    )
+
+
+def end_orphans(*, session: Session, runtime: IntegrationRuntime) -> list[str]:
+    """End the runs the executors of this host hold that no pipeline expects any more
+    (left by a process that died, their pipelines deleted or ended since); runs that a
+    pipeline still expects are left to be taken over. Returns the runs ended."""
+    ended: list[str] = []
+    for _plugin, capability, name, provider in runtime.iter_providers():
+        if capability is not Capability.ORCHESTRATION:
+            continue
+        raw = getattr(provider, "unwrapped", provider)
+        if not isinstance(raw, AdoptsRuns):
+            continue
+        expected = set(
+            session.scalars(
+                select(WorkflowPipeline.external_id).where(
+                    WorkflowPipeline.provider == name,
+                    WorkflowPipeline.status.not_in(TERMINAL),
+                    WorkflowPipeline.external_id.is_not(None),
+                )
+            )
+        )
+        session.commit()
+        ended += raw.recover(keep={e for e in expected if e is not None})
+    return ended

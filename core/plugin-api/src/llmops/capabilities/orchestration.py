@@ -1,8 +1,13 @@
-"""Workflow orchestration (US3): DAG pipelines of stages, per-stage state, logs."""
+"""Workflow orchestration (US3): DAG pipelines of stages, per-stage state, logs.
+
+Every orchestrator is an :class:`OrchestrationProvider`. One that runs stages inside the
+platform's own process also implements the optional :class:`AdoptsRuns`, so that another
+platform process can take its runs over when that process dies.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -168,3 +173,47 @@ class OrchestrationProvider(Protocol):
     def cancel(self, external_id: str) -> PipelineStatus: ...
     def ui_url(self, external_id: str) -> str | None: ...
     def health(self) -> Health: ...
+
+
+@runtime_checkable
+class AdoptsRuns(Protocol):
+    """An orchestration provider whose runs are driven by the platform process that
+    started them (the local executor): a provider that runs stages inside the platform's
+    own process implements it, so that another process can take its runs over.
+
+    Its stages outlive the process driving them; another platform process on the same
+    host and state (a restarted server, a replica sharing the data dir) takes a run over
+    with :meth:`adopt` once the core has decided that the run's owner is gone, and ends
+    the runs nobody expects any more with :meth:`recover`. The core calls these from its
+    worker, never on a request's path.
+    """
+
+    def adopt(
+        self, external_id: str, *, secret_env: Mapping[str, SecretStr] | None = None
+    ) -> PipelineStatus:
+        """Take over an unfinished run whose driving process is gone, and drive it to its
+        end in this process (``status``, ``logs`` and ``cancel`` then work here).
+
+        Stages that ended while nobody watched are recorded as they ended, those still
+        running are watched again, those killed with their driver are retried by their
+        retry policy or failed as interrupted. ``secret_env`` gives back the run's secret
+        environment (it is never persisted): a new attempt that needs a value not given
+        fails, naming it. A finished run, or one this process drives already, just answers
+        its status. The core calls it when it has made this process the run's owner.
+
+        :raises NotFound: the run is not in this provider's state (another host's).
+        :raises Conflict: a live process still drives the run.
+        """
+        ...
+
+    def orphaned_runs(self) -> list[str]:
+        """Ids of the unfinished runs in this provider's state that no live process
+        drives: candidates for :meth:`adopt` or :meth:`recover`. Reads only."""
+        ...
+
+    def recover(self, *, keep: Collection[str] = ()) -> list[str]:
+        """End the orphaned runs (kill what is left of their stages, mark them failed as
+        interrupted) but those in ``keep``, which stay as they are for :meth:`adopt`;
+        return the ids of the runs it ended. The core calls it with the runs its database
+        still expects in ``keep``, so that only runs nobody will take over are ended."""
+        ...

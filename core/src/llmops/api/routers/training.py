@@ -19,9 +19,10 @@ from llmops.api.schemas import (
     TrainingJobOut,
 )
 from llmops.capabilities.orchestration import StageSpec
+from llmops.db.models import TrainingJob
 from llmops.errors import InvalidRequest
 from llmops.resilience.outbox import OutcomeKind
-from llmops.services import lineage, training
+from llmops.services import lineage, pipelines, training
 from llmops.services.writes import WriteResult, commit_and_deliver
 
 router = APIRouter(route_class=AnswerKeepingRoute, prefix="/training/jobs", tags=["training"])
@@ -128,7 +129,13 @@ def get_training_job(jobId: str, session: SessionDep, runtime: RuntimeDep) -> Tr
     "/{jobId}/cancel",
     response_model=TrainingJobOut,
     summary="Cancel a training job",
-    responses={202: {"model": TrainingJobOut, "description": "Accepted: waits in the retry queue"}},
+    responses={
+        202: {
+            "model": TrainingJobOut,
+            "description": "Accepted: cancelling (its executor carries it out), or waiting "
+            "in the retry queue",
+        }
+    },
 )
 def cancel_training_job(
     jobId: str,
@@ -137,7 +144,15 @@ def cancel_training_job(
     platform: PlatformDep,
     response: Response,
 ) -> TrainingJobOut:
+    """Cancels the job's pipeline: 202 with status ``cancelling`` until the process that
+    drives it has stopped it."""
     _, operation = training.cancel_job(session=session, runtime=runtime, job_id=jobId)
+    if operation is None:
+        job = session.get(TrainingJob, jobId)
+        if job is not None and job.status == pipelines.CANCELLING:
+            session.commit()  # the run's owner acts on what is committed
+            runtime.wake_runs()
+            response.status_code = 202
     if operation is not None:
         result = commit_and_deliver(
             session=session, outbox=platform.outbox, runtime=runtime, operation=operation

@@ -122,7 +122,13 @@ def _deliver(
     "/{pipelineId}/cancel",
     response_model=PipelineOut,
     summary="Cancel a pipeline",
-    responses={202: {"model": PipelineOut, "description": "Accepted: waits in the retry queue"}},
+    responses={
+        202: {
+            "model": PipelineOut,
+            "description": "Accepted: cancelling (its executor carries it out), or waiting "
+            "in the retry queue",
+        }
+    },
 )
 def cancel_pipeline(
     pipelineId: str,
@@ -131,10 +137,16 @@ def cancel_pipeline(
     platform: PlatformDep,
     response: Response,
 ) -> PipelineOut:
+    """The cancel is recorded and carried out by the process that drives the run (any
+    replica may take the request): 202 with status ``cancelling`` until it is done."""
     view, operation = pipelines.cancel_pipeline(
         session=session, runtime=runtime, pipeline_id=pipelineId
     )
     if operation is None:
+        if view.row.status == pipelines.CANCELLING:
+            session.commit()  # the run's owner acts on what is committed
+            runtime.wake_runs()
+            response.status_code = 202
         return pipeline_out(view)
     return _deliver(view, operation, session, runtime, platform, response)
 

@@ -1,0 +1,265 @@
+"""Runs held by a lease: which platform process drives each run its executor holds, and
+what happens when that process is gone.
+
+An orchestrator that runs stages inside the platform's own process (the local executor:
+:class:`~llmops.capabilities.orchestration.AdoptsRuns`) drives each run from one process.
+That process is the run's *owner* (``workflow_pipelines.owner_id``), and it proves it is
+alive with a heartbeat in ``executor_instances``, every few seconds
+(:class:`RunWatcher`). Any process's worker that finds a run whose owner is gone — its
+heartbeat older than ``LLMOPS_RUN_LEASE_SECONDS``, or, on the same host, its process no
+longer there — takes the run over (:func:`take_over`): one conditional update makes it
+the owner, and its executor adopts the run. Stages that finished while nobody watched are
+recorded as they ended, those still running are watched again, and those killed with
+their owner are retried by their retry policy or marked interrupted.
+
+A cancel is a request recorded in the database (``cancel_requested_at``; the pipeline
+shows ``cancelling``): the owner's watcher carries it out within a second, whichever
+process took the request; a run whose owner is gone is cancelled by the process that
+takes it over. Orchestrators outside the platform (Argo) are asked by any process through
+the outbox, as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from llmops.capabilities.orchestration import AdoptsRuns
+from llmops.db.models import ExecutorInstance, WorkflowPipeline, utcnow
+from llmops.errors import Conflict, LlmopsError, NotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sqlalchemy.orm import sessionmaker
+
+    from llmops.integrations import IntegrationRuntime
+
+log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()[:255]
+
+#: The message of a run taken over where its run folder is not (the data dir of the
+#: process that drove it is not shared with this one).
+NOT_HERE = (
+    "interrupted: the process that ran it stopped, and its run is not on this host "
+    "(its executor's data dir is not shared with the process that took it over)"
+)
+
+
+def register(session: Session, instance_id: str) -> None:
+    session.add(ExecutorInstance(id=instance_id, host=HOST, pid=os.getpid()))
+
+
+def heartbeat(session: Session, instance_id: str) -> None:
+    done = session.execute(
+        update(ExecutorInstance)
+        .where(ExecutorInstance.id == instance_id)
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    if done == 0:  # removed as long dead by another process: this one lives on
+        register(session, instance_id)
+
+
+def forget_dead(session: Session, *, older_than: timedelta) -> None:
+    """Remove instances silent for much longer than a lease (their runs were taken over)."""
+    session.execute(
+        delete(ExecutorInstance).where(ExecutorInstance.heartbeat_at < utcnow() - older_than)
+    )
+
+
+def owner_gone(
+    session: Session, owner_id: str | None, *, lease: float, now: datetime | None = None
+) -> bool:
+    """Whether the run's owner has stopped: none, unknown, silent for a lease, or a
+    process of this host that is no longer there."""
+    if owner_id is None:
+        return True
+    owner = session.get(ExecutorInstance, owner_id)
+    if owner is None:
+        return True
+    now = now or utcnow()
+    if owner.heartbeat_at < now - timedelta(seconds=lease):
+        return True
+    return owner.host == HOST and not _process_exists(owner.pid, owner.id)
+
+
+#: the instances this process runs (a test may run several platforms in one process)
+LIVE_HERE: set[str] = set()
+
+
+def _process_exists(pid: int, instance_id: str) -> bool:
+    if pid == os.getpid():  # this process, or one that had its pid before it
+        return instance_id in LIVE_HERE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def take_over(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    row: WorkflowPipeline,
+    executor: AdoptsRuns,
+    secret_env: Callable[[], dict[str, object]],
+) -> bool:
+    """Make this process the owner of ``row``'s run and adopt it; True when it did.
+
+    The claim is one conditional update, committed before the executor adopts, so two
+    processes never both adopt a run. A run whose folder is not here fails with
+    :data:`NOT_HERE`; one that a live executor still holds (a heartbeat that lagged) is
+    handed back."""
+    from llmops.services import pipelines
+
+    me = runtime.instance_id
+    assert me is not None
+    assert row.external_id is not None
+    previous = row.owner_id
+    held = (
+        WorkflowPipeline.owner_id.is_(None)
+        if previous is None
+        else WorkflowPipeline.owner_id == previous
+    )
+    if not pipelines.set_once(session, row, held, owner_id=me):
+        session.rollback()
+        return False
+    secrets = secret_env()
+    session.commit()
+    try:
+        status = executor.adopt(row.external_id, secret_env=secrets or None)  # type: ignore[arg-type]
+    except NotFound:
+        pipelines.end_interrupted(session, row, NOT_HERE)
+        session.commit()
+        log.warning("pipeline %s: its run is not on this host; marked failed", row.id)
+        return True
+    except Conflict:
+        pipelines.set_once(session, row, WorkflowPipeline.owner_id == me, owner_id=previous)
+        session.commit()
+        return False
+    log.warning(
+        "pipeline %s: took its run over from %s, whose process has stopped", row.id, previous
+    )
+    pipelines.apply_status(session, row, status)
+    pipelines.propagate_to_job(session=session, row=row)
+    session.commit()
+    if row.cancel_requested_at is not None and row.status not in pipelines.TERMINAL:
+        carry_out_cancel(session=session, runtime=runtime, row=row)
+    return True
+
+
+def carry_out_cancel(
+    *, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline
+) -> None:
+    """Cancel a run this process drives, as requested."""
+    from llmops.services import pipelines
+
+    assert row.external_id is not None
+    try:
+        status = pipelines.orchestrator_of(runtime, row).cancel(row.external_id)
+    except LlmopsError as exc:
+        log.warning("pipeline %s: the cancel failed: %s", row.id, exc.detail)
+        return
+    pipelines.apply_status(session, row, status)
+    pipelines.propagate_to_job(session=session, row=row)
+    session.commit()
+
+
+def cancel_owned(*, session: Session, runtime: IntegrationRuntime) -> int:
+    """Carry out the cancels requested of runs this process drives; how many."""
+    me = runtime.instance_id
+    if me is None:
+        return 0
+    from llmops.services import pipelines
+
+    ids = list(
+        session.scalars(
+            select(WorkflowPipeline.id).where(
+                WorkflowPipeline.owner_id == me,
+                WorkflowPipeline.cancel_requested_at.is_not(None),
+                WorkflowPipeline.status.not_in(pipelines.TERMINAL),
+            )
+        )
+    )
+    session.commit()
+    for pipeline_id in ids:
+        row = session.get(WorkflowPipeline, pipeline_id)
+        if row is not None and row.external_id is not None:
+            carry_out_cancel(session=session, runtime=runtime, row=row)
+    return len(ids)
+
+
+class RunWatcher:
+    """This process's heartbeat, and the cancels of the runs it drives: one thread, a
+    round every third of the lease (at most every second), woken at once by
+    :meth:`wake` (a cancel this process took)."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], runtime: IntegrationRuntime, *, lease: float
+    ) -> None:
+        self.sessions = sessions
+        self.runtime = runtime
+        self.lease = lease
+        self.every = min(1.0, lease / 3)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, instance_id: str) -> None:
+        self.runtime.instance_id = instance_id
+        self.runtime.wake_runs = self.wake
+        with self.sessions() as session, session.begin():
+            register(session, instance_id)
+        LIVE_HERE.add(instance_id)
+        self._thread = threading.Thread(target=self._loop, name="llmops-runs", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def round(self) -> None:
+        instance_id = self.runtime.instance_id
+        assert instance_id is not None
+        with self.sessions() as session:
+            with session.begin():
+                heartbeat(session, instance_id)
+            cancel_owned(session=session, runtime=self.runtime)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.every)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.round()
+            except Exception:  # the next round tries again; a missed heartbeat is one round
+                log.exception("the run watcher's round failed")
+
+    def stop(self) -> None:
+        """Stop, and say so: the runs this process drove are taken over at once."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        instance_id = self.runtime.instance_id
+        if instance_id is None:
+            return
+        LIVE_HERE.discard(instance_id)
+        try:
+            with self.sessions() as session, session.begin():
+                session.execute(delete(ExecutorInstance).where(ExecutorInstance.id == instance_id))
+        except Exception:  # a database that is away: the heartbeat expires instead
+            log.warning("could not remove this process's executor instance", exc_info=True)
