@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from fastapi.testclient import TestClient
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
+from llmops.db.models import ExecutorInstance, Operation, utcnow
+from llmops.services import run_leases
 from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 
@@ -251,3 +254,33 @@ def test_a_cancel_sent_to_another_replica_stops_the_run(
         )
         assert result["status"] == "cancelled"
         assert result["stages"][0]["state"] == "cancelled"
+
+
+def test_a_write_a_killed_process_was_delivering_is_due_again_at_once(
+    client: TestClient,
+) -> None:
+    """Before: it waited for its claim's lease (LLMOPS_OUTBOX_LEASE_SECONDS, a minute)."""
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    with platform.transaction() as session:
+        session.add(ExecutorInstance(id="d" * 32, host=run_leases.HOST, pid=int(dead.stdout)))
+        operation = Operation(
+            kind="pipeline.submit",
+            provider="local",
+            capability="orchestration",
+            idempotency_key="held-by-the-dead",
+            status="running",
+            locked_by="d" * 32,
+            lease_until=utcnow() + timedelta(minutes=1),
+        )
+        session.add(operation)
+    platform.runs.round()
+    with platform.sessions() as session:
+        released = session.get(Operation, operation.id)
+        assert released is not None
+        assert released.lease_until <= utcnow()

@@ -59,6 +59,8 @@ class Platform:
                 lease_seconds=settings.outbox_lease_seconds,
             ),
             recorder=audit_tool_action,
+            # its claims name this process: another releases them as soon as it is gone
+            worker_id=self.instance_id,
         )
 
     def migrate(self) -> None:

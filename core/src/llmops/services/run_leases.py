@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from llmops.capabilities.orchestration import AdoptsRuns
-from llmops.db.models import ExecutorInstance, WorkflowPipeline, utcnow
+from llmops.db.models import ExecutorInstance, Operation, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
 
 if TYPE_CHECKING:
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()[:255]
+#: how often a process removes the rows of processes silent for long (an hour or more)
+FORGET_EVERY = 600.0
 
 #: The message of a run taken over where its run folder is not (the data dir of the
 #: process that drove it is not shared with this one).
@@ -76,6 +79,42 @@ def forget_dead(session: Session, *, older_than: timedelta) -> None:
     )
 
 
+def gone_instances(session: Session, *, lease: float) -> list[str]:
+    """The instances that have stopped (see :func:`owner_gone`), from the few rows of
+    ``executor_instances``."""
+    now = utcnow()
+    return [
+        row.id for row in session.scalars(select(ExecutorInstance)) if _stopped(row, now, lease)
+    ]
+
+
+def _stopped(row: ExecutorInstance, now: datetime, lease: float) -> bool:
+    if row.heartbeat_at < now - timedelta(seconds=lease):
+        return True
+    return row.host == HOST and not _process_exists(row.pid, row.id)
+
+
+def release_dead_claims(session: Session, *, lease: float) -> int:
+    """Make the outbox operations that a stopped process was delivering due again now,
+    instead of when their claim's lease (``LLMOPS_OUTBOX_LEASE_SECONDS``) runs out: a
+    pipeline submitted by a request that died waits seconds, not a minute. How many."""
+    gone = gone_instances(session, lease=lease)
+    if not gone:
+        return 0
+    now = utcnow()
+    released = session.execute(
+        update(Operation)
+        .where(
+            Operation.status == "running",
+            Operation.locked_by.in_(gone),
+            Operation.lease_until > now,
+        )
+        .values(lease_until=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount  # type: ignore[attr-defined]
+    return int(released or 0)
+
+
 def owner_gone(
     session: Session, owner_id: str | None, *, lease: float, now: datetime | None = None
 ) -> bool:
@@ -84,12 +123,7 @@ def owner_gone(
     if owner_id is None:
         return True
     owner = session.get(ExecutorInstance, owner_id)
-    if owner is None:
-        return True
-    now = now or utcnow()
-    if owner.heartbeat_at < now - timedelta(seconds=lease):
-        return True
-    return owner.host == HOST and not _process_exists(owner.pid, owner.id)
+    return owner is None or _stopped(owner, now or utcnow(), lease)
 
 
 #: the instances this process runs (a test may run several platforms in one process)
@@ -216,6 +250,7 @@ class RunWatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._forgotten = time.monotonic()
 
     def start(self, instance_id: str) -> None:
         self.runtime.instance_id = instance_id
@@ -235,7 +270,15 @@ class RunWatcher:
         with self.sessions() as session:
             with session.begin():
                 heartbeat(session, instance_id)
+            with session.begin():
+                released = release_dead_claims(session, lease=self.lease)
+            if released:
+                log.warning("released %d queued writes a stopped process held", released)
             cancel_owned(session=session, runtime=self.runtime)
+            if time.monotonic() - self._forgotten > FORGET_EVERY:
+                self._forgotten = time.monotonic()
+                with session.begin():
+                    forget_dead(session, older_than=timedelta(seconds=max(3600, self.lease * 100)))
 
     def _loop(self) -> None:
         while not self._stop.is_set():

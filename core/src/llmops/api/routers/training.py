@@ -19,7 +19,7 @@ from llmops.api.schemas import (
     TrainingJobOut,
 )
 from llmops.capabilities.orchestration import StageSpec
-from llmops.db.models import TrainingJob
+from llmops.db.models import WorkflowPipeline
 from llmops.errors import InvalidRequest
 from llmops.resilience.outbox import OutcomeKind
 from llmops.services import lineage, pipelines, training
@@ -146,21 +146,22 @@ def cancel_training_job(
 ) -> TrainingJobOut:
     """Cancels the job's pipeline: 202 with status ``cancelling`` until the process that
     drives it has stopped it."""
-    _, operation = training.cancel_job(session=session, runtime=runtime, job_id=jobId)
+    job, operation = training.cancel_job(session=session, runtime=runtime, job_id=jobId)
     if operation is None:
-        job = session.get(TrainingJob, jobId)
-        if job is not None and job.status == pipelines.CANCELLING:
+        if job.status == pipelines.CANCELLING:
             session.commit()  # the run's owner acts on what is committed
             runtime.wake_runs()
             response.status_code = 202
-    if operation is not None:
-        result = commit_and_deliver(
-            session=session, outbox=platform.outbox, runtime=runtime, operation=operation
-        )
-        job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
-        return written(job_out(job, view), result, response)
+        row = session.get(WorkflowPipeline, job.pipeline_id) if job.pipeline_id else None
+        return job_out(job, pipelines.PipelineView(row) if row is not None else None)
+    result = commit_and_deliver(
+        session=session, outbox=platform.outbox, runtime=runtime, operation=operation
+    )
     job, view = training.refresh_job(session=session, runtime=runtime, job_id=jobId)
-    return job_out(job, view)
+    answer = written(job_out(job, view), result, response)
+    if answer.status == pipelines.CANCELLING:  # the tool was told; it has not stopped yet
+        response.status_code = 202
+    return answer
 
 
 @router.post(

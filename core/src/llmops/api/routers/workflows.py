@@ -148,7 +148,10 @@ def cancel_pipeline(
             runtime.wake_runs()
             response.status_code = 202
         return pipeline_out(view)
-    return _deliver(view, operation, session, runtime, platform, response)
+    answer = _deliver(view, operation, session, runtime, platform, response)
+    if answer.status == pipelines.CANCELLING:  # the tool was told; it has not stopped yet
+        response.status_code = 202
+    return answer
 
 
 @router.post(
