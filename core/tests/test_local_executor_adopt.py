@@ -1,18 +1,22 @@
 """Runs outlive their executor: another executor on the same state dir takes them over.
 
-Each test hard-kills (SIGKILL) a real executor process mid-run: the holder script below
+Most tests hard-kill (SIGKILL) a real executor process mid-run: the holder script below
 builds a :class:`LocalExecutor`, submits a pipeline, prints the run id and sleeps. A new
-executor in the test process then adopts the run (or recovers it).
+executor in the test process then adopts the run (or recovers it). The last ones stop an
+executor cleanly instead (:meth:`LocalExecutor.detach`, a rolling restart).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from llmops.capabilities.orchestration import (
     PipelineStatus,
     StageState,
 )
-from llmops.errors import Conflict, NotFound
+from llmops.errors import Conflict, IntegrationUnavailable, NotFound
 from llmops.plugins.info import PluginContext
 from llmops.testing.waiting import wait_for
 
@@ -491,3 +495,230 @@ def test_orphaned_runs_and_recover_keep_tell_the_dead_executors_runs_apart(
     built.adopt(kept)
     (host.work(kept) / "go").touch()
     assert wait_terminal(built, kept).state is PipelineState.SUCCEEDED
+
+
+# -------------------------------------------------------------------------------------
+# (i) a clean stop: detach() lets the runs go for another executor to adopt
+# -------------------------------------------------------------------------------------
+
+
+def submit_here(host: Host, executor: LocalExecutor, *stages: dict[str, Any]) -> str:
+    """Submit a pipeline from an executor in this process; return the run id."""
+    spec = PipelineSpec.model_validate({"name": "detached", "stages": list(stages)})
+    run_id = executor.submit(spec).external_id
+    host.run_ids.append(run_id)
+    return run_id
+
+
+def lock_is_free(host: Host, run_id: str) -> bool:
+    fd = os.open(host.folder(run_id) / "active.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)  # releases the lock where it was taken
+    return True
+
+
+def threads_of(run_id: str) -> list[str]:
+    """The scheduler and stage workers of a run that are still alive in this process."""
+    prefix = f"llmops-local-{run_id[:8]}"
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix)]
+
+
+def stage_record(host: Host, run_id: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(s for s in host.state(run_id)["stages"] if s["name"] == name)
+    return found
+
+
+def test_a_detached_run_runs_on_and_the_executor_that_adopts_it_finishes_it(
+    host: Host,
+) -> None:
+    first = host.executor()
+    run_id = submit_here(
+        host,
+        first,
+        sh("a", f"echo before; {gate()}; echo after"),
+        sh("b", "echo b ran >> b.txt", depends_on=["a"]),
+    )
+    wait_until((host.work(run_id) / "started").exists)
+    runner = host.runner(run_id, "a")
+    stage = host.stage_pid(run_id, "a")
+
+    assert first.detach() == [run_id]
+
+    assert alive(runner)  # detach touches no stage
+    assert alive(stage)
+    assert lock_is_free(host, run_id)
+    assert threads_of(run_id) == []  # nothing here drives it any more
+    assert host.state(run_id)["state"] == "running"
+    a = stage_record(host, run_id, "a")
+    assert (a["state"], a["attempts"], a["pid"]) == ("running", 1, runner)
+    assert a["pid_start_time"] is not None
+    assert stage_record(host, run_id, "b")["state"] == "pending"
+    assert first.status(run_id).state is PipelineState.RUNNING  # read from disk now
+
+    second = host.executor()
+    assert second.orphaned_runs() == [run_id]
+    assert second.adopt(run_id).state is PipelineState.RUNNING
+    (host.work(run_id) / "go").touch()
+    status = wait_terminal(second, run_id)
+
+    assert status.state is PipelineState.SUCCEEDED, status
+    adopted = stage_of(status, "a")
+    assert (adopted.state, adopted.attempts, adopted.exit_code) == (StageState.SUCCEEDED, 1, 0)
+    b = stage_of(status, "b")
+    assert (b.state, b.attempts) == (StageState.SUCCEEDED, 1)
+    assert (host.work(run_id) / "b.txt").read_text() == "b ran\n"  # once
+    assert second.logs(run_id, stage="a")[0].text == "--- attempt 1/1 ---\nbefore\nafter\n"
+    assert host.state(run_id)["state"] == "succeeded"
+    assert first.status(run_id).state is PipelineState.SUCCEEDED
+    assert second.orphaned_runs() == []
+
+
+def test_detach_returns_at_once_however_many_runs_are_active(host: Host) -> None:
+    executor = host.executor()
+    run_ids = [
+        submit_here(
+            host,
+            executor,
+            sh("a", "touch a.started; exec sleep 30"),
+            sh("b", "touch b.started; exec sleep 30"),
+            sh("c", "true", depends_on=["a", "b"]),
+        )
+        for _ in range(6)
+    ]
+    for run_id in run_ids:
+        for name in ("a", "b"):
+            wait_until((host.work(run_id) / f"{name}.started").exists)
+            host.runner(run_id, name)
+    runners = [host.runner(run_id, name) for run_id in run_ids for name in ("a", "b")]
+
+    started = time.monotonic()
+    detached = executor.detach()
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 2.0, f"detach took {elapsed:.2f} s"
+    assert sorted(detached) == sorted(run_ids)
+    assert all(alive(pid) for pid in runners)
+    for run_id in run_ids:
+        assert lock_is_free(host, run_id)
+        assert threads_of(run_id) == []
+        assert [s["state"] for s in host.state(run_id)["stages"]] == [
+            "running",
+            "running",
+            "pending",
+        ]
+    assert executor.active_work() == 0
+    # the fixture's teardown kills the sleeping stages
+
+
+def test_after_detach_new_work_is_refused_and_close_leaves_the_stages_running(
+    host: Host,
+) -> None:
+    executor = host.executor()
+    run_id = submit_here(host, executor, sh("a", "touch started; exec sleep 30"))
+    wait_until((host.work(run_id) / "started").exists)
+    runner = host.runner(run_id, "a")
+    stage = host.stage_pid(run_id, "a")
+    executor.detach()
+    spec = PipelineSpec.model_validate({"name": "late", "stages": [sh("a", "true")]})
+
+    with pytest.raises(IntegrationUnavailable):
+        executor.submit(spec)
+    with pytest.raises(IntegrationUnavailable):
+        executor.retry(run_id)
+    with pytest.raises(IntegrationUnavailable):
+        executor.adopt(run_id)
+    assert executor.detach() == []  # twice: harmless
+    executor.close()
+
+    assert alive(runner)
+    assert alive(stage)
+    assert not (host.folder(run_id) / "exits" / "a.1.json").exists()
+    assert host.state(run_id)["state"] == "running"
+    assert host.executor().orphaned_runs() == [run_id]
+
+
+@pytest.mark.parametrize(
+    ("script", "retries", "state", "attempts", "message"),
+    [
+        ("exit 0", 0, StageState.SUCCEEDED, 1, ""),
+        ("exit 3", 0, StageState.FAILED, 1, "exit code 3"),
+        ("exit 3", 1, StageState.SUCCEEDED, 2, ""),  # its retry runs under the adopter
+    ],
+    ids=["succeeded", "failed", "retried"],
+)
+def test_a_stage_that_ended_between_detach_and_adopt_is_recorded_as_it_ended(
+    host: Host,
+    script: str,
+    retries: int,
+    state: StageState,
+    attempts: int,
+    message: str,
+) -> None:
+    first = host.executor()
+    run_id = submit_here(
+        host,
+        first,
+        sh(
+            "a",
+            f"test -e attempted && exit 0; touch attempted; {gate()}; {script}",
+            retries=retries,
+        ),
+        sh("b", "echo b ran >> b.txt", depends_on=["a"]),
+    )
+    wait_until((host.work(run_id) / "started").exists)
+    host.runner(run_id, "a")
+    first.detach()
+    (host.work(run_id) / "go").touch()
+    ended = host.outcome(run_id, "a")  # the runner wrote it, nobody watching
+    assert ended["returncode"] == int(script.split()[1])
+    assert stage_record(host, run_id, "a")["state"] == "running"
+    assert not (host.folder(run_id) / "exits" / "a.2.json").exists()  # no retry here
+
+    second = host.executor()
+    second.adopt(run_id)
+    status = wait_terminal(second, run_id)
+
+    a = stage_of(status, "a")
+    assert (a.state, a.attempts, a.message) == (state, attempts, message)
+    b = stage_of(status, "b")
+    if state is StageState.SUCCEEDED:
+        assert (status.state, b.state) == (PipelineState.SUCCEEDED, StageState.SUCCEEDED)
+        assert (host.work(run_id) / "b.txt").read_text() == "b ran\n"
+    else:
+        assert (status.state, b.state) == (PipelineState.FAILED, StageState.SKIPPED)
+    log = second.logs(run_id, stage="a")[0].text
+    assert log.count("--- exit code 3 ---") == (1 if script == "exit 3" else 0)
+    assert log.count("--- attempt 2/2 ---") == (1 if attempts == 2 else 0)
+
+
+def test_runs_detached_at_any_point_are_finished_by_the_adopter_each_stage_run_once(
+    host: Host,
+) -> None:
+    first = host.executor()
+    run_ids = [
+        submit_here(
+            host,
+            first,
+            sh("a", "echo a >> ran.txt"),
+            sh("b", "echo b >> ran.txt", depends_on=["a"]),
+            sh("c", "echo c >> ran.txt", depends_on=["b"], retries=1),
+        )
+        for _ in range(5)
+    ]
+    detached = set(first.detach())  # the later runs have hardly started, if at all
+    for run_id in run_ids:
+        assert run_id in detached or host.state(run_id)["state"] == "succeeded"
+        assert lock_is_free(host, run_id)
+
+    second = host.executor()
+    for run_id in sorted(detached):
+        second.adopt(run_id)
+    for run_id in run_ids:
+        status = wait_terminal(second, run_id)
+        assert status.state is PipelineState.SUCCEEDED, status
+        assert [s.attempts for s in status.stages] == [1, 1, 1]
+        assert (host.work(run_id) / "ran.txt").read_text() == "a\nb\nc\n"

@@ -284,3 +284,38 @@ def test_a_write_a_killed_process_was_delivering_is_due_again_at_once(
         released = session.get(Operation, operation.id)
         assert released is not None
         assert released.lease_until <= utcnow()
+
+
+def test_a_server_that_stops_cleanly_leaves_its_runs_to_the_process_that_comes_next(
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
+    api: str,
+    tmp_path: Path,
+) -> None:
+    """A rolling restart (SIGTERM of ``llmops up``) hands the run over: before, stopping
+    cancelled it."""
+    go = tmp_path / "go"
+    with TestClient(create_app(make_settings(), hand_over_runs=True)) as first:
+        authenticate(first)
+        headers = dict(first.headers)
+        body = first.post(
+            f"{api}/workflows/pipelines",
+            json={
+                "name": "handed-over",
+                "stages": [
+                    stage("a", f"while [ ! -e {go} ]; do sleep 0.1; done; echo a done"),
+                    stage("b", "echo b done", dependsOn=["a"]),
+                ],
+            },
+        ).json()
+        wait_for(
+            lambda: (
+                first.get(f"{api}/workflows/pipelines/{body['id']}").json()["status"] == "running"
+            )
+        )
+    with TestClient(create_app(make_settings())) as second:
+        second.headers.update(headers)
+        go.touch()
+        result = final(lambda path: second.get(f"{api}{path}").json(), body["id"], timeout=30)
+        assert result["status"] == "succeeded", result
+        assert [s["attempts"] for s in result["stages"]] == [1, 1]

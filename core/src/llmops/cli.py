@@ -64,7 +64,9 @@ def up(host: str | None, port: int | None, data_dir: Path | None, log_level: str
     _ensure_admin_key(settings)
     proxies = [p.strip() for p in settings.trusted_proxies.split(",") if p.strip()]
     uvicorn.run(
-        create_app(settings),
+        # stopped, it leaves its pipeline runs going: the next start, or a replica, takes
+        # them over (a cancel stops a run)
+        create_app(settings, hand_over_runs=True),
         host=settings.host,
         port=settings.port,
         log_level=log_level,
@@ -381,7 +383,7 @@ def worker(interval: float | None) -> None:
         pass
     finally:
         runner.stop()
-        platform.stop()
+        platform.stop(hand_over_runs=True)
 
 
 @main.group()

@@ -21,7 +21,7 @@ from llmops.observability.health import HealthChecker
 from llmops.observability.metrics import PlatformMetrics
 from llmops.resilience.outbox import Outbox, OutboxPolicy
 from llmops.services.outbox_handlers import audit_tool_action, outbox_handlers
-from llmops.services.run_leases import RunWatcher
+from llmops.services.run_leases import RunWatcher, detach_all
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,15 @@ class Platform:
         self.health.check_database()
         self.health.start()
 
-    def stop(self) -> None:
+    def stop(self, *, hand_over_runs: bool = False) -> None:
+        """Stop. ``hand_over_runs`` (``llmops up`` and ``llmops worker`` on SIGTERM): the
+        runs this process's executor drives are let go, their stages left running, and
+        another process (a replica, or this server started again) takes them over; without
+        it, closing the executor cancels them."""
+        if hand_over_runs:
+            handed = detach_all(self.runtime)
+            if handed:
+                log.warning("left %d run(s) going for another process to take over", len(handed))
         self.runs.stop()
         self.health.close()
         self.runtime.shutdown()

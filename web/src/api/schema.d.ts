@@ -2129,7 +2129,7 @@ export type components = {
             error: components["schemas"]["LoadErrorOut"] | null;
             /**
              * Health
-             * @description the last background health check of each of its providers (every LLMOPS_HEALTH_CACHE_SECONDS)
+             * @description the last background health check of each of its providers (one round every LLMOPS_HEALTH_CACHE_SECONDS)
              */
             health?: components["schemas"]["ProviderHealthOut"][];
             /** Links */
@@ -2192,7 +2192,7 @@ export type components = {
             error: components["schemas"]["LoadErrorOut"] | null;
             /**
              * Health
-             * @description the last background health check of each of its providers (every LLMOPS_HEALTH_CACHE_SECONDS)
+             * @description the last background health check of each of its providers (one round every LLMOPS_HEALTH_CACHE_SECONDS)
              */
             health?: components["schemas"]["ProviderHealthOut"][];
             /** Links */

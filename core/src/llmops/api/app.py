@@ -136,7 +136,10 @@ def create_app(
     *,
     start_worker: bool = True,
     console_dir: Path | None = None,
+    hand_over_runs: bool = False,
 ) -> FastAPI:
+    """``hand_over_runs`` (``llmops up``): when the app stops, the runs its executor drives
+    go on for another process to take over (:meth:`Platform.stop`)."""
     settings = settings or CoreSettings()
 
     @asynccontextmanager
@@ -156,7 +159,7 @@ def create_app(
         finally:
             worker.stop()
             await platform.gateway.close()
-            platform.stop()
+            platform.stop(hand_over_runs=hand_over_runs)
 
     problem = {"content": {errors.PROBLEM: {"schema": PROBLEM_SCHEMA}}}
     app = FastAPI(

@@ -580,7 +580,8 @@ class IntegrationOut(ApiModel):
     links: dict[str, str] = Field(default_factory=dict)
     health: list[ProviderHealthOut] = Field(
         default_factory=list,
-        description="the last background health check of each of its providers (every LLMOPS_HEALTH_CACHE_SECONDS)",
+        description="the last background health check of each of its providers (one round "
+        "every LLMOPS_HEALTH_CACHE_SECONDS)",
     )
 
 

@@ -27,11 +27,20 @@ writes the attempt's outcome file: none of that needs the executor, so a stage o
 the server that started it. The executor waits for the runner and reads the outcome;
 another executor on the same state dir (a restarted server, a replica on the same host)
 takes a run over with :meth:`LocalExecutor.adopt`, or ends it with
-:meth:`LocalExecutor.recover`. When a stage ends, times out or is cancelled, nothing it
-started survives it: its whole process group is killed. Its environment is built, not
-inherited (:func:`llmops.builtin.sandbox.stage_environment`), and it runs in a bubblewrap
-sandbox that hides the platform's data dir, database and key file where the host allows
-one (:mod:`llmops.builtin.sandbox`).
+:meth:`LocalExecutor.recover`.
+
+An executor ends in one of two ways. :meth:`LocalExecutor.close` (a settings change that
+rebuilds it) cancels its runs. :meth:`LocalExecutor.detach` (the platform process stops
+cleanly, as in a rolling restart) lets them go instead: its threads stop watching, the
+running stages go on under their runners, recorded as running, the pending ones stay
+pending, and each run's lock is released once nothing of this executor drives it, so
+that another executor adopts the runs as it would after a crash.
+
+When a stage ends, times out or is cancelled, nothing it started survives it: its whole
+process group is killed. Its environment is built, not inherited
+(:func:`llmops.builtin.sandbox.stage_environment`), and it runs in a bubblewrap sandbox
+that hides the platform's data dir, database and key file where the host allows one
+(:mod:`llmops.builtin.sandbox`).
 """
 
 from __future__ import annotations
@@ -95,6 +104,11 @@ RUN_MARKER = "LLMOPS_EXECUTOR_RUN_ID"
 #: How long a stopped runner may take beyond the kill grace (it kills its stage's group
 #: after the grace, then writes the outcome) before it is killed itself.
 RUNNER_MARGIN_SECONDS = 2.0
+
+#: How long :meth:`LocalExecutor.detach` waits, for all its runs together, until their
+#: threads have stopped and released their locks (they stop within milliseconds but for
+#: one in the midst of killing what is left of an attempt that ended).
+DETACH_PATIENCE_SECONDS = 1.0
 
 #: How long :meth:`LocalExecutor.adopt` tries a run's lock before it calls the run held: a
 #: process that only looks (``orphaned_runs``) holds it for microseconds.
@@ -209,6 +223,13 @@ class _Run:
         self.procs: dict[str, _Runner] = {}
         self.cancel_requested = False
         self.stage_failed = False
+        #: let go by :meth:`LocalExecutor.detach`: its threads stop without ending it
+        self.detached = False
+        #: its scheduler failed and is cancelling it: it is not to be let go
+        self.failing = False
+        #: an eventfd, written when the run is detached, that stage workers poll with
+        #: their runner's pidfd; open while a scheduler drives the run, else -1
+        self.wake_fd = -1
         self.thread: threading.Thread | None = None
 
     @property
@@ -231,6 +252,12 @@ class _Outcome:
     finished_at: datetime | None = None
     #: False when no attempt was started (the secrets were missing)
     attempted: bool = True
+    #: the run was let go (:meth:`LocalExecutor.detach`) before the attempt was seen to end
+    detached: bool = False
+
+
+#: What a stage worker ends with when its run is let go.
+_DETACHED = _Outcome(False, False, None, "detached", detached=True)
 
 
 # -------------------------------------------------------------------------------------
@@ -555,8 +582,66 @@ class LocalExecutor:
         with self._lock:
             return sum(1 for run in self._runs.values() if run.active)
 
+    def detach(self) -> list[str]:
+        """Let go of every run this executor drives, leaving their stages alone, so that
+        another executor takes them over (:meth:`adopt`); refuse new work after.
+
+        The scheduler and stage workers of each run stop: a stage that runs goes on under
+        its runner and stays recorded as running, with its runner's pid and start time; a
+        stage that ended is recorded as it ended if its worker saw it end before, else
+        left for the adopter to read from its outcome file; pending stages stay pending
+        (a stage the scheduler had just picked but whose first attempt had not started
+        goes back to pending), and no attempt, retry or stage is started any more. Each
+        run's state.json is written and its ``active.lock`` released by its scheduler once
+        its workers have stopped, so a run is never unlocked while a thread of this
+        executor still drives it. Returns within :data:`DETACH_PATIENCE_SECONDS`, without
+        waiting for any stage: a thread that takes longer (it was killing what was left of
+        an attempt that had ended) releases its run's lock when it is done.
+
+        The detached runs are forgotten here (``status`` and ``logs`` read them from disk),
+        so a later :meth:`close` does not touch them. Runs that end, or whose scheduler
+        failed, as it is called, are left to end here.
+
+        :returns: the ids of the runs it let go.
+        """
+        let_go: list[_Run] = []
+        with self._lock:
+            self._closed = True
+            for run in list(self._runs.values()):
+                if not run.active:
+                    continue
+                with run.cond:
+                    if run.record.state.terminal or run.failing or run.wake_fd < 0:
+                        continue
+                    run.detached = True
+                    os.eventfd_write(run.wake_fd, 1)
+                    run.cond.notify_all()
+                let_go.append(run)
+                del self._runs[run.run_id]
+        deadline = time.monotonic() + DETACH_PATIENCE_SECONDS
+        for run in let_go:
+            if run.thread is not None:
+                run.thread.join(max(0.0, deadline - time.monotonic()))
+                if run.thread.is_alive():
+                    logger.warning(
+                        "run %s is let go, but its scheduler has not stopped yet: its lock "
+                        "is released when it has",
+                        run.run_id,
+                    )
+        if let_go:
+            logger.info(
+                "let go of %d run(s) for another process to take over: %s",
+                len(let_go),
+                ", ".join(run.run_id for run in let_go),
+            )
+        return [run.run_id for run in let_go]
+
     def close(self) -> None:
-        """Cancel every active run and wait for its threads; refuse new work after."""
+        """Cancel every active run and wait for its threads; refuse new work after.
+
+        What a settings change that rebuilds the executor does; runs let go before
+        (:meth:`detach`) are not touched.
+        """
         with self._lock:
             self._closed = True
             runs = [run for run in self._runs.values() if run.active]
@@ -598,6 +683,15 @@ class LocalExecutor:
         return _Run(folder, spec.model_copy(update={"secret_env": given}), record)
 
     def _start(self, run: _Run, order: list[str], lock_fd: int, *, resume: bool = False) -> None:
+        """Start the run's scheduler (called with ``_lock`` held); it owns ``lock_fd``."""
+        try:
+            wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        except OSError:
+            os.close(lock_fd)
+            raise
+        with run.cond:
+            run.detached = run.failing = False
+            run.wake_fd = wake_fd
         run.thread = threading.Thread(
             target=self._drive,
             args=(run, order, lock_fd, resume),
@@ -648,7 +742,9 @@ class LocalExecutor:
         """The scheduler of one run: start the ready stages, wait for one to end, repeat.
 
         With ``resume`` (a run taken over), the stages recorded as running are taken up
-        first, each where its last attempt is.
+        first, each where its last attempt is. When the run is let go (:meth:`detach`), it
+        starts nothing more, waits for its workers to stop, writes the run's state as they
+        left it and releases the run's lock.
         """
         stages = {stage.name: stage for stage in run.spec.stages}
         limit = min(run.spec.max_parallel or self.max_parallel, self.max_parallel)
@@ -659,10 +755,10 @@ class LocalExecutor:
                 record.state = PipelineState.RUNNING
                 record.started_at = record.started_at or utcnow()
                 self._save(run)
-                for name in order if resume else ():
+                for name in order if resume and not run.detached else ():
                     if record.stage(name).state is StageState.RUNNING:
                         workers.append(self._start_stage(run, stages[name], resume=True))
-                while True:
+                while not run.detached:
                     running = sum(1 for s in record.stages if s.state is StageState.RUNNING)
                     started = False
                     if not (run.cancel_requested or run.stage_failed):
@@ -682,20 +778,28 @@ class LocalExecutor:
                     if started:
                         self._save(run)
                     if running == 0:
+                        self._finish(run)
                         break
                     run.cond.wait()
-                self._finish(run)
         except Exception as exc:
             logger.exception("the scheduler of run %s failed", run.run_id)
-            self._cancel_runs([run], join=False)
-            for worker in workers:
-                worker.join()
             with run.cond:
-                self._finish(run, error=f"executor error: {exc}")
+                run.failing = not run.detached  # a run let go is the adopter's to end
+            if run.failing:
+                self._cancel_runs([run], join=False)
+                for worker in workers:
+                    worker.join()
+                with run.cond:
+                    self._finish(run, error=f"executor error: {exc}")
         finally:
             for worker in workers:
                 worker.join()
-            os.close(lock_fd)
+            with run.cond:
+                if run.detached:
+                    self._save(run)  # as its workers left it, for whoever adopts it
+                os.close(run.wake_fd)
+                run.wake_fd = -1
+            os.close(lock_fd)  # last: nothing of this executor drives the run any more
 
     def _finish(self, run: _Run, *, error: str | None = None) -> None:
         """Give the run its terminal state (called with ``run.cond`` held)."""
@@ -752,9 +856,12 @@ class LocalExecutor:
                     outcome = self._resume_attempt(run, stage, min(recorded, total), total)
                     first = recorded + 1
             for attempt in range(first, total + 1):
-                if outcome.succeeded or outcome.cancelled:
+                if outcome.succeeded or outcome.cancelled or outcome.detached:
                     break
                 with run.cond:
+                    if run.detached:  # the adopter starts the attempt
+                        outcome = _DETACHED
+                        break
                     if run.cancel_requested:
                         outcome = _Outcome(False, True, outcome.exit_code, "cancelled")
                         break
@@ -773,6 +880,9 @@ class LocalExecutor:
                     break
                 _forget_attempt(run.folder, stage.name, attempt)
                 with run.cond:
+                    if run.detached:
+                        outcome = _DETACHED
+                        break
                     record = run.record.stage(stage.name)
                     record.attempts = attempt
                     record.pid = record.pid_start_time = None
@@ -785,6 +895,11 @@ class LocalExecutor:
             outcome = _Outcome(False, False, None, f"executor error: {exc}")
         with run.cond:
             record = run.record.stage(stage.name)
+            if outcome.detached:  # left as it is, running, for the adopter
+                if record.attempts == 0:  # picked, but no attempt was started
+                    record.state, record.started_at = StageState.PENDING, None
+                run.cond.notify_all()
+                return
             record.exit_code = outcome.exit_code
             record.finished_at = outcome.finished_at or utcnow()
             record.pid = record.pid_start_time = None
@@ -908,7 +1023,11 @@ class LocalExecutor:
         self, run: _Run, stage: StageSpec, runner: _Runner, config: bytes | None
     ) -> _Outcome:
         """Register a runner (so cancel reaches it), hand it ``config``, wait for it to
-        exit, and read how its attempt ended. Closes ``runner.pidfd``."""
+        exit, and read how its attempt ended. Closes ``runner.pidfd``.
+
+        When the run is let go (:meth:`detach`) first, the runner is left running,
+        recorded, and :data:`_DETACHED` returned: its outcome is the adopter's to read.
+        """
         exit_code: int | None = None
         try:
             with run.cond:
@@ -917,6 +1036,7 @@ class LocalExecutor:
                 record.pid, record.pid_start_time = runner.pid, runner.start_time
                 self._save(run)
                 cancelled_before_start = run.cancel_requested
+                wake_fd = run.wake_fd
             if cancelled_before_start:  # cancel() listed the runners before this one
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(runner.pidfd, signal.SIGTERM)
@@ -925,7 +1045,15 @@ class LocalExecutor:
                 # when it died already, its outcome is missing: that is seen below
                 with contextlib.suppress(OSError), runner.popen.stdin as stdin:
                     stdin.write(config)
-            _wait_pidfds([runner.pidfd], None)
+            exited = _wait_exit_or_wake(runner.pidfd, wake_fd)
+            with run.cond:
+                if run.detached:
+                    run.procs.pop(stage.name, None)
+                    if runner.popen is not None:
+                        _reap_later(runner.popen)
+                    return _DETACHED
+            if not exited:  # pragma: no cover - only detach() writes the eventfd
+                _wait_pidfds([runner.pidfd], None)
             with run.cond:
                 if runner.popen is not None:
                     # nothing is meant to be in the runner's own group: make sure of it
@@ -1250,6 +1378,23 @@ def _wait_pidfds(pidfds: Sequence[int], timeout: float | None) -> set[int]:
         if deadline is not None and time.monotonic() >= deadline:
             break
     return set(pidfds) - pending
+
+
+def _wait_exit_or_wake(pidfd: int, wake_fd: int) -> bool:
+    """Wait until the process behind ``pidfd`` exits or ``wake_fd`` becomes readable.
+
+    :returns: whether the process has exited (a zombie counts as exited).
+    """
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    poller.register(wake_fd, select.POLLIN)
+    return pidfd in {fd for fd, _ in poller.poll()}
+
+
+def _reap_later(popen: subprocess.Popen[bytes]) -> None:
+    """Reap a runner this process started but no longer watches, whenever it exits, so
+    that it leaves no zombie behind (the thread only waits; it drives nothing)."""
+    threading.Thread(target=popen.wait, name=f"llmops-local-reap-{popen.pid}", daemon=True).start()
 
 
 def _kill_orphans(groups: Sequence[tuple[int, int]], grace: float) -> None:

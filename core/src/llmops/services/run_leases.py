@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import AdoptsRuns
 from llmops.db.models import ExecutorInstance, Operation, WorkflowPipeline, utcnow
 from llmops.errors import Conflict, LlmopsError, NotFound
@@ -233,6 +234,17 @@ def cancel_owned(*, session: Session, runtime: IntegrationRuntime) -> int:
         if row is not None and row.external_id is not None:
             carry_out_cancel(session=session, runtime=runtime, row=row)
     return len(ids)
+
+
+def detach_all(runtime: IntegrationRuntime) -> list[str]:
+    """Let go of every run this process's executors drive, their stages left running,
+    for another process to take over (a clean stop: :meth:`Platform.stop`)."""
+    detached: list[str] = []
+    for _plugin, capability, _name, provider in runtime.iter_providers():
+        raw = getattr(provider, "unwrapped", provider)
+        if capability is Capability.ORCHESTRATION and isinstance(raw, AdoptsRuns):
+            detached += raw.detach()
+    return detached
 
 
 class RunWatcher:

@@ -217,3 +217,17 @@ class AdoptsRuns(Protocol):
         return the ids of the runs it ended. The core calls it with the runs its database
         still expects in ``keep``, so that only runs nobody will take over are ended."""
         ...
+
+    def detach(self) -> list[str]:
+        """Let go of every run this process drives, leaving their stages running, and
+        refuse new work after; return the ids of the runs it let go.
+
+        The core calls it when the platform process stops cleanly, so that another
+        process takes the runs over (:meth:`adopt`), as it would after a crash; a settings
+        change still closes the executor, which cancels its runs. Stages that run go on
+        and stay recorded as running, pending ones stay pending, and each run is released
+        (it shows in another process's :meth:`orphaned_runs`) once nothing of this process
+        drives it any more. It returns promptly, without waiting for any stage; closing
+        the provider afterwards leaves the runs it let go alone.
+        """
+        ...
