@@ -221,12 +221,8 @@ def test_a_stage_running_when_its_executor_died_goes_on_and_later_stages_then_ru
     assert executor.orphaned_runs() == []
 
 
-# -------------------------------------------------------------------------------------
-# (b) a stage that ended while nobody watched
-# -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
+#: how a stage that nobody watched ended, and what the adopter records of it
+ENDINGS = pytest.mark.parametrize(
     ("script", "retries", "state", "attempts", "message"),
     [
         ("exit 0", 0, StageState.SUCCEEDED, 1, ""),
@@ -235,6 +231,14 @@ def test_a_stage_running_when_its_executor_died_goes_on_and_later_stages_then_ru
     ],
     ids=["succeeded", "failed", "retried"],
 )
+
+
+# -------------------------------------------------------------------------------------
+# (b) a stage that ended while nobody watched
+# -------------------------------------------------------------------------------------
+
+
+@ENDINGS
 def test_a_stage_that_ended_while_nobody_watched_is_recorded_as_it_ended(
     host: Host,
     script: str,
@@ -641,15 +645,7 @@ def test_after_detach_new_work_is_refused_and_close_leaves_the_stages_running(
     assert host.executor().orphaned_runs() == [run_id]
 
 
-@pytest.mark.parametrize(
-    ("script", "retries", "state", "attempts", "message"),
-    [
-        ("exit 0", 0, StageState.SUCCEEDED, 1, ""),
-        ("exit 3", 0, StageState.FAILED, 1, "exit code 3"),
-        ("exit 3", 1, StageState.SUCCEEDED, 2, ""),  # its retry runs under the adopter
-    ],
-    ids=["succeeded", "failed", "retried"],
-)
+@ENDINGS
 def test_a_stage_that_ended_between_detach_and_adopt_is_recorded_as_it_ended(
     host: Host,
     script: str,

@@ -205,15 +205,7 @@ class IdempotencyMiddleware:
         claim = Claim(record_id=record_id, token=token, lease_seconds=lease, scope=scope)
         scope[CLAIM] = claim
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                captured["body"] += message.get("body", b"")
-            await send(message)
-
+        capture = _capturing(captured, send)
         renewer = self._renewer(platform)
         renewer.hold(claim)
         try:
@@ -254,15 +246,7 @@ class IdempotencyMiddleware:
             "headers": [(k, v) for k, v in scope["headers"] if k in READ_HEADERS],
         }
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": b""}
-
-        async def capture(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                captured["status"] = message["status"]
-                captured["headers"] = message.get("headers", [])
-            elif message["type"] == "http.response.body":
-                captured["body"] += message.get("body", b"")
-
-        await self.app(read_scope, _replaying(b""), capture)
+        await self.app(read_scope, _replaying(b""), _capturing(captured))
         if captured["status"] != 200:  # gone since, or no longer readable by this caller
             raw = [(k, v) for k, v in captured["headers"] if k.lower() != b"content-length"]
             raw.append((b"content-length", str(len(captured["body"])).encode()))
@@ -282,6 +266,22 @@ class IdempotencyMiddleware:
             _store_recovered, platform, verdict.record_id, status, headers, captured["body"]
         )
         await _replay(send, status, headers, captured["body"])
+
+
+def _capturing(captured: dict[str, Any], send: Send | None = None) -> Send:
+    """A ``send`` that records the answer's status, headers and body in ``captured`` (and
+    passes it on to ``send``, when given)."""
+
+    async def capture(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            captured["status"] = message["status"]
+            captured["headers"] = message.get("headers", [])
+        elif message["type"] == "http.response.body":
+            captured["body"] += message.get("body", b"")
+        if send is not None:
+            await send(message)
+
+    return capture
 
 
 async def _read_body(receive: Receive) -> bytes | None:
