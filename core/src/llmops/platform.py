@@ -20,6 +20,7 @@ from llmops.integrations import IntegrationRuntime
 from llmops.observability.health import HealthChecker
 from llmops.observability.metrics import PlatformMetrics
 from llmops.resilience.outbox import Outbox, OutboxPolicy
+from llmops.services import pipelines
 from llmops.services.outbox_handlers import audit_tool_action, outbox_handlers
 from llmops.services.run_leases import RunWatcher, detach_all
 
@@ -50,7 +51,12 @@ class Platform:
         #: this process among the platform's processes: the owner of the runs its
         #: executor drives, with a heartbeat (:mod:`llmops.services.run_leases`)
         self.instance_id = uuid.uuid4().hex
-        self.runs = RunWatcher(self.sessions, self.runtime, lease=settings.run_lease_seconds)
+        self.runs = RunWatcher(
+            self.sessions,
+            self.runtime,
+            lease=settings.run_lease_seconds,
+            act=lambda session: pipelines.cancel_owned(session=session, runtime=self.runtime),
+        )
         self.outbox = Outbox(
             self.sessions,
             outbox_handlers(self.runtime),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from llmops.api.app import create_app
 from llmops.capabilities.common import Capability, HealthStatus
 from llmops.capabilities.tracking import RunSpec
 from llmops.config import CoreSettings
+from llmops.observability.health import NOT_CHECKED
 from llmops.platform import Platform
 from llmops.plugins import PluginContext
 from llmops.services.api_keys import Role, create_api_key
@@ -141,14 +143,27 @@ def test_a_token_removed_from_the_integration_is_sent_no_more_and_was_never_in_t
     fake_mlflow: FakeMlflow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLMOPS_MLFLOW__TRACKING_URI", fake_mlflow.url)
-    app = create_app(CoreSettings(data_dir=tmp_path / "data", plugins="mlflow"), start_worker=False)
+    # the background health checks run at start and when a setting changes, not between:
+    # every request below is made by the provider of the settings of its phase
+    settings = CoreSettings(data_dir=tmp_path / "data", plugins="mlflow", health_cache_seconds=3600)
+    app = create_app(settings, start_worker=False)
     config = "/llm-ops/v1/integrations/mlflow/config"
+
+    def background_checked(since: datetime) -> bool:
+        [result] = app.state.platform.health.results("mlflow")
+        return result.health.checked_at > since and result.health.detail != NOT_CHECKED
+
     with TestClient(app) as client:
         with app.state.platform.transaction() as session:
             _, key = create_api_key(session=session, name="t", role=Role.ADMIN)
         client.headers["Authorization"] = f"Bearer {key}"
+        _tested(client)  # the first provider (no token) has started and been checked
+        wait_for(lambda: background_checked(datetime.min.replace(tzinfo=UTC)))
+        fake_mlflow.authorizations.clear()
+        changed = datetime.now(UTC)
         set_token = client.put(config, json={"settings": {"token": "canary-5f1e"}})
         with_token = _tested(client)
+        wait_for(lambda: background_checked(changed))
         sent_with_token = list(fake_mlflow.authorizations)
         environment_with_token = dict(os.environ)
         fake_mlflow.authorizations.clear()

@@ -849,7 +849,7 @@ def _taken_over(session: Session, runtime: IntegrationRuntime, row: WorkflowPipe
     def secrets() -> dict[str, object]:
         return dict(_job_environment(session, runtime, job_id)[1]) if job_id else {}
 
-    return run_leases.take_over(
+    return _take_over(
         session=session, runtime=runtime, row=row, executor=adopter, secret_env=secrets
     )
 
@@ -877,3 +877,90 @@ def end_orphans(*, session: Session, runtime: IntegrationRuntime) -> list[str]:
         session.commit()
         ended += raw.recover(keep={e for e in expected if e is not None})
     return ended
+
+
+def _take_over(
+    *,
+    session: Session,
+    runtime: IntegrationRuntime,
+    row: WorkflowPipeline,
+    executor: AdoptsRuns,
+    secret_env: Callable[[], dict[str, object]],
+) -> bool:
+    """Make this process the owner of ``row``'s run and adopt it; True when it did.
+
+    The claim is one conditional update, committed before the executor adopts, so two
+    processes never both adopt a run. A run whose folder is not here fails with
+    :data:`run_leases.NOT_HERE`; one that a live executor still holds (a heartbeat that lagged) is
+    handed back."""
+    me = runtime.instance_id
+    assert me is not None
+    assert row.external_id is not None
+    previous = row.owner_id
+    held = (
+        WorkflowPipeline.owner_id.is_(None)
+        if previous is None
+        else WorkflowPipeline.owner_id == previous
+    )
+    if not set_once(session, row, held, owner_id=me):
+        session.rollback()
+        return False
+    secrets = secret_env()
+    session.commit()
+    try:
+        status = executor.adopt(row.external_id, secret_env=secrets or None)  # type: ignore[arg-type]
+    except NotFound:
+        end_interrupted(session, row, run_leases.NOT_HERE)
+        session.commit()
+        log.warning("pipeline %s: its run is not on this host; marked failed", row.id)
+        return True
+    except Conflict:
+        set_once(session, row, WorkflowPipeline.owner_id == me, owner_id=previous)
+        session.commit()
+        return False
+    log.warning(
+        "pipeline %s: took its run over from %s, whose process has stopped", row.id, previous
+    )
+    apply_status(session, row, status)
+    propagate_to_job(session=session, row=row)
+    session.commit()
+    if row.cancel_requested_at is not None and row.status not in TERMINAL:
+        carry_out_cancel(session=session, runtime=runtime, row=row)
+    return True
+
+
+def carry_out_cancel(
+    *, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline
+) -> None:
+    """Cancel a run this process drives, as requested."""
+    assert row.external_id is not None
+    try:
+        status = orchestrator_of(runtime, row).cancel(row.external_id)
+    except LlmopsError as exc:
+        log.warning("pipeline %s: the cancel failed: %s", row.id, exc.detail)
+        return
+    apply_status(session, row, status)
+    propagate_to_job(session=session, row=row)
+    session.commit()
+
+
+def cancel_owned(*, session: Session, runtime: IntegrationRuntime) -> int:
+    """Carry out the cancels requested of runs this process drives; how many."""
+    me = runtime.instance_id
+    if me is None:
+        return 0
+    ids = list(
+        session.scalars(
+            select(WorkflowPipeline.id).where(
+                WorkflowPipeline.owner_id == me,
+                WorkflowPipeline.cancel_requested_at.is_not(None),
+                WorkflowPipeline.status.not_in(TERMINAL),
+            )
+        )
+    )
+    session.commit()
+    for pipeline_id in ids:
+        row = session.get(WorkflowPipeline, pipeline_id)
+        if row is not None and row.external_id is not None:
+            carry_out_cancel(session=session, runtime=runtime, row=row)
+    return len(ids)

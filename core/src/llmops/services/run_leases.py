@@ -34,8 +34,7 @@ from sqlalchemy.orm import Session
 
 from llmops.capabilities.common import Capability
 from llmops.capabilities.orchestration import AdoptsRuns
-from llmops.db.models import ExecutorInstance, Operation, WorkflowPipeline, utcnow
-from llmops.errors import Conflict, LlmopsError, NotFound
+from llmops.db.models import ExecutorInstance, Operation, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -143,99 +142,6 @@ def _process_exists(pid: int, instance_id: str) -> bool:
     return True
 
 
-def take_over(
-    *,
-    session: Session,
-    runtime: IntegrationRuntime,
-    row: WorkflowPipeline,
-    executor: AdoptsRuns,
-    secret_env: Callable[[], dict[str, object]],
-) -> bool:
-    """Make this process the owner of ``row``'s run and adopt it; True when it did.
-
-    The claim is one conditional update, committed before the executor adopts, so two
-    processes never both adopt a run. A run whose folder is not here fails with
-    :data:`NOT_HERE`; one that a live executor still holds (a heartbeat that lagged) is
-    handed back."""
-    from llmops.services import pipelines
-
-    me = runtime.instance_id
-    assert me is not None
-    assert row.external_id is not None
-    previous = row.owner_id
-    held = (
-        WorkflowPipeline.owner_id.is_(None)
-        if previous is None
-        else WorkflowPipeline.owner_id == previous
-    )
-    if not pipelines.set_once(session, row, held, owner_id=me):
-        session.rollback()
-        return False
-    secrets = secret_env()
-    session.commit()
-    try:
-        status = executor.adopt(row.external_id, secret_env=secrets or None)  # type: ignore[arg-type]
-    except NotFound:
-        pipelines.end_interrupted(session, row, NOT_HERE)
-        session.commit()
-        log.warning("pipeline %s: its run is not on this host; marked failed", row.id)
-        return True
-    except Conflict:
-        pipelines.set_once(session, row, WorkflowPipeline.owner_id == me, owner_id=previous)
-        session.commit()
-        return False
-    log.warning(
-        "pipeline %s: took its run over from %s, whose process has stopped", row.id, previous
-    )
-    pipelines.apply_status(session, row, status)
-    pipelines.propagate_to_job(session=session, row=row)
-    session.commit()
-    if row.cancel_requested_at is not None and row.status not in pipelines.TERMINAL:
-        carry_out_cancel(session=session, runtime=runtime, row=row)
-    return True
-
-
-def carry_out_cancel(
-    *, session: Session, runtime: IntegrationRuntime, row: WorkflowPipeline
-) -> None:
-    """Cancel a run this process drives, as requested."""
-    from llmops.services import pipelines
-
-    assert row.external_id is not None
-    try:
-        status = pipelines.orchestrator_of(runtime, row).cancel(row.external_id)
-    except LlmopsError as exc:
-        log.warning("pipeline %s: the cancel failed: %s", row.id, exc.detail)
-        return
-    pipelines.apply_status(session, row, status)
-    pipelines.propagate_to_job(session=session, row=row)
-    session.commit()
-
-
-def cancel_owned(*, session: Session, runtime: IntegrationRuntime) -> int:
-    """Carry out the cancels requested of runs this process drives; how many."""
-    me = runtime.instance_id
-    if me is None:
-        return 0
-    from llmops.services import pipelines
-
-    ids = list(
-        session.scalars(
-            select(WorkflowPipeline.id).where(
-                WorkflowPipeline.owner_id == me,
-                WorkflowPipeline.cancel_requested_at.is_not(None),
-                WorkflowPipeline.status.not_in(pipelines.TERMINAL),
-            )
-        )
-    )
-    session.commit()
-    for pipeline_id in ids:
-        row = session.get(WorkflowPipeline, pipeline_id)
-        if row is not None and row.external_id is not None:
-            carry_out_cancel(session=session, runtime=runtime, row=row)
-    return len(ids)
-
-
 def detach_all(runtime: IntegrationRuntime) -> list[str]:
     """Let go of every run this process's executors drive, their stages left running,
     for another process to take over (a clean stop: :meth:`Platform.stop`)."""
@@ -253,11 +159,19 @@ class RunWatcher:
     :meth:`wake` (a cancel this process took)."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], runtime: IntegrationRuntime, *, lease: float
+        self,
+        sessions: sessionmaker[Session],
+        runtime: IntegrationRuntime,
+        *,
+        lease: float,
+        act: Callable[[Session], object] = lambda session: None,
     ) -> None:
+        """``act`` runs every round after the heartbeat: it carries out the cancels of
+        the runs this process drives (:func:`llmops.services.pipelines.cancel_owned`)."""
         self.sessions = sessions
         self.runtime = runtime
         self.lease = lease
+        self.act = act
         self.every = min(1.0, lease / 3)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -286,7 +200,7 @@ class RunWatcher:
                 released = release_dead_claims(session, lease=self.lease)
             if released:
                 log.warning("released %d queued writes a stopped process held", released)
-            cancel_owned(session=session, runtime=self.runtime)
+            self.act(session)
             if time.monotonic() - self._forgotten > FORGET_EVERY:
                 self._forgotten = time.monotonic()
                 with session.begin():
