@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+
 from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from llmops.db.models import IdempotencyRecord
 
 
 def test_the_same_key_and_body_returns_the_first_answer(client: TestClient, api: str) -> None:
@@ -49,3 +54,21 @@ def test_an_empty_or_huge_key_is_refused(client: TestClient, api: str) -> None:
         )
         assert response.status_code == 422
     assert client.get(f"{api}/catalog/models").json()["items"] == []
+
+
+def test_a_new_api_key_is_never_kept_for_replays(client: TestClient, api: str) -> None:
+    """Its answer shows the key once; the key's record holds no copy of it."""
+    headers = {"Idempotency-Key": "new-key"}
+    first = client.post(f"{api}/api-keys", json={"name": "ci", "role": "viewer"}, headers=headers)
+    again = client.post(f"{api}/api-keys", json={"name": "ci", "role": "viewer"}, headers=headers)
+    assert first.status_code == 201
+    secret = first.json()["key"]
+    assert again.status_code == 409
+    assert again.json()["type"].endswith("/idempotency-secret-shown-once")
+    assert secret not in again.text
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    with platform.sessions() as session:
+        [record] = session.scalars(select(IdempotencyRecord)).all()
+        assert secret not in base64.b64decode(record.response_body or "").decode()
+    names = [k["name"] for k in client.get(f"{api}/api-keys").json()["items"]]
+    assert names.count("ci") == 1

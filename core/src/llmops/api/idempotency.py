@@ -458,9 +458,37 @@ def _finish(platform: Platform, claim: Claim, captured: dict[str, Any]) -> None:
                 record.lease_until = utcnow()
             return
         record.state = "done"
-        record.response_status = captured["status"]
-        record.response_headers = _kept(captured["headers"])
-        record.response_body = base64.b64encode(captured["body"]).decode()
+        status, headers, body = _storable(
+            claim.scope, captured["status"], _kept(captured["headers"]), captured["body"]
+        )
+        record.response_status = status
+        record.response_headers = headers
+        record.response_body = base64.b64encode(body).decode()
+
+
+#: the routes (below the API prefix) whose answer shows a secret once: a new API key. The
+#: key's record keeps no such answer (the database holds only the key's hash); a replay
+#: answers 409 that the secret cannot be shown again.
+SHOWN_ONCE = frozenset({"/api-keys"})
+
+
+def _storable(
+    scope: Scope, status: int, headers: dict[str, str], body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """The answer to keep for replays: the answer, or for a secret shown once, a 409."""
+    path: str = scope["path"]
+    prefix: str = getattr(getattr(scope.get("app"), "state", None), "api_prefix", "")
+    if status >= 300 or path.removeprefix(prefix) not in SHOWN_ONCE:
+        return status, headers, body
+    problem_status, problem = _problem(
+        409,
+        "idempotency-secret-shown-once",
+        "Secret shown once",
+        "the request with this Idempotency-Key succeeded, and its answer showed a secret "
+        "that is never shown again: list what it created, or send a new request",
+        path,
+    )
+    return problem_status, {"content-type": PROBLEM}, problem
 
 
 def _kept(headers: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -526,11 +554,14 @@ def attach(session: Session, scope: Scope) -> None:
         }
         body = getattr(answer, "body", None)
         if answer is not None and isinstance(body, bytes) and answer.status_code < 500:
+            status, headers, kept = _storable(
+                scope, answer.status_code, _kept(answer.raw_headers), body
+            )
             values |= {
                 "state": "done",
-                "response_status": answer.status_code,
-                "response_headers": _kept(answer.raw_headers),
-                "response_body": base64.b64encode(body).decode(),
+                "response_status": status,
+                "response_headers": headers,
+                "response_body": base64.b64encode(kept).decode(),
             }
         held = session.execute(
             update(IdempotencyRecord)
