@@ -334,7 +334,19 @@ class LocalExecutor:
                 self._runs[run.run_id] = run
                 self._start(run, order, lock_fd)
                 existing = run.run_id
+            else:
+                self._adopt_resubmitted(existing, spec)
         return self.status(existing)
+
+    def _adopt_resubmitted(self, run_id: str, spec: PipelineSpec) -> None:
+        """A submission sent again (its first delivery's process died after the run had
+        started): the run no executor drives any more is taken over here, or nobody
+        would (its pipeline now names this process as its owner)."""
+        run = self._in_memory(run_id)
+        if run is not None and run.active:
+            return
+        with contextlib.suppress(Conflict):  # a live executor drives it
+            self.adopt(run_id, secret_env=spec.secret_env or None)
 
     def status(self, external_id: str) -> PipelineStatus:
         run = self._in_memory(external_id)
