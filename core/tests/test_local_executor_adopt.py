@@ -461,6 +461,35 @@ def test_adopt_is_refused_while_a_live_executor_drives_the_run(host: Host) -> No
     assert host.executor().adopt(run_id).state is PipelineState.CANCELLED  # finished
 
 
+def test_a_submission_sent_again_after_its_executor_died_drives_the_run_it_had_started(
+    host: Host,
+) -> None:
+    """The server died after the executor had started the run but before the delivery of
+    the submission committed: the delivery comes again, to another executor, with the same
+    key. It gets the run it had started (not a second one), and that executor drives it
+    to its end, since the pipeline now names it as the owner and nobody takes it over."""
+    stages = (sh("a", f"echo a >> a.txt; {gate()}"), sh("b", "echo b > b.txt", depends_on=["a"]))
+    key = "pipeline-7f3a:submit"
+    run_id = host.submit(*stages, idempotency_key=key)
+    wait_until((host.work(run_id) / "started").exists)
+    host.kill_holders()
+
+    executor = host.executor()
+    again = PipelineSpec.model_validate(
+        {"name": "held", "stages": list(stages), "idempotency_key": key}
+    )
+    assert executor.submit(again).external_id == run_id
+    (host.work(run_id) / "go").touch()
+    status = wait_terminal(executor, run_id)
+
+    assert status.state is PipelineState.SUCCEEDED, status
+    assert [(s.name, s.attempts) for s in status.stages] == [("a", 1), ("b", 1)]
+    assert (host.work(run_id) / "a.txt").read_text() == "a\n"  # stage a ran once
+    assert (host.work(run_id) / "b.txt").read_text() == "b\n"
+    assert executor.orphaned_runs() == []
+    assert sorted(p.name for p in (host.state_dir / "runs").iterdir()) == [run_id]
+
+
 def test_orphaned_runs_and_recover_keep_tell_the_dead_executors_runs_apart(
     host: Host, tmp_path: Path
 ) -> None:
