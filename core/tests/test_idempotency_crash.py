@@ -10,9 +10,8 @@ dies mid-way raises out of the app. The crash harness (tests/crash) kills real p
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from llmops.db.models import IdempotencyRecord, utcnow
 from llmops.platform import Platform
 from llmops.resilience.outbox import Outbox
 from llmops.services import catalog, pipelines
+from llmops.testing.waiting import wait_for
 
 LEASE = 0.5
 
@@ -55,6 +55,20 @@ def platform_of(client: TestClient) -> Platform:
     return platform
 
 
+def lease_of(client: TestClient, key: str) -> datetime:
+    with platform_of(client).sessions() as session:
+        lease = session.scalar(
+            select(IdempotencyRecord.lease_until).where(IdempotencyRecord.key == key)
+        )
+    assert lease is not None, f"no lease on {key!r}"
+    return lease
+
+
+def wait_until_the_lease_ran_out(client: TestClient, key: str) -> None:
+    """What a replay waits for after a crash: the dead request's lease on its key."""
+    wait_for(lambda: lease_of(client, key) < utcnow(), timeout=10, interval=0.02, what="the lease")
+
+
 def count(client: TestClient, api: str, collection: str) -> int:
     return len(client.get(f"{api}{collection}").json()["items"])
 
@@ -65,7 +79,8 @@ def test_the_answer_commits_with_the_write_and_is_replayed_after_a_crash(
     headers = {"Idempotency-Key": "answer-in-the-same-transaction"}
     first = crashable.post(f"{api}/catalog/models", json={"name": "m"}, headers=headers)
     assert first.status_code == 201
-    time.sleep(LEASE * 1.2)  # the process "died" right after its commit: no _finish ran
+    # the process "died" right after its commit: no _finish ran
+    wait_until_the_lease_ran_out(crashable, headers["Idempotency-Key"])
     again = crashable.post(f"{api}/catalog/models", json={"name": "m"}, headers=headers)
     assert again.status_code == 201
     assert again.json() == first.json()
@@ -96,7 +111,7 @@ def test_a_request_that_died_after_its_write_committed_is_answered_with_what_it_
     assert early.json()["type"].endswith("/idempotency-key-in-use")
     assert 1 <= int(early.headers["retry-after"]) <= 1 + LEASE
 
-    time.sleep(LEASE * 1.2)
+    wait_until_the_lease_ran_out(crashable, headers["Idempotency-Key"])
     replay = crashable.post(f"{api}/workflows/pipelines", json=body, headers=headers)
     assert replay.status_code == 201, replay.text
     assert replay.headers["idempotent-replayed"] == "true"
@@ -124,7 +139,7 @@ def test_a_key_whose_request_died_before_writing_runs_again_after_its_lease(
     with pytest.raises(ProcessDied):
         crashable.post(f"{api}/catalog/models", json={"name": "m"}, headers=headers)
     monkeypatch.setattr(catalog, "create_model", real)
-    time.sleep(LEASE * 1.2)
+    wait_until_the_lease_ran_out(crashable, headers["Idempotency-Key"])
     again = crashable.post(f"{api}/catalog/models", json={"name": "m"}, headers=headers)
     assert again.status_code == 201
     assert "idempotent-replayed" not in again.headers  # it ran: nothing had been written
@@ -155,7 +170,7 @@ def test_a_request_that_outlived_its_lease_cannot_commit_after_a_replay_took_ove
     )
     first.start()
     assert stalled.wait(10)
-    time.sleep(LEASE * 1.2)
+    wait_until_the_lease_ran_out(crashable, headers["Idempotency-Key"])
     takeover = crashable.post(f"{api}/workflows/pipelines", json=body, headers=headers)
     release.set()
     first.join(10)
@@ -194,7 +209,18 @@ def test_a_live_request_keeps_its_key_by_renewing_the_lease(
         )
         first.start()
         assert stalled.wait(10)
-        time.sleep(1.0)  # three leases: renewed all along
+        first_lease = lease_of(client, headers["Idempotency-Key"])
+        # renewed all along: a full lease past the time the first one ran out
+        wait_for(
+            lambda: (
+                lease_of(client, headers["Idempotency-Key"])
+                >= first_lease + timedelta(seconds=2 * 0.3)
+            ),
+            timeout=10,
+            interval=0.02,
+            what="the lease renewed",
+        )
+        assert utcnow() > first_lease  # the key would have been free without renewals
         twin = client.post(f"{api}/catalog/models", json={"name": "m"}, headers=headers)
         release.set()
         first.join(10)

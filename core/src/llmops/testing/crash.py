@@ -449,15 +449,28 @@ class CrashHarness:
                         f"{stage['attempts']} attempts"
                     )
 
+    @staticmethod
+    def _replay(api: httpx.Client, operation: Operation) -> httpx.Response:
+        return api.post(
+            operation.path, json=operation.body, headers={"Idempotency-Key": operation.key}
+        )
+
+    def _retry_after(self, answer: httpx.Response) -> float:
+        """What a 409 says to wait, at most one lease (it rounds up to whole seconds)."""
+        told = float(answer.headers.get("retry-after", self.config.idempotency_lease_seconds))
+        return min(told, self.config.idempotency_lease_seconds)
+
     def _check_keys(self, api: httpx.Client) -> None:
-        """The same request again gets an answer at once, the first one's."""
-        time.sleep(self.config.idempotency_lease_seconds + 0.5)  # any dead holder's lease
+        """The same request again gets the first one's answer: at once, or once the lease
+        of a request that died holding the key has run out (its ``Retry-After``)."""
         for operation in self.operations:
             if operation.status is None:
                 continue
-            again = api.post(
-                operation.path, json=operation.body, headers={"Idempotency-Key": operation.key}
-            )
+            again = self._replay(api, operation)
+            if again.status_code == 409 and "idempotency-key-in-use" in again.text:
+                # a dead holder's lease: it runs out within one lease of the last restart
+                time.sleep(self._retry_after(again) + 0.1)
+                again = self._replay(api, operation)
             if again.status_code == 409 and "idempotency-key-in-use" in again.text:
                 self.report.keys_unanswered.append(operation.name)
             elif operation.resource_id is not None and (
