@@ -859,12 +859,7 @@ def end_orphans(*, session: Session, runtime: IntegrationRuntime) -> list[str]:
     (left by a process that died, their pipelines deleted or ended since); runs that a
     pipeline still expects are left to be taken over. Returns the runs ended."""
     ended: list[str] = []
-    for _plugin, capability, name, provider in runtime.iter_providers():
-        if capability is not Capability.ORCHESTRATION:
-            continue
-        raw = getattr(provider, "unwrapped", provider)
-        if not isinstance(raw, AdoptsRuns):
-            continue
+    for name, executor in run_leases.adopters(runtime):
         expected = set(
             session.scalars(
                 select(WorkflowPipeline.external_id).where(
@@ -875,7 +870,7 @@ def end_orphans(*, session: Session, runtime: IntegrationRuntime) -> list[str]:
             )
         )
         session.commit()
-        ended += raw.recover(keep={e for e in expected if e is not None})
+        ended += executor.recover(keep={e for e in expected if e is not None})
     return ended
 
 

@@ -26,6 +26,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -142,15 +143,19 @@ def _process_exists(pid: int, instance_id: str) -> bool:
     return True
 
 
+def adopters(runtime: IntegrationRuntime) -> Iterator[tuple[str, AdoptsRuns]]:
+    """The orchestrators that run stages inside this process, by provider name: the
+    ones whose runs have an owner."""
+    for _plugin, capability, name, provider in runtime.iter_providers():
+        raw = getattr(provider, "unwrapped", provider)
+        if capability is Capability.ORCHESTRATION and isinstance(raw, AdoptsRuns):
+            yield name, raw
+
+
 def detach_all(runtime: IntegrationRuntime) -> list[str]:
     """Let go of every run this process's executors drive, their stages left running,
     for another process to take over (a clean stop: :meth:`Platform.stop`)."""
-    detached: list[str] = []
-    for _plugin, capability, _name, provider in runtime.iter_providers():
-        raw = getattr(provider, "unwrapped", provider)
-        if capability is Capability.ORCHESTRATION and isinstance(raw, AdoptsRuns):
-            detached += raw.detach()
-    return detached
+    return [run for _name, executor in adopters(runtime) for run in executor.detach()]
 
 
 class RunWatcher:
