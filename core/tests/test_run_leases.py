@@ -125,6 +125,15 @@ def stage(name: str, script: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "command": ["sh", "-c", script], **extra}
 
 
+def running(get: Callable[[str], Any], pipeline_id: str) -> None:
+    wait_for(lambda: get(f"/workflows/pipelines/{pipeline_id}")["status"] == "running")
+
+
+def over(client: TestClient, api: str) -> Callable[[str], Any]:
+    """``get`` for :func:`running` and :func:`final` through an in-process platform."""
+    return lambda path: client.get(f"{api}{path}").json()
+
+
 def final(get: Callable[[str], Any], pipeline_id: str, timeout: float = 60) -> Any:
     def done() -> Any:
         body = get(f"/workflows/pipelines/{pipeline_id}")
@@ -150,7 +159,7 @@ def test_a_run_whose_server_was_killed_goes_on_after_the_restart_and_succeeds(
             ],
         },
     ).json()
-    wait_for(lambda: server.get(f"/workflows/pipelines/{body['id']}")["status"] == "running")
+    running(server.get, body["id"])
     server.kill()
     go.touch()  # the stage ends while no server watches it
     server.start()
@@ -197,9 +206,7 @@ def test_a_replica_that_dies_has_its_runs_taken_over_by_another_at_once(
         "/workflows/pipelines", {"name": "cancelled", "stages": [stage("c", "exec sleep 60")]}
     ).json()
     for run in (lives, dies, cancelled):
-        wait_for(
-            lambda run=run: server.get(f"/workflows/pipelines/{run['id']}")["status"] == "running"
-        )
+        running(server.get, run["id"])
     [sleeper] = wait_for(lambda: pids_with_env(f"DIES_MARK={mark}", "sleep"))
     server.kill()
     os.killpg(os.getpgid(sleeper), signal.SIGKILL)  # this stage dies with its server
@@ -207,9 +214,7 @@ def test_a_replica_that_dies_has_its_runs_taken_over_by_another_at_once(
     with TestClient(create_app(make_settings())) as replica:
         replica.headers.update(server.auth)
 
-        def get(path: str) -> Any:
-            return replica.get(f"/llm-ops/v1{path}").json()
-
+        get = over(replica, "/llm-ops/v1")
         answer = replica.post(f"/llm-ops/v1/workflows/pipelines/{cancelled['id']}/cancel")
         assert answer.status_code == 202
         assert answer.json()["status"] == "cancelling"
@@ -236,22 +241,11 @@ def test_a_cancel_sent_to_another_replica_stops_the_run(
             f"{api}/workflows/pipelines",
             json={"name": "long", "stages": [stage("a", "exec sleep 60")]},
         ).json()
-        wait_for(
-            lambda: (
-                first.get(f"{api}/workflows/pipelines/{body['id']}").json()["status"] == "running"
-            )
-        )
+        running(over(first, api), body["id"])
         answer = second.post(f"{api}/workflows/pipelines/{body['id']}/cancel")
         assert answer.status_code == 202
         assert answer.json()["status"] == "cancelling"
-        result = wait_for(
-            lambda: (
-                (r := first.get(f"{api}/workflows/pipelines/{body['id']}").json())["status"]
-                in FINAL
-                and r
-            ),
-            timeout=10,
-        )
+        result = final(over(first, api), body["id"], timeout=10)
         assert result["status"] == "cancelled"
         assert result["stages"][0]["state"] == "cancelled"
 
@@ -308,14 +302,10 @@ def test_a_server_that_stops_cleanly_leaves_its_runs_to_the_process_that_comes_n
                 ],
             },
         ).json()
-        wait_for(
-            lambda: (
-                first.get(f"{api}/workflows/pipelines/{body['id']}").json()["status"] == "running"
-            )
-        )
+        running(over(first, api), body["id"])
     with TestClient(create_app(make_settings())) as second:
         second.headers.update(headers)
         go.touch()
-        result = final(lambda path: second.get(f"{api}{path}").json(), body["id"], timeout=30)
+        result = final(over(second, api), body["id"], timeout=30)
         assert result["status"] == "succeeded", result
         assert [s["attempts"] for s in result["stages"]] == [1, 1]
