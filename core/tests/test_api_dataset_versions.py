@@ -364,7 +364,7 @@ def test_a_version_pushed_at_once_says_so(memvc: Platform, api: str) -> None:
 
     made = upload(client, api, dataset, "train.jsonl", jsonl(*ROWS))
 
-    assert made["degraded"] is False
+    assert made["degraded"] is False, made["degradedReason"]
     assert made["version"]["pushState"] == "pushed"
     assert plugin.REMOTE == {made["version"]["externalId"]: 1}
 
