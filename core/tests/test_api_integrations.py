@@ -530,13 +530,38 @@ def test_invalid_secret_from_the_environment_is_not_shown_in_the_load_error(
 # -- defaults --------------------------------------------------------------------------
 
 
-def test_default_provider_is_chosen_among_enabled_providers(
+def tracker_with_priority(name: str, priority: int) -> str:
+    return memory_tracker_plugin(name).replace(
+        'links={"ui": "http://tracker.invalid/"},',
+        f'links={{"ui": "http://tracker.invalid/"}}, priority={priority},',
+    )
+
+
+def test_two_providers_of_the_same_priority_wait_for_an_admin_to_choose_and_guess_nothing(
     start: StartApp, install: InstallPlugin, api: str
 ) -> None:
+    """Before: the first by name won, so the example plugin took tracking over."""
     install("alpha", memory_tracker_plugin("alpha"))
     install("beta", memory_tracker_plugin("beta"))
     client = start(plugins="alpha,beta")
-    assert integrations(client, api)["alpha"]["defaultFor"] == ["tracking"]
+    listed = integrations(client, api)
+    assert (listed["alpha"]["defaultFor"], listed["beta"]["defaultFor"]) == ([], [])
+    assert listed["alpha"]["choiceNeededFor"] == listed["beta"]["choiceNeededFor"] == ["tracking"]
+    defaults = client.get(f"{api}/integrations/defaults").json()
+    assert defaults["defaults"]["tracking"] is None
+    [choice] = defaults["choicesNeeded"]
+    assert (choice["capability"], choice["providers"]) == ("tracking", ["alpha", "beta"])
+    assert "PUT /llm-ops/v1/integrations/defaults/tracking" in choice["detail"]
+    health = client.get(f"{api}/health").json()
+    assert health["choicesNeeded"] == defaults["choicesNeeded"]
+    assert health["status"] != "ok"
+
+    job = client.post(
+        f"{api}/training/jobs", json={"name": "tune", "command": ["true"], "track": True}
+    )
+    assert_problem(job, 409, "provider-choice-needed")
+    assert job.json()["providers"] == ["alpha", "beta"]
+    assert client.get(f"{api}/training/jobs").json()["items"] == []  # nothing was written
 
     unknown = client.put(f"{api}/integrations/defaults/tracking", json={"provider": "nope"})
     assert_problem(unknown, 422, "invalid-request")
@@ -544,17 +569,52 @@ def test_default_provider_is_chosen_among_enabled_providers(
     assert_problem(not_offered, 422, "invalid-request")
     bad_capability = client.put(f"{api}/integrations/defaults/teleport", json={"provider": "beta"})
     assert_problem(bad_capability, 422, "validation-error")
-    assert integrations(client, api)["alpha"]["defaultFor"] == ["tracking"]
+    assert integrations(client, api)["alpha"]["choiceNeededFor"] == ["tracking"]
 
     chosen = client.put(f"{api}/integrations/defaults/tracking", json={"provider": "beta"})
 
     assert chosen.status_code == 200, chosen.text
     assert chosen.json()["defaults"]["tracking"] == "beta"
+    assert chosen.json()["choicesNeeded"] == []
     listed = integrations(client, api)
     assert listed["beta"]["defaultFor"] == ["tracking"]
     assert listed["alpha"]["defaultFor"] == []
+    assert listed["alpha"]["choiceNeededFor"] == listed["beta"]["choiceNeededFor"] == []
     assert client.get(f"{api}/integrations/defaults").json()["defaults"]["tracking"] == "beta"
+    assert client.get(f"{api}/health").json()["choicesNeeded"] == []
     assert runtime_of(client).provider(Capability.TRACKING)[0] == "beta"
+
+
+def test_the_plugin_with_the_highest_declared_priority_serves_a_capability_nobody_chose(
+    start: StartApp, install: InstallPlugin, api: str
+) -> None:
+    install("alpha", tracker_with_priority("alpha", -50))  # an example plugin's
+    install("beta", memory_tracker_plugin("beta"))
+    client = start(plugins="alpha,beta")
+
+    listed = integrations(client, api)
+    assert listed["beta"]["defaultFor"] == ["tracking"]
+    assert listed["alpha"]["defaultFor"] == []
+    assert client.get(f"{api}/integrations/defaults").json()["choicesNeeded"] == []
+    assert runtime_of(client).provider(Capability.TRACKING)[0] == "beta"
+    # an admin's choice still beats the priority
+    assert (
+        client.put(f"{api}/integrations/defaults/tracking", json={"provider": "alpha"}).json()[
+            "defaults"
+        ]["tracking"]
+        == "alpha"
+    )
+    assert runtime_of(client).provider(Capability.TRACKING)[0] == "alpha"
+
+
+def test_a_priority_out_of_range_is_a_load_error_of_that_plugin(
+    start: StartApp, install: InstallPlugin, api: str
+) -> None:
+    install("alpha", tracker_with_priority("alpha", 1000))
+    client = start(plugins="alpha")
+    error = integrations(client, api)["alpha"]["error"]
+    assert error is not None
+    assert "priority" in error["error"]
 
 
 # -- connection test and health --------------------------------------------------------

@@ -104,6 +104,8 @@ def test_plugins_list_json_shows_installed_plugins(install: InstallPlugin, invok
         "builtin": False,
         "capabilities": ["tracking"],
         "default_for": ["tracking"],
+        "choice_needed_for": [],
+        "priority": 0,
         "error": None,
     }
     assert rows["beta"]["enabled"] is False
@@ -127,12 +129,36 @@ def test_plugins_list_shows_a_table_with_load_errors(
 
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "ENABLED", "LOADED", "CAPABILITIES", "ERROR"]
+    assert lines[0].split() == [
+        "NAME", "VERSION", "ENABLED", "LOADED", "CAPABILITIES", "DEFAULT", "FOR", "ERROR"
+    ]  # fmt: skip
     alpha = next(line for line in lines if line.startswith("alpha "))
-    assert alpha.split()[:5] == ["alpha", "3.1.4", "yes", "yes", "tracking"]
+    assert alpha.split()[:6] == ["alpha", "3.1.4", "yes", "yes", "tracking", "tracking"]
     broken = next(line for line in lines if line.startswith("broken "))
     assert "import: ImportError" in broken
     assert "boom-93ab" in broken
+
+
+def test_plugins_list_says_which_capability_needs_an_admin_to_choose_its_provider(
+    install: InstallPlugin, invoke: Invoke
+) -> None:
+    install("alpha", tracker_plugin("alpha"))
+    install("beta", tracker_plugin("beta"))
+
+    result = invoke("plugins", "list", plugins="alpha,beta")
+    as_json = rows_by_name(invoke("plugins", "list", "--json", plugins="alpha,beta"))
+
+    assert result.exit_code == 0, result.output
+    assert (
+        "choice needed: 2 enabled plugins offer tracking with the same priority (alpha, beta)"
+        in result.stderr
+    )
+    assert (
+        as_json["alpha"]["choice_needed_for"]
+        == as_json["beta"]["choice_needed_for"]
+        == ["tracking"]
+    )
+    assert as_json["alpha"]["default_for"] == as_json["beta"]["default_for"] == []
 
 
 def test_plugins_list_reads_the_stored_configuration(

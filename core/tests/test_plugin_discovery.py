@@ -17,7 +17,7 @@ import pytest
 from llmops import __version__
 from llmops.capabilities.common import Capability
 from llmops.config import CoreSettings
-from llmops.errors import NoProviderEnabled
+from llmops.errors import NoProviderEnabled, ProviderChoiceNeeded
 from llmops.integrations import IntegrationRuntime, StoredConfig
 from llmops.plugins.discovery import (
     PluginLoadError,
@@ -632,7 +632,7 @@ def test_runtime_shutdown_closes_providers_and_calls_shutdown(
 # -- default provider ------------------------------------------------------------------
 
 
-def test_default_provider_without_a_stored_choice_is_deterministic(
+def test_without_a_stored_choice_a_tie_is_never_broken_by_name_or_order(
     install: InstallPlugin, make_runtime: MakeRuntime
 ) -> None:
     install("beta", tracker_plugin("beta"))
@@ -643,11 +643,15 @@ def test_default_provider_without_a_stored_choice_is_deterministic(
     first.apply({}, {})
     second.apply({}, {})
 
-    assert first.default_provider_name(Capability.TRACKING) == "alpha"
-    assert second.default_provider_name(Capability.TRACKING) == "alpha"
-    assert first.provider(Capability.TRACKING)[0] == "alpha"
-    assert first.state("alpha").is_default_for == [Capability.TRACKING]
-    assert first.state("beta").is_default_for == []
+    for runtime in (first, second):
+        assert runtime.default_provider_name(Capability.TRACKING) is None
+        assert runtime.choices_needed() == {Capability.TRACKING: ["alpha", "beta"]}
+        assert runtime.has_provider(Capability.TRACKING)
+        with pytest.raises(ProviderChoiceNeeded, match="alpha, beta"):
+            runtime.provider(Capability.TRACKING)
+        assert runtime.provider(Capability.TRACKING, "beta")[0] == "beta"  # named: fine
+    assert first.state("alpha").choice_needed_for == [Capability.TRACKING]
+    assert first.state("alpha").is_default_for == first.state("beta").is_default_for == []
 
 
 def test_stored_default_provider_wins(install: InstallPlugin, make_runtime: MakeRuntime) -> None:

@@ -226,6 +226,8 @@ def _plugin_rows(runtime: IntegrationRuntime) -> list[dict[str, Any]]:
                 "builtin": state.builtin,
                 "capabilities": sorted(c.value for c in info.capabilities) if info else [],
                 "default_for": sorted(c.value for c in state.is_default_for),
+                "choice_needed_for": sorted(c.value for c in state.choice_needed_for),
+                "priority": state.priority,
                 "error": f"{state.failure.stage}: {state.failure.error}" if state.failure else None,
             }
         )
@@ -235,23 +237,32 @@ def _plugin_rows(runtime: IntegrationRuntime) -> list[dict[str, Any]]:
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def plugins_list(as_json: bool) -> None:
-    """Installed plugins: version, capabilities, enabled, load errors."""
+    """Installed plugins: version, capabilities, enabled, what each is the default for,
+    load errors; and each capability whose default an admin must choose."""
+    from llmops.integrations import choice_needed_message
+
     runtime = _runtime()
     try:
         rows = _plugin_rows(runtime)
+        choices = runtime.choices_needed()
     finally:
         runtime.shutdown()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    header = f"{'NAME':<16}{'VERSION':<10}{'ENABLED':<9}{'LOADED':<8}{'CAPABILITIES':<28}ERROR"
+    header = (
+        f"{'NAME':<16}{'VERSION':<10}{'ENABLED':<9}{'LOADED':<8}{'CAPABILITIES':<28}"
+        f"{'DEFAULT FOR':<24}ERROR"
+    )
     click.echo(header)
     for row in rows:
         click.echo(
             f"{row['name']:<16}{row['version'] or '-':<10}{'yes' if row['enabled'] else 'no':<9}"
             f"{'yes' if row['loaded'] else 'no':<8}{','.join(row['capabilities']) or '-':<28}"
-            f"{row['error'] or ''}"
+            f"{','.join(row['default_for']) or '-':<24}{row['error'] or ''}"
         )
+    for capability, tied in choices.items():
+        click.echo(f"choice needed: {choice_needed_message(capability, tied)}", err=True)
 
 
 @plugins.command("doctor")

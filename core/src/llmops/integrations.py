@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, cast
@@ -42,7 +42,13 @@ from llmops.capabilities.versioning import VersioningProvider
 from llmops.config import CoreSettings
 from llmops.db.migrate import MIGRATIONS_LOCK
 from llmops.db.models import CapabilityDefault, IntegrationConfig
-from llmops.errors import Conflict, InvalidRequest, NoProviderEnabled, NotFound
+from llmops.errors import (
+    Conflict,
+    InvalidRequest,
+    NoProviderEnabled,
+    NotFound,
+    ProviderChoiceNeeded,
+)
 from llmops.plugins.discovery import (
     CAPABILITY_HOOKS,
     ENTRY_POINT_GROUP,
@@ -121,6 +127,13 @@ class PluginState:
     providers: dict[Capability, list[Provider]] = field(default_factory=dict)
     collectors: list[Collector] = field(default_factory=list)
     is_default_for: list[Capability] = field(default_factory=list)
+    #: capabilities this plugin offers with the same priority as another enabled one,
+    #: none of them chosen by an admin: a choice is needed (``choices_needed``)
+    choice_needed_for: list[Capability] = field(default_factory=list)
+
+    @property
+    def priority(self) -> int:
+        return self.loaded.info.priority if self.loaded is not None else 0
 
     def serving_providers(self) -> list[ServingProvider]:
         """The plugin's serving frameworks (their contract suite proves the Protocol)."""
@@ -439,13 +452,17 @@ class IntegrationRuntime:
     def _mark_defaults(self) -> None:
         for state in self._states.values():
             state.is_default_for = []
+            state.choice_needed_for = []
         for capability in Capability:
             chosen = self._default_name(capability)
-            if chosen is None:
-                continue
-            owner = self._owner_of(capability, chosen)
-            if owner is not None:
-                owner.is_default_for.append(capability)
+            if chosen is not None:
+                owner = self._owner_of(capability, chosen)
+                if owner is not None:
+                    owner.is_default_for.append(capability)
+            for tied in self._tied(capability):
+                owner = self._owner_of(capability, tied)
+                if owner is not None and capability not in owner.choice_needed_for:
+                    owner.choice_needed_for.append(capability)
 
     # -- providers -----------------------------------------------------------------
 
@@ -476,21 +493,38 @@ class IntegrationRuntime:
         entry = self._provider_names(capability).get(provider_name)
         return entry[0] if entry else None
 
-    def _default_name(self, capability: Capability) -> str | None:
+    def _candidates(self, capability: Capability) -> tuple[str | None, list[str]]:
+        """Who serves ``capability`` when a request names no provider, and the tie when
+        nobody can be said to: the admin's choice where it is enabled; else, of the
+        enabled plugins (a built-in one only when no other offers it), the one with the
+        highest declared priority; a tie at the top is ``(None, [the tied names])``."""
         available = self._provider_names(capability)
         if not available:
-            return None
+            return None, []
         stored = self._defaults.get(capability)
         if stored in available:
-            return stored
-        third_party = sorted(n for n, (s, _) in available.items() if not s.builtin)
-        if third_party:
-            return third_party[0]
-        return sorted(available)[0]
+            return stored, []
+        third_party = {n: s for n, (s, _) in available.items() if not s.builtin}
+        pool = third_party or {n: s for n, (s, _) in available.items()}
+        top = max(state.priority for state in pool.values())
+        best = sorted(n for n, state in pool.items() if state.priority == top)
+        return (best[0], []) if len(best) == 1 else (None, best)
+
+    def _default_name(self, capability: Capability) -> str | None:
+        return self._candidates(capability)[0]
+
+    def _tied(self, capability: Capability) -> list[str]:
+        return self._candidates(capability)[1]
 
     def default_provider_name(self, capability: Capability) -> str | None:
         with self._lock:
             return self._default_name(capability)
+
+    def choices_needed(self) -> dict[Capability, list[str]]:
+        """The capabilities whose default nobody can tell: several enabled providers of
+        the same priority, none chosen by an admin (``PUT /integrations/defaults/...``)."""
+        with self._lock:
+            return {c: tied for c in Capability if (tied := self._tied(c))}
 
     # -- guarded dispatch --------------------------------------------------------------
 
@@ -601,7 +635,13 @@ class IntegrationRuntime:
         with self._lock:
             available = self._provider_names(capability)
             if name is None:
-                name = self._default_name(capability)
+                name, tied = self._candidates(capability)
+                if tied:
+                    raise ProviderChoiceNeeded(
+                        choice_needed_message(capability, tied),
+                        capability=capability.value,
+                        providers=tied,
+                    )
                 if name is None:
                     raise NoProviderEnabled(
                         f"no {capability.value} provider enabled: enable a plugin that offers "
@@ -618,9 +658,10 @@ class IntegrationRuntime:
             return name, self._guard(state, capability, name, raw)
 
     def has_provider(self, capability: Capability) -> bool:
-        """Whether an enabled plugin offers ``capability`` (so a default exists)."""
+        """Whether an enabled plugin offers ``capability`` (a default exists, or a choice
+        between several is needed)."""
         with self._lock:
-            return self._default_name(capability) is not None
+            return bool(self._provider_names(capability))
 
     def providers(self, capability: Capability) -> dict[str, GuardedProvider]:
         with self._lock:
@@ -649,6 +690,15 @@ class IntegrationRuntime:
                     f"{provider!r} is not an enabled {capability.value} provider",
                     capability=capability.value,
                 )
+
+
+def choice_needed_message(capability: Capability, tied: Sequence[str]) -> str:
+    return (
+        f"{len(tied)} enabled plugins offer {capability.value} with the same priority "
+        f"({', '.join(tied)}) and none is chosen: choose the default in the console "
+        f"(Admin, Integrations), with PUT /llm-ops/v1/integrations/defaults/"
+        f"{capability.value}, or name the provider in the request"
+    )
 
 
 def _plain(settings: BaseModel) -> dict[str, Any]:

@@ -42,6 +42,14 @@ class NoProviderEnabled(Conflict):
     title = "No provider enabled"
 
 
+class ProviderChoiceNeeded(Conflict):
+    """Several enabled plugins offer the capability with the same priority and no admin
+    has chosen which one serves it: the platform does not guess."""
+
+    slug = "provider-choice-needed"
+    title = "A provider must be chosen"
+
+
 class InvalidRequest(LlmopsError):
     """The request is well-formed JSON but breaks a domain rule (a cycle, a bad name)."""
 

@@ -566,6 +566,11 @@ class IntegrationOut(ApiModel):
     loaded: bool
     capabilities: list[str]
     default_for: list[str]
+    choice_needed_for: list[str] = Field(
+        default_factory=list,
+        description="capabilities this plugin offers with the same priority as another "
+        "enabled plugin, none chosen: an admin must choose the default",
+    )
     providers: dict[str, list[str]] = Field(
         default_factory=dict, description="capability -> provider names (serving frameworks)"
     )
@@ -609,8 +614,22 @@ class DefaultProviderIn(Input):
     provider: str = Field(max_length=PROVIDER_LENGTH)
 
 
+class ChoiceNeededOut(ApiModel):
+    """A capability whose default nobody can tell: choose one with
+    ``PUT /integrations/defaults/{capability}``."""
+
+    capability: str
+    providers: list[str] = Field(description="the enabled providers of the same priority")
+    detail: str
+
+
 class DefaultsOut(ApiModel):
     defaults: dict[str, str | None]
+    choices_needed: list[ChoiceNeededOut] = Field(
+        default_factory=list,
+        description="capabilities with no default until an admin chooses one (a request "
+        "that names no provider answers 409 provider-choice-needed)",
+    )
 
 
 class HealthOut(ApiModel):
@@ -634,6 +653,11 @@ class PlatformHealthOut(ApiModel):
     database: HealthOut
     integrations: list[ProviderHealthOut]
     cached: bool
+    choices_needed: list[ChoiceNeededOut] = Field(
+        default_factory=list,
+        description="capabilities whose default an admin must choose (the status is then "
+        "degraded at best)",
+    )
 
 
 class ConnectionTestOut(ApiModel):

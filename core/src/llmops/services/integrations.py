@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 from llmops.capabilities.common import Capability, ReportsActiveWork
 from llmops.db.models import CapabilityDefault, IntegrationConfig, utcnow
 from llmops.errors import Conflict, InvalidRequest
-from llmops.integrations import BUILTIN_PLUGINS, IntegrationRuntime, PluginState, secret_fields
+from llmops.integrations import (
+    BUILTIN_PLUGINS,
+    IntegrationRuntime,
+    PluginState,
+    choice_needed_message,
+    secret_fields,
+)
 from llmops.plugins.fields import operator_only_fields, url_fields
 from llmops.secrets import is_encrypted
 from llmops.url_policy import Allowlist, url_problem
@@ -59,6 +65,7 @@ def describe(state: PluginState) -> dict[str, Any]:
         "loaded": state.loaded is not None,
         "capabilities": sorted(c.value for c in info.capabilities) if info else [],
         "default_for": sorted(c.value for c in state.is_default_for),
+        "choice_needed_for": sorted(c.value for c in state.choice_needed_for),
         "providers": providers,
         "error": (
             {"stage": state.failure.stage, "error": state.failure.error} if state.failure else None
@@ -269,3 +276,15 @@ def set_default(
 
 def defaults(runtime: IntegrationRuntime) -> dict[str, str | None]:
     return {c.value: runtime.default_provider_name(c) for c in Capability}
+
+
+def choices_needed(runtime: IntegrationRuntime) -> list[dict[str, Any]]:
+    """The capabilities an admin must choose a default for, with what to do."""
+    return [
+        {
+            "capability": capability.value,
+            "providers": tied,
+            "detail": choice_needed_message(capability, tied),
+        }
+        for capability, tied in runtime.choices_needed().items()
+    ]

@@ -43,6 +43,9 @@ def llmops_plugin_info() -> PluginInfo:
         capabilities=frozenset({Capability.TRACKING}),
         settings_model=ExampleSettings,
         core_version=">=0.1,<1",
+        # an example: installed next to MLflow (the workspace's dev group), it never takes
+        # tracking over unless an admin chooses it
+        priority=-50,
     )
 
 

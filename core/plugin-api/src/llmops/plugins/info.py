@@ -38,6 +38,15 @@ class PluginInfo(BaseModel):
         default=">=0.1", description="PEP 440 range of llmops-core versions supported"
     )
     links: dict[str, str] = Field(default_factory=dict, description="e.g. the tool's own UI")
+    priority: int = Field(
+        default=0,
+        ge=-100,
+        le=100,
+        description="which plugin serves a capability that several enabled plugins offer "
+        "while no admin has chosen one: the highest priority; a tie is left to the admin "
+        "(the API answers 409 provider-choice-needed until one is chosen). Example and "
+        "test plugins declare a negative one, so they never take a capability over.",
+    )
 
     @field_validator("core_version")
     @classmethod

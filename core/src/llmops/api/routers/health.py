@@ -7,9 +7,10 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmops.api.deps import PlatformDep
-from llmops.api.schemas import HealthOut, PlatformHealthOut, ProviderHealthOut
+from llmops.api.schemas import ChoiceNeededOut, HealthOut, PlatformHealthOut, ProviderHealthOut
 from llmops.capabilities.common import HealthStatus
 from llmops.observability.health import ProviderHealth, bounded_detail, overall
+from llmops.services import integrations
 
 probes = APIRouter(tags=["health"])
 router = APIRouter(tags=["health"])
@@ -72,8 +73,12 @@ def platform_health(platform: PlatformDep) -> PlatformHealthOut:
     when the answer comes from the background results (this route never checks itself)."""
     database = platform.health.database()
     results, cached = platform.health.check()
+    choices = [ChoiceNeededOut(**c) for c in integrations.choices_needed(platform.runtime)]
+    status = overall(results, database.status is HealthStatus.OK)
+    if choices and status is HealthStatus.OK:
+        status = HealthStatus.DEGRADED  # a request that names no provider gets a 409
     return PlatformHealthOut(
-        status=overall(results, database.status is HealthStatus.OK).value,
+        status=status.value,
         database=HealthOut(
             status=database.status.value,
             latency_ms=database.latency_ms,
@@ -82,4 +87,5 @@ def platform_health(platform: PlatformDep) -> PlatformHealthOut:
         ),
         integrations=[provider_health_out(r) for r in results],
         cached=cached,
+        choices_needed=choices,
     )

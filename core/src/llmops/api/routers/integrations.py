@@ -10,6 +10,7 @@ from llmops.api.deps import PlatformDep, RuntimeDep, SessionDep
 from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.routers.health import provider_health_out
 from llmops.api.schemas import (
+    ChoiceNeededOut,
     ConnectionTestOut,
     DefaultProviderIn,
     DefaultsOut,
@@ -21,7 +22,7 @@ from llmops.api.schemas import (
 )
 from llmops.api.security import add_audit_details
 from llmops.capabilities.common import Capability, HealthStatus
-from llmops.integrations import PluginState
+from llmops.integrations import IntegrationRuntime, PluginState
 from llmops.platform import Platform
 from llmops.services import integrations
 
@@ -47,9 +48,16 @@ def list_integrations(runtime: RuntimeDep, platform: PlatformDep) -> ListPage[In
     return ListPage[IntegrationOut](items=[integration_out(s, platform) for s in runtime.states()])
 
 
+def defaults_out(runtime: IntegrationRuntime) -> DefaultsOut:
+    return DefaultsOut(
+        defaults=integrations.defaults(runtime),
+        choices_needed=[ChoiceNeededOut(**c) for c in integrations.choices_needed(runtime)],
+    )
+
+
 @router.get("/defaults", response_model=DefaultsOut, summary="Default provider per capability")
 def get_integration_defaults(runtime: RuntimeDep) -> DefaultsOut:
-    return DefaultsOut(defaults=integrations.defaults(runtime))
+    return defaults_out(runtime)
 
 
 @router.put(
@@ -61,7 +69,7 @@ def set_integration_default(
     integrations.set_default(
         session=session, runtime=runtime, capability=capability, provider=body.provider
     )
-    return DefaultsOut(defaults=integrations.defaults(runtime))
+    return defaults_out(runtime)
 
 
 @router.get("/{name}", response_model=IntegrationOut, summary="One plugin")
