@@ -80,6 +80,36 @@ def test_disabling_and_re_enabling_a_plugin_takes_effect_at_once(console: Consol
         assert plugin["defaultFor"] == ["tracking"]
 
 
+def test_two_serving_plugins_of_the_same_priority_ask_the_admin_to_choose(
+    console: Console,
+) -> None:
+    """KServe and Ray Serve both offer serving with the same priority: the platform picks
+    neither by name; the page says a choice is needed until the admin makes it."""
+    api = console.server.api
+    console.sign_in("admin")
+    try:
+        for name in ("kserve", "rayserve"):
+            api.patch(f"{API}/integrations/{name}", json={"enabled": True}).raise_for_status()
+        page = console.open("/admin/integrations", "integrations")
+        banner = page.get_by_test_id("choice-needed")
+        expect(banner).to_contain_text("Choose the Serving provider.")
+        expect(banner).to_contain_text("kserve and rayserve")
+        serving = page.get_by_label("Serving", exact=True)
+        expect(serving).to_have_value("")
+        console.screenshot("admin-integrations-choice-needed")
+
+        serving.select_option("rayserve")
+
+        chosen = page.get_by_role("status").filter(has_text="rayserve is now the default")
+        expect(chosen).to_be_visible()
+        expect(banner).to_have_count(0)
+        expect(serving).to_have_value("rayserve")
+        assert api.get(f"{API}/health").json()["choicesNeeded"] == []
+    finally:
+        for name in ("kserve", "rayserve"):
+            api.patch(f"{API}/integrations/{name}", json={"enabled": False}).raise_for_status()
+
+
 def test_the_settings_form_saves_a_value_and_a_write_only_secret(
     console: Console, unique: Callable[[str], str]
 ) -> None:

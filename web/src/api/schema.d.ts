@@ -1350,6 +1350,22 @@ export type components = {
          * @enum {string}
          */
         Capability: "tracking" | "serving" | "orchestration" | "registry" | "versioning";
+        /**
+         * ChoiceNeededOut
+         * @description A capability whose default nobody can tell: choose one with
+         *     ``PUT /integrations/defaults/{capability}``.
+         */
+        ChoiceNeededOut: {
+            /** Capability */
+            capability: string;
+            /** Detail */
+            detail: string;
+            /**
+             * Providers
+             * @description the enabled providers of the same priority
+             */
+            providers: string[];
+        };
         /** ComparedRunOut */
         ComparedRunOut: {
             /** Endtime */
@@ -1639,6 +1655,11 @@ export type components = {
         };
         /** DefaultsOut */
         DefaultsOut: {
+            /**
+             * Choicesneeded
+             * @description capabilities with no default until an admin chooses one (a request that names no provider answers 409 provider-choice-needed)
+             */
+            choicesNeeded?: components["schemas"]["ChoiceNeededOut"][];
             /** Defaults */
             defaults: {
                 [key: string]: string | null;
@@ -2116,6 +2137,11 @@ export type components = {
             builtin: boolean;
             /** Capabilities */
             capabilities: string[];
+            /**
+             * Choiceneededfor
+             * @description capabilities this plugin offers with the same priority as another enabled plugin, none chosen: an admin must choose the default
+             */
+            choiceNeededFor?: string[];
             /** Defaultfor */
             defaultFor: string[];
             /** Description */
@@ -2179,6 +2205,11 @@ export type components = {
             builtin: boolean;
             /** Capabilities */
             capabilities: string[];
+            /**
+             * Choiceneededfor
+             * @description capabilities this plugin offers with the same priority as another enabled plugin, none chosen: an admin must choose the default
+             */
+            choiceNeededFor?: string[];
             /** Defaultfor */
             defaultFor: string[];
             /** Description */
@@ -3115,6 +3146,11 @@ export type components = {
         PlatformHealthOut: {
             /** Cached */
             cached: boolean;
+            /**
+             * Choicesneeded
+             * @description capabilities whose default an admin must choose (the status is then degraded at best)
+             */
+            choicesNeeded?: components["schemas"]["ChoiceNeededOut"][];
             database: components["schemas"]["HealthOut"];
             /** Integrations */
             integrations: components["schemas"]["ProviderHealthOut"][];
