@@ -27,8 +27,10 @@ uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
 		python3 -m pip install --quiet uv
 
+# the dev group (tools, the example plugin from tests/) is not a default group
+# (pyproject.toml): ask for it here
 sync: uv
-	$(UV) sync --frozen --all-packages
+	$(UV) sync --frozen --all-packages --group dev
 
 # Debian packages: bubblewrap, the sandbox the local executor runs pipeline stages in
 # (without it a server running as root refuses to start stages), for `make run` and the
@@ -89,7 +91,7 @@ typecheck: sync
 	$(UV) run --no-sync mypy
 
 pytest: sync system-deps console
-	$(UV) run pytest
+	$(UV) run --no-sync pytest
 
 # make test: the checks (lint, types, the console's client and unit tests) take one core
 # while pytest takes the other, once what both need is installed and built
@@ -102,7 +104,7 @@ pytest-only:
 	$(UV) run --no-sync pytest
 
 bench: sync system-deps
-	$(UV) run python bench/run.py
+	$(UV) run --no-sync python bench/run.py
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache dist
