@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,9 +10,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
+from llmops.db.models import ServingDeployment
+from llmops.secrets import is_encrypted
+from llmops.services import serving
 from llmops.testing.plugins import temporary_plugin
 from llmops.testing.waiting import wait_for
 
@@ -142,6 +147,38 @@ def test_frameworks_lists_the_enabled_serving_backend(
             "default": True,
         }
     ]
+
+
+def test_the_backends_credentials_in_an_inference_target_are_encrypted_at_rest(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    """Before: the target's headers (the framework's own credentials) sat in clear in
+    serving_deployments.status."""
+    client, _ = serving_client
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
+    endpoint = client.post(
+        f"{api}/serving/endpoints", json={"name": "chat", "modelId": model["id"]}
+    ).json()
+
+    def stored() -> tuple[str, ServingDeployment]:
+        with platform.sessions() as session:
+            row = session.scalars(select(ServingDeployment)).one()
+            session.expunge(row)
+        raw = json.dumps(row.status)
+        return raw, row
+
+    raw, row = stored()
+    assert "tool-secret" not in raw
+    assert is_encrypted(row.status["target"]["headers"]["Authorization"])
+    target = serving.inference_target(platform.runtime, row)
+    assert target is not None
+    assert target.headers == {"Authorization": "Bearer tool-secret"}  # what the gateway sends
+    # each sync stores the status again, encrypted again
+    client.get(f"{api}/serving/endpoints/{endpoint['id']}/deployment").raise_for_status()
+    again, row = stored()
+    assert "tool-secret" not in again
+    assert again != raw  # a sync did happen (a new token and check time)
 
 
 def test_endpoint_is_deployed_updated_with_a_canary_promoted_and_deleted(

@@ -306,10 +306,10 @@ class Gateway:
         serving_now = (deployment.status or {}).get("ready") is True
         if deployment.state != DeploymentState.READY.value and not serving_now:
             return unavailable(f"endpoint {endpoint.name!r} is {deployment.state}, not ready")
-        stored = (deployment.status or {}).get("target")
         try:
-            if stored:
-                target = InferenceTarget.model_validate(stored)
+            found = serving.inference_target(self.runtime, deployment)
+            if found is not None:
+                target = found
             else:
                 _, backend = self.runtime.serving_provider(deployment.provider)
                 target = backend.inference_target(deployment.external_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,7 @@ from llmops.capabilities.serving import (
     DeploymentState,
     DeploymentStatus,
     DeploymentUpdate,
+    InferenceTarget,
     ResourceSpec,
     ServingProvider,
 )
@@ -49,13 +51,47 @@ class DeploymentView:
 
 
 def _apply(
-    endpoint: ServingEndpoint, deployment: ServingDeployment, status: DeploymentStatus
+    runtime: IntegrationRuntime,
+    endpoint: ServingEndpoint,
+    deployment: ServingDeployment,
+    status: DeploymentStatus,
 ) -> None:
     deployment.external_id = status.external_id
     deployment.state = status.state.value
-    deployment.status = status.model_dump(mode="json")
+    deployment.status = _sealed(runtime, status)
     deployment.synced_at = utcnow()
     endpoint.status = status.state.value
+
+
+def _sealed(runtime: IntegrationRuntime, status: DeploymentStatus) -> dict[str, Any]:
+    """The status as it is stored: the values of its inference target's headers (the
+    framework's own credentials, which the gateway sends) encrypted at rest like plugin
+    secrets (:mod:`llmops.secrets`)."""
+    data = status.model_dump(mode="json")
+    target = data.get("target")
+    if isinstance(target, dict) and target.get("headers"):
+        headers = {name: runtime.secrets.encrypt(v) for name, v in target["headers"].items()}
+        data["target"] = {**target, "headers": headers}
+    return data
+
+
+def _header(runtime: IntegrationRuntime, provider: str, name: str, stored: Any) -> Any:
+    return runtime.secrets.decrypt(stored, plugin=provider, field=f"inference header {name}")
+
+
+def inference_target(
+    runtime: IntegrationRuntime, deployment: ServingDeployment
+) -> InferenceTarget | None:
+    """The stored inference target of a deployment with its headers decrypted (a value
+    stored in clear, before encryption at rest, is read as is), or None."""
+    stored = (deployment.status or {}).get("target")
+    if not stored:
+        return None
+    headers = {
+        name: _header(runtime, deployment.provider, name, value)
+        for name, value in (stored.get("headers") or {}).items()
+    }
+    return InferenceTarget.model_validate({**stored, "headers": headers})
 
 
 def create_endpoint(
@@ -213,7 +249,7 @@ def deliver_deploy(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     if endpoint is None:  # deleted meanwhile (its deployments go with it)
         return {"skipped": "the endpoint was deleted"}
     status = _backend(runtime, deployment).deploy(DeploymentSpec.model_validate(deployment.spec))
-    _apply(endpoint, deployment, status)
+    _apply(runtime, endpoint, deployment, status)
     return {"externalId": status.external_id}
 
 
@@ -270,7 +306,7 @@ def get_deployment(
     if row.external_id is None:
         return DeploymentView(row)
     try:
-        _apply(endpoint, row, _backend(runtime, row).status(row.external_id))
+        _apply(runtime, endpoint, row, _backend(runtime, row).status(row.external_id))
     except LlmopsError as exc:
         return DeploymentView(row, stale=True, reason=exc.detail)
     session.flush()
@@ -361,7 +397,7 @@ def deliver_update(runtime: IntegrationRuntime, delivery: Delivery) -> dict[str,
     if endpoint is None:  # deleted meanwhile (its deployments go with it)
         return {"skipped": "the endpoint was deleted"}
     update = DeploymentUpdate.model_validate(delivery.payload["update"])
-    _apply(endpoint, row, _backend(runtime, row).update(row.external_id, update))
+    _apply(runtime, endpoint, row, _backend(runtime, row).update(row.external_id, update))
     return None
 
 
@@ -443,7 +479,7 @@ def reconcile(*, session: Session, runtime: IntegrationRuntime) -> list[str]:
         except LlmopsError:
             pass  # the plugin is off or its tool away: the record stays as it was (stale)
         else:
-            _apply(endpoint, row, status)
+            _apply(runtime, endpoint, row, status)
         session.commit()
     return redeployed
 
