@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
-from llmops.db.models import ServingDeployment
+from llmops.db.models import ServingDeployment, ServingEndpoint
 from llmops.secrets import is_encrypted
 from llmops.services import serving
 from llmops.testing.plugins import temporary_plugin
@@ -179,6 +179,43 @@ def test_the_backends_credentials_in_an_inference_target_are_encrypted_at_rest(
     again, row = stored()
     assert "tool-secret" not in again
     assert again != raw  # a sync did happen (a new token and check time)
+
+
+def test_the_models_list_names_endpoints_not_ready_yet_with_their_state(
+    serving_client: tuple[TestClient, Any], api: str
+) -> None:
+    """Before: an endpoint still deploying was missing from /openai/v1/models, so a client
+    could not tell it from one that does not exist."""
+    client, _ = serving_client
+    platform = client.app.state.platform  # type: ignore[attr-defined]
+    model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
+    for name in ("chat", "later"):
+        created = client.post(
+            f"{api}/serving/endpoints", json={"name": name, "modelId": model["id"]}
+        )
+        assert created.status_code == 201, created.text
+    with platform.transaction() as session:  # "later" is still on its way
+        row = session.scalars(select(ServingEndpoint).where(ServingEndpoint.name == "later")).one()
+        row.status = "deploying"
+        deployment = session.scalars(
+            select(ServingDeployment).where(ServingDeployment.endpoint_id == row.id)
+        ).one()
+        deployment.state = "deploying"
+        deployment.status = {**deployment.status, "ready": False}
+
+    listed = client.get(f"{api}/openai/v1/models")
+
+    assert listed.status_code == 200, listed.text
+    models = {m["id"]: m for m in listed.json()["data"]}
+    assert (models["chat"]["ready"], models["chat"]["state"]) == (True, "ready")
+    assert (models["later"]["ready"], models["later"]["state"]) == (False, "deploying")
+    assert {m["object"] for m in models.values()} == {"model"}
+    answer = client.post(
+        f"{api}/openai/v1/chat/completions",
+        json={"model": "later", "messages": [{"role": "user", "content": "hi"}]},
+    )
+    assert answer.status_code == 503, answer.text  # listed, but not served yet
+    assert "is deploying, not ready" in answer.text
 
 
 def test_endpoint_is_deployed_updated_with_a_canary_promoted_and_deleted(

@@ -322,23 +322,28 @@ class Gateway:
         return Upstream(endpoint.id, endpoint.name, target, timeout)
 
     def models(self, session: Session) -> dict[str, Any]:
-        endpoints = session.scalars(
-            select(ServingEndpoint)
-            .where(ServingEndpoint.status == DeploymentState.READY.value)
-            .order_by(ServingEndpoint.name)
-        )
-        return {
-            "object": "list",
-            "data": [
+        """Every endpoint as an OpenAI model, those not serving yet among them: ``ready``
+        says whether the gateway routes to it now (a rollout still served by the previous
+        revision is ready), ``state`` where its deployment stands (``deploying``,
+        ``failed``, ...). Fields OpenAI's clients do not know are ignored by them."""
+        endpoints = session.scalars(select(ServingEndpoint).order_by(ServingEndpoint.name))
+        data = []
+        for e in endpoints:
+            deployment = serving.latest_deployment(session, e.id)
+            ready = e.status == DeploymentState.READY.value or (
+                deployment is not None and (deployment.status or {}).get("ready") is True
+            )
+            data.append(
                 {
                     "id": e.name,
                     "object": "model",
                     "created": int(e.created_at.timestamp()),
                     "owned_by": e.framework or "llmops",
+                    "ready": ready,
+                    "state": e.status,
                 }
-                for e in endpoints
-            ],
-        }
+            )
+        return {"object": "list", "data": data}
 
     # -- forwarding ---------------------------------------------------------------------
 
