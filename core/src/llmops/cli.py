@@ -534,6 +534,51 @@ def pipelines_run(file: Path, max_parallel: int, state_dir: Path | None) -> None
     sys.exit(0 if status.state.value == "succeeded" else 1)
 
 
+# -- rollback -------------------------------------------------------------------------
+
+
+@main.command("rollback")
+@click.argument("plugin")
+@click.option("--dry-run", is_flag=True, help="print the plan, change nothing")
+@click.option("--json", "as_json", is_flag=True, help="print the plan as JSON")
+def rollback(plugin: str, dry_run: bool, as_json: bool) -> None:
+    """Disable PLUGIN and move what depends on it to its fallback.
+
+    Pipelines still waiting to reach it run on the local executor; experiment runs are
+    copied to the tracker that serves next (when one is enabled); stored defaults naming
+    it are removed. What cannot move (pipelines running on the tool, endpoints serving
+    from it, queued writes) is listed and left as it is. Works on the database that
+    LLMOPS_DATABASE_URL names; running servers apply it at once.
+    """
+    from llmops.db.session import make_engine, make_session_factory
+    from llmops.errors import LlmopsError
+    from llmops.services import rollback as rollbacks
+
+    settings = _settings()
+    runtime = _runtime()
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_session_factory(engine)
+    try:
+        if dry_run:
+            with sessions() as session:
+                planned = rollbacks.plan(session, runtime, plugin)
+        else:
+            planned = rollbacks.apply(
+                sessions, runtime, plugin, echo=lambda line: click.echo(line, err=as_json)
+            )
+        if as_json:
+            click.echo(json.dumps({**planned.as_dict(), "dryRun": dry_run}, indent=2))
+        elif dry_run:
+            for step in planned.steps:
+                click.echo(step.line())
+            click.echo("dry run: nothing changed")
+    except LlmopsError as exc:
+        raise click.ClickException(exc.detail) from exc
+    finally:
+        runtime.shutdown()
+        engine.dispose()
+
+
 main.add_command(example)
 main.add_command(models)
 main.add_command(demo)
