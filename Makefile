@@ -90,8 +90,12 @@ lint: sync
 typecheck: sync
 	$(UV) run --no-sync mypy
 
+# the suite on every core (pytest-xdist); tests that share a session's server run in
+# one worker (conftest.py: one xdist group per folder)
+PYTEST_PARALLEL := -n auto --dist loadgroup
+
 pytest: sync system-deps console
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
 # make test: the checks (lint, types, the console's client and unit tests) take one core
 # while pytest takes the other, once what both need is installed and built
@@ -101,7 +105,7 @@ test: sync system-deps console
 checks: lint typecheck console-check
 
 pytest-only:
-	$(UV) run --no-sync pytest
+	$(UV) run --no-sync pytest $(PYTEST_PARALLEL)
 
 bench: sync system-deps
 	$(UV) run --no-sync python bench/run.py
