@@ -23,7 +23,7 @@ from fastapi.testclient import TestClient
 from llmops.api.app import create_app
 from llmops.cli import main
 from llmops.config import CoreSettings
-from llmops.testing.plugins import PluginInstaller, orchestrator_plugin
+from llmops.testing.plugins import PluginInstaller, memory_tracker_plugin, orchestrator_plugin
 from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 
@@ -164,3 +164,54 @@ def test_the_built_in_executor_and_unknown_plugins_cannot_be_rolled_back(
     assert "built in" in local.output
     assert unknown.exit_code == 1
     assert "no plugin named 'nope'" in unknown.output
+
+
+def test_rollback_of_a_tracker_copies_its_runs_to_the_tracker_that_serves_next(
+    install: PluginInstaller,
+    make_settings: Callable[..., CoreSettings],
+    authenticate: Callable[..., str],
+    api: str,
+) -> None:
+    old = install("old", memory_tracker_plugin("old"))
+    new = install("new", memory_tracker_plugin("new"))
+    settings = make_settings(plugins="old,new")
+    with TestClient(create_app(settings)) as client:
+        authenticate(client)
+        chosen = client.put(f"{api}/integrations/defaults/tracking", json={"provider": "old"})
+        assert chosen.status_code == 200, chosen.text
+        job = client.post(
+            f"{api}/training/jobs", json={"name": "tune", "command": ["true"], "track": True}
+        )
+        assert job.status_code in (201, 202), job.text
+        run = wait_for(
+            lambda: (
+                (
+                    r := client.get(f"{api}/training/jobs/{job.json()['id']}/experiment-run")
+                ).status_code
+                == 200
+                and r.json().get("externalId")
+                and r.json()
+            ),
+            timeout=30,
+            what="the job's experiment run",
+        )
+        assert run["provider"] == "old"
+        env = {
+            "LLMOPS_DATA_DIR": str(settings.data_dir),
+            "LLMOPS_DATABASE_URL": settings.resolved_database_url,
+            "LLMOPS_PLUGINS": "old,new",
+        }
+
+        planned = CliRunner().invoke(main, ["rollback", "old", "--dry-run"], env=env)
+        assert "[tracking] copy 1 experiment run(s) to new" in planned.output, planned.output
+        assert "remove the stored default old" in planned.output
+        assert sys.modules[new].RUNS == {}
+
+        done = CliRunner().invoke(main, ["rollback", "old"], env=env)
+
+        assert done.exit_code == 0, done.output
+        [copied] = sys.modules[new].RUNS.values()
+        assert copied.name == sys.modules[old].RUNS[run["externalId"]].name
+        moved = client.get(f"{api}/training/jobs/{job.json()['id']}/experiment-run").json()
+        assert moved["provider"] == "new"
+        assert moved["externalId"] == copied.run_id

@@ -122,3 +122,153 @@ def llmops_orchestration(settings, context):
     return Orchestrator()
 """
     )
+
+
+_MEMORY_TRACKER = textwrap.dedent(
+    """
+    import threading
+    from collections import Counter
+
+    from fastapi import APIRouter
+
+    import llmops
+    from pydantic import SecretStr
+    from llmops.capabilities.common import Capability, Health, HealthStatus
+    from llmops.capabilities.tracking import ArtifactInfo, RunInfo, RunPage, RunStatus
+    from llmops.errors import NotFound
+    from llmops.plugins.info import PluginInfo, PluginSettings
+
+    #: Calls the core made, kept in the module so they survive a rebuilt provider.
+    CALLS = Counter()
+    #: run id -> RunInfo; the "tool" behind the tracker, shared by every instance.
+    RUNS = {}
+    #: every log_metrics call's points, in order
+    BATCHES = []
+    _LOCK = threading.Lock()
+
+
+    class Settings(PluginSettings):
+        url: str = "memory://default"
+        timeout_seconds: float = 5.0
+        healthy: bool = True
+        token: SecretStr | None = None
+
+
+    class MemoryTracker:
+        max_metrics_per_batch = 2
+
+        def __init__(self, settings):
+            self.settings = settings
+            self.closed = False
+
+        def create_run(self, spec):
+            with _LOCK:
+                key = spec.idempotency_key
+                for run in RUNS.values():
+                    if key and run.tags.get("idempotency_key") == key:
+                        return run
+                run_id = f"run-{len(RUNS) + 1}"
+                RUNS[run_id] = RunInfo(
+                    run_id=run_id,
+                    experiment_id="exp-1",
+                    experiment_name=spec.experiment,
+                    name=spec.run_name,
+                    status=RunStatus.RUNNING,
+                    params=dict(spec.params),
+                    tags={**spec.tags, "idempotency_key": spec.idempotency_key or ""},
+                )
+                CALLS["create_run"] += 1
+                return RUNS[run_id]
+
+        def get_run(self, run_id):
+            try:
+                return RUNS[run_id]
+            except KeyError:
+                raise NotFound(f"no run {run_id!r}") from None
+
+        def end_run(self, run_id, status):
+            RUNS[run_id] = self.get_run(run_id).model_copy(update={"status": status})
+            return RUNS[run_id]
+
+        def log_params(self, run_id, params):
+            run = self.get_run(run_id)
+            RUNS[run_id] = run.model_copy(update={"params": {**run.params, **params}})
+
+        def log_metrics(self, run_id, metrics):
+            if len(metrics) > self.max_metrics_per_batch:
+                raise ValueError("batch larger than the tool accepts")
+            with _LOCK:
+                BATCHES.append(list(metrics))
+                run = self.get_run(run_id)
+                latest = dict(run.latest_metrics)
+                for point in metrics:
+                    latest[point.key] = point.value
+                RUNS[run_id] = run.model_copy(update={"latest_metrics": latest})
+
+        def log_artifact(self, run_id, local_path, artifact_path=None):
+            return ArtifactInfo(path=artifact_path or local_path.name)
+
+        def list_artifacts(self, run_id, path=None):
+            return []
+
+        def metric_history(self, run_id, key):
+            return [p for batch in BATCHES for p in batch if p.key == key]
+
+        def search_runs(self, query):
+            runs = [
+                r for r in RUNS.values()
+                if not query.experiments or r.experiment_name in query.experiments
+            ]
+            return RunPage(runs=runs[: query.page_size])
+
+        def run_url(self, run_id):
+            return None
+
+        def health(self):
+            CALLS["health"] += 1
+            if self.settings.healthy:
+                return Health(status=HealthStatus.OK, detail="memory")
+            return Health(status=HealthStatus.DOWN, detail="told to be down")
+
+        def close(self):
+            self.closed = True
+
+
+    @llmops.hookimpl
+    def llmops_plugin_info():
+        return PluginInfo(
+            name=NAME,
+            version="1.2.3",
+            display_name="Memory tracker",
+            capabilities=frozenset({Capability.TRACKING}),
+            settings_model=Settings,
+            links={"ui": "http://tracker.invalid/"},
+            priority=PRIORITY,
+        )
+
+
+    @llmops.hookimpl
+    def llmops_tracking(settings, context):
+        return MemoryTracker(settings)
+
+
+    @llmops.hookimpl
+    def llmops_api_routes(settings, context):
+        router = APIRouter()
+
+        @router.get("/hello")
+        def hello():
+            CALLS["hello"] += 1
+            return {"plugin": context.plugin_name, "url": settings.url}
+
+        return router
+    """
+)
+
+
+def memory_tracker_plugin(name: str, *, priority: int = 0) -> str:
+    """A tracking plugin named ``name`` with an in-memory tracker (its runs, metric
+    batches and the calls the core made kept in the module: ``RUNS``, ``BATCHES``,
+    ``CALLS``), settings ``url``, ``timeout_seconds``, ``healthy`` and a secret ``token``,
+    and a ``/hello`` route; ``priority`` is its :class:`PluginInfo` priority."""
+    return f"NAME = {name!r}\nPRIORITY = {priority!r}\n" + _MEMORY_TRACKER
