@@ -2,9 +2,18 @@
 experiment and status, and whether MLflow answered.
 
 ``collect()`` must be quick and must not raise (``/metrics`` is scraped every few
-seconds), while counting runs means paging through MLflow's search. So the collector
-serves the last counts it made and, when they are older than ``max_age`` seconds, starts
-one refresh in a background thread; the first scrape after start-up may be empty.
+seconds), while counting runs means paging through MLflow's search (at most
+:data:`MAX_RUNS_COUNTED` runs). So the collector serves the last counts it made and, when
+they are older than ``max_age`` seconds, starts one refresh in a background thread (never
+a second while one runs); the first scrape after start-up may be empty. A scrape never
+waits on MLflow: while MLflow hangs, the last counts are served and
+``llmops_mlflow_count_age_seconds`` grows.
+
+The metric points MLflow accepted are counted by the tracker itself where it sends them
+(``MlflowTracker.metric_points``); the collector serves that counter too, as
+``llmops_mlflow_metric_points_total``. The latency and errors of tracking calls are the
+guard's (``llmops_integration_call_duration_seconds``, ``llmops_integration_errors_total``
+with ``plugin="mlflow"``).
 
 The collector reads through the plugin's tracking provider (the same tracker, the same
 MLflow client): it never builds a client of its own.
@@ -18,7 +27,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from llmops_mlflow.tracker import MlflowTracker
@@ -87,19 +96,22 @@ class MlflowRunsCollector(Collector):
 
     # -- Collector ---------------------------------------------------------------------
 
-    def describe(self) -> Iterator[GaugeMetricFamily]:
+    def describe(self) -> Iterator[Metric]:
         """The metrics' names, without counting: a registry asks for them when the
         collector is registered, which must not reach MLflow (else it calls collect())."""
         yield _runs()
         yield _up()
         yield _count_seconds()
+        yield _count_age()
         yield _truncated()
+        yield from self.tracker.metric_points.describe()
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         self._refresh_if_stale()
         with self._lock:
             counts = dict(self._counts)
             up, duration, truncated = self._up, self._duration, self._truncated
+            age = time.monotonic() - self._refreshed_at
         runs = _runs()
         for (experiment, status), count in sorted(counts.items()):
             runs.add_metric([experiment, status], count)
@@ -107,7 +119,9 @@ class MlflowRunsCollector(Collector):
         if up is not None:
             yield _up(up)
             yield _count_seconds(duration)
+            yield _count_age(age)
             yield _truncated(1.0 if truncated else 0.0)
+        yield from self.tracker.metric_points.collect()
 
 
 def _runs() -> GaugeMetricFamily:
@@ -127,6 +141,14 @@ def _up(value: float | None = None) -> GaugeMetricFamily:
 def _count_seconds(value: float | None = None) -> GaugeMetricFamily:
     return GaugeMetricFamily(
         "llmops_mlflow_count_seconds", "How long the last count took", value=value
+    )
+
+
+def _count_age(value: float | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "llmops_mlflow_count_age_seconds",
+        "Seconds since the last count ended (it grows while MLflow does not answer)",
+        value=value,
     )
 
 

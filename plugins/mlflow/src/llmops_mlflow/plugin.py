@@ -133,7 +133,7 @@ def llmops_metrics_collectors(
     providers: Mapping[Capability, Sequence[Provider]],
 ) -> list[Collector]:
     """Counts runs through the tracker ``llmops_tracking`` just built (never a second
-    tracker: one MLflow client per plugin instance)."""
+    tracker: one MLflow client per plugin instance), and the metric points it sent."""
     from llmops_mlflow.metrics import MlflowRunsCollector
     from llmops_mlflow.tracker import MlflowTracker
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
+from prometheus_client import Counter
 from pydantic import SecretStr
 
 from llmops.capabilities.common import Health, HealthStatus
@@ -79,6 +80,11 @@ MAX_METRICS_PER_BATCH = 1000
 MAX_PARAMS_PER_BATCH = 100
 #: Experiments asked for per page when listing them all (MLflow's default page)
 EXPERIMENTS_PAGE_SIZE = 1000
+#: the ``source`` label of ``llmops_mlflow_metric_points``
+POINT_SOURCES = ("platform", "job")
+#: the proxied endpoints that log metric points (the job's ``log_metric(s)``)
+_LOG_BATCH = "api/2.0/mlflow/runs/log-batch"
+_LOG_METRIC = "api/2.0/mlflow/runs/log-metric"
 #: MLflow's error codes for credentials it refused (the same call fails again), with the
 #: HTTP status MLflow answers them with
 REFUSED_CREDENTIALS = {"PERMISSION_DENIED": 403, "UNAUTHENTICATED": 401}
@@ -250,6 +256,18 @@ class MlflowTracker:
         # calls wait for it, health says "starting" meanwhile
         self._start_lock = threading.Lock()
         self._start: _ClientStart | None = None
+        #: the metric points MLflow accepted from this tracker: ``platform`` (log_metrics)
+        #: and ``job`` (a job's own client, through the platform's tracker proxy); the
+        #: plugin registers it on /metrics with the runs collector
+        self.metric_points = Counter(
+            "llmops_mlflow_metric_points",
+            "Metric points MLflow accepted through the platform, by source (platform: "
+            "the tracker's log_metrics; job: a training job's client through the proxy)",
+            ["source"],
+            registry=None,
+        )
+        for source in POINT_SOURCES:
+            self.metric_points.labels(source)
 
     # -- MLflow's client ---------------------------------------------------------------
 
@@ -530,6 +548,7 @@ class MlflowTracker:
             chunk = entities[start : start + MAX_METRICS_PER_BATCH]
             with self._errors("log metrics"):
                 self.client.log_batch(run_id, metrics=chunk)
+            self.metric_points.labels("platform").inc(len(chunk))
 
     def metric_history(self, run_id: str, key: str) -> list[MetricPoint]:
         self.get_run(run_id)
@@ -646,7 +665,10 @@ class MlflowTracker:
 
         client = self.client
         with self._errors("job request"):
-            return serve(client, run_id, request)
+            answer = serve(client, run_id, request)
+        if answer.status == 200:
+            self.metric_points.labels("job").inc(_points_in(request))
+        return answer
 
     def run_url(self, run_id: str) -> str | None:
         if self.ui_url is None:
@@ -680,6 +702,18 @@ class MlflowTracker:
             detail=f"MLflow tracking at {self.tracking_uri}",
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+
+def _points_in(request: TrackerRequest) -> int:
+    """The metric points a proxied request MLflow accepted logged (its body was read as
+    MLflow's message, or it would not have been accepted)."""
+    path = request.path.strip("/")
+    if path == _LOG_METRIC:
+        return 1
+    if path == _LOG_BATCH and isinstance(request.body, dict):
+        metrics = request.body.get("metrics")
+        return len(metrics) if isinstance(metrics, list) else 0
+    return 0
 
 
 def _is_server(tracking_uri: str) -> bool:
