@@ -13,6 +13,7 @@ import base64
 import json
 import re
 import threading
+import time
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,6 +29,7 @@ from llmops.errors import (
     LlmopsError,
     NotFound,
 )
+from llmops_argo.metrics import OK, ArgoMetrics
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,6 +47,8 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 #: gRPC's NOT_FOUND, the ``code`` of the Argo Server's answer for a missing workflow.
 GRPC_NOT_FOUND = 5
 _STATUS_IN_MESSAGE = re.compile(r"status code (\d{3})")
+#: the ``operation`` label of the API metrics, by the verb of a request's errors
+_OPERATIONS = {"read": "get", "read the log of": "log"}
 
 
 def _phrase(status: int) -> str:
@@ -98,8 +102,9 @@ def _tls(settings: ArgoSettings) -> bool | str:
 class ArgoServer:
     """Workflows in one namespace of one Argo Server."""
 
-    def __init__(self, settings: ArgoSettings) -> None:
+    def __init__(self, settings: ArgoSettings, metrics: ArgoMetrics | None = None) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else ArgoMetrics()
         self.url = (settings.server_url or "").rstrip("/")
         self.where = f"the Argo Server at {self.url}" if self.url else "the Argo Server"
         self._lock = threading.Lock()
@@ -261,11 +266,19 @@ class ArgoServer:
         self.warm_up()
         url = f"{self.url}/api/v1/workflows/{self.settings.namespace}"
         headers = self._headers() if with_token else {}
+        started = time.perf_counter()
         try:
             response = self._session.get(url, params={"listOptions.limit": "1"}, headers=headers)
         except requests.RequestException as exc:
-            raise IntegrationUnavailable(f"{self.where} is unreachable: {_reason(exc)}") from exc
-        return int(response.status_code)
+            error = IntegrationUnavailable(f"{self.where} is unreachable: {_reason(exc)}")
+            self.metrics.request("probe", type(error).__name__, time.perf_counter() - started)
+            raise error from exc
+        status = int(response.status_code)
+        outcome = (
+            OK if status < 400 else type(self.refusal_status(status, "", "list", None)).__name__
+        )
+        self.metrics.request("probe", outcome, time.perf_counter() - started)
+        return status
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -276,7 +289,24 @@ class ArgoServer:
         return response
 
     def _call(self, verb: str, name: str | None, call: Callable[[WorkflowsService], T]) -> T:
-        service = self.service()
+        service = self.service()  # not configured: no request, nothing counted
+        operation = _OPERATIONS.get(verb, verb)
+        started = time.perf_counter()
+        try:
+            answer = self._request(verb, name, call, service)
+        except LlmopsError as exc:
+            self.metrics.request(operation, type(exc).__name__, time.perf_counter() - started)
+            raise
+        self.metrics.request(operation, OK, time.perf_counter() - started)
+        return answer
+
+    def _request(
+        self,
+        verb: str,
+        name: str | None,
+        call: Callable[[WorkflowsService], T],
+        service: WorkflowsService,
+    ) -> T:
         try:
             return call(service)
         except LlmopsError:

@@ -6,15 +6,18 @@ provider is built or first used, never when the plugin is listed or loaded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import llmops
-from llmops.capabilities.common import Capability
+from llmops.capabilities.common import Capability, Provider
 from llmops.plugins import PluginContext, PluginInfo
 from llmops_argo import __version__
 from llmops_argo.settings import ArgoSettings
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import Collector
+
     from llmops_argo.provider import ArgoOrchestrator
 
 
@@ -44,3 +47,18 @@ def build_orchestrator(settings: ArgoSettings) -> ArgoOrchestrator:
 @llmops.hookimpl
 def llmops_orchestration(settings: ArgoSettings, context: PluginContext) -> ArgoOrchestrator:
     return build_orchestrator(settings)
+
+
+@llmops.hookimpl
+def llmops_metrics_collectors(
+    settings: ArgoSettings,
+    context: PluginContext,
+    providers: Mapping[Capability, Sequence[Provider]],
+) -> list[Collector]:
+    """What the orchestrator ``llmops_orchestration`` just built saw of Argo (workflows by
+    phase, submissions, API requests): read from its memory, never from Argo."""
+    from llmops_argo.provider import ArgoOrchestrator
+
+    built = providers.get(Capability.ORCHESTRATION, ())
+    collectors: list[Collector] = [p.metrics for p in built if isinstance(p, ArgoOrchestrator)]
+    return collectors[:1]

@@ -92,6 +92,8 @@ class ArgoOrchestrator:
         self.settings = settings
         self.namespace = settings.namespace
         self.server = server or ArgoServer(settings)
+        #: what the plugin's collector reports (:mod:`llmops_argo.metrics`)
+        self.metrics = self.server.metrics
         self.secrets = secrets or KubernetesSecrets(settings)
         self._lock = threading.Lock()
         #: secret values of the runs this process submitted, by Secret, for their logs
@@ -118,6 +120,7 @@ class ArgoOrchestrator:
             self._put_secret(built, spec)
         try:
             created = self.server.create(built.model, self.namespace)
+            outcome = "created"
         except Conflict:
             # The name comes from the key: an earlier delivery of this submission made
             # the workflow (its answer lost, a crash, a timeout) or one racing it did.
@@ -126,6 +129,8 @@ class ArgoOrchestrator:
             created = self.server.get(built.name, self.namespace)
             if spec.idempotency_key is None or _key_of(created) != spec.idempotency_key:
                 raise
+            outcome = "existing"
+        self.metrics.submissions.labels(outcome).inc()
         return self._status(created)
 
     def status(self, external_id: str) -> PipelineStatus:
@@ -134,6 +139,7 @@ class ArgoOrchestrator:
             workflow = self.server.get(name, namespace)
         except NotFound:
             self._drop_secret(namespace, secret_name(name))
+            self.metrics.forget(external_id)
             return vanished(external_id)
         status = self._status(workflow)
         if status.state.terminal:
@@ -296,6 +302,9 @@ class ArgoOrchestrator:
 
     def _status(self, workflow: WorkflowModel) -> PipelineStatus:
         namespace = workflow.metadata.namespace or self.namespace
+        if workflow.metadata.name:
+            phase = workflow.status.phase if workflow.status else None
+            self.metrics.saw(external_id(namespace, workflow.metadata.name), phase)
         return pipeline_status(workflow, namespace=namespace, ui_base=self.settings.ui_base)
 
     def _put_secret(self, built: BuiltWorkflow, spec: PipelineSpec) -> None:
