@@ -455,6 +455,47 @@ def test_the_plugin_with_the_highest_declared_priority_serves_a_capability_nobod
     assert runtime_of(client).provider(Capability.TRACKING)[0] == "alpha"
 
 
+UNCONFIGURED_TRACKER = """
+import llmops
+from llmops.capabilities.common import Capability
+from llmops.plugins.info import PluginInfo, PluginSettings
+
+
+class Settings(PluginSettings):
+    url: str | None = None
+
+
+@llmops.hookimpl
+def llmops_plugin_info():
+    return PluginInfo(
+        name="later", version="1.0", display_name="Later",
+        capabilities=frozenset({Capability.TRACKING}), settings_model=Settings,
+    )
+
+
+@llmops.hookimpl
+def llmops_tracking(settings, context):
+    return None if settings.url is None else object()
+"""
+
+
+def test_a_plugin_whose_tool_is_not_configured_offers_no_provider_and_says_so(
+    start: StartApp, install: InstallPlugin, api: str
+) -> None:
+    install("later", UNCONFIGURED_TRACKER)
+    install("beta", memory_tracker_plugin("beta"))
+    client = start(plugins="later,beta")
+
+    later = integrations(client, api)["later"]
+
+    assert later["loaded"] is True
+    assert later["error"] is None
+    assert later["notConfiguredFor"] == ["tracking"]
+    assert later["providers"] == {}
+    assert later["choiceNeededFor"] == []  # no tie with the one that works
+    assert integrations(client, api)["beta"]["defaultFor"] == ["tracking"]
+
+
 def test_a_priority_out_of_range_is_a_load_error_of_that_plugin(
     start: StartApp, install: InstallPlugin, api: str
 ) -> None:

@@ -90,6 +90,13 @@ def test_two_serving_plugins_of_the_same_priority_ask_the_admin_to_choose(
     try:
         for name in ("kserve", "rayserve"):
             api.patch(f"{API}/integrations/{name}", json={"enabled": True}).raise_for_status()
+        # a KServe that can reach a cluster (an address nothing answers on: it is never
+        # called here); without one it offers no framework and shows "not configured"
+        kserve = api.put(
+            f"{API}/integrations/kserve/config",
+            json={"settings": {"api_url": "https://93.184.216.34:6443"}},
+        )
+        assert kserve.status_code == 200, kserve.text
         page = console.open("/admin/integrations", "integrations")
         banner = page.get_by_test_id("choice-needed")
         expect(banner).to_contain_text("Choose the Serving provider.")
@@ -106,8 +113,26 @@ def test_two_serving_plugins_of_the_same_priority_ask_the_admin_to_choose(
         expect(serving).to_have_value("rayserve")
         assert api.get(f"{API}/health").json()["choicesNeeded"] == []
     finally:
+        api.put(f"{API}/integrations/kserve/config", json={"settings": {"api_url": None}})
         for name in ("kserve", "rayserve"):
             api.patch(f"{API}/integrations/{name}", json={"enabled": False}).raise_for_status()
+
+
+def test_a_plugin_whose_tool_is_not_configured_says_so(console: Console) -> None:
+    """KServe with no way to a cluster (the console's server has none) offers no serving
+    framework: the page says it is not configured rather than listing a provider every
+    call to which would fail."""
+    api = console.server.api
+    console.sign_in("admin")
+    try:
+        api.patch(f"{API}/integrations/kserve", json={"enabled": True}).raise_for_status()
+        page = console.open("/admin/integrations", "integrations")
+        kserve = page.get_by_role("row").filter(has=page.get_by_text("KServe", exact=True))
+        expect(kserve).to_contain_text("Serving · not configured")
+        expect(kserve.get_by_test_id("not-configured")).to_be_visible()
+        expect(page.get_by_test_id("choice-needed")).to_have_count(0)
+    finally:
+        api.patch(f"{API}/integrations/kserve", json={"enabled": False}).raise_for_status()
 
 
 def test_the_settings_form_saves_a_value_and_a_write_only_secret(

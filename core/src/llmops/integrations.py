@@ -130,6 +130,9 @@ class PluginState:
     #: capabilities this plugin offers with the same priority as another enabled one,
     #: none of them chosen by an admin: a choice is needed (``choices_needed``)
     choice_needed_for: list[Capability] = field(default_factory=list)
+    #: capabilities the plugin declares but offers no provider for with its current
+    #: settings (its hook answered None: the tool is not configured yet)
+    not_configured_for: list[Capability] = field(default_factory=list)
 
     @property
     def priority(self) -> int:
@@ -375,7 +378,8 @@ class IntegrationRuntime:
             if first_time:
                 call_one(self._pm, module, "llmops_startup", settings=settings, context=context)
             providers: dict[Capability, list[Provider]] = {}
-            for capability in state.loaded.info.capabilities:
+            not_configured: list[Capability] = []
+            for capability in sorted(state.loaded.info.capabilities, key=lambda c: c.value):
                 result = call_one(
                     self._pm,
                     module,
@@ -383,11 +387,12 @@ class IntegrationRuntime:
                     settings=settings,
                     context=context,
                 )
-                if result is None:
+                if result is not None and capability is Capability.SERVING:
+                    result = list(result)
+                if result is None or result == []:
+                    not_configured.append(capability)
                     continue
-                providers[capability] = (
-                    list(result) if capability is Capability.SERVING else [result]
-                )
+                providers[capability] = result if isinstance(result, list) else [result]
             collectors = call_one(
                 self._pm,
                 module,
@@ -404,6 +409,7 @@ class IntegrationRuntime:
         state.fingerprint = fingerprint
         state.failure = None
         state.providers = providers
+        state.not_configured_for = not_configured
         state.collectors = list(collectors or [])
         if self.metrics is not None:
             for collector in state.collectors:
@@ -423,6 +429,7 @@ class IntegrationRuntime:
                     except Exception:
                         log.exception("closing a provider of %s failed", state.installed.name)
         state.providers = {}
+        state.not_configured_for = []
         if self.metrics is not None:
             for collector in state.collectors:
                 try:

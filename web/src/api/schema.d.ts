@@ -2167,6 +2167,11 @@ export type components = {
             /** Name */
             name: string;
             /**
+             * Notconfiguredfor
+             * @description capabilities the plugin declares but offers no provider for until its tool is configured (e.g. Argo without a server URL)
+             */
+            notConfiguredFor?: string[];
+            /**
              * Providers
              * @description capability -> provider names (serving frameworks)
              */
@@ -2234,6 +2239,11 @@ export type components = {
             loaded: boolean;
             /** Name */
             name: string;
+            /**
+             * Notconfiguredfor
+             * @description capabilities the plugin declares but offers no provider for until its tool is configured (e.g. Argo without a server URL)
+             */
+            notConfiguredFor?: string[];
             /**
              * Providers
              * @description capability -> provider names (serving frameworks)

@@ -571,6 +571,11 @@ class IntegrationOut(ApiModel):
         description="capabilities this plugin offers with the same priority as another "
         "enabled plugin, none chosen: an admin must choose the default",
     )
+    not_configured_for: list[str] = Field(
+        default_factory=list,
+        description="capabilities the plugin declares but offers no provider for until its "
+        "tool is configured (e.g. Argo without a server URL)",
+    )
     providers: dict[str, list[str]] = Field(
         default_factory=dict, description="capability -> provider names (serving frameworks)"
     )

@@ -66,6 +66,7 @@ def describe(state: PluginState) -> dict[str, Any]:
         "capabilities": sorted(c.value for c in info.capabilities) if info else [],
         "default_for": sorted(c.value for c in state.is_default_for),
         "choice_needed_for": sorted(c.value for c in state.choice_needed_for),
+        "not_configured_for": sorted(c.value for c in state.not_configured_for),
         "providers": providers,
         "error": (
             {"stage": state.failure.stage, "error": state.failure.error} if state.failure else None

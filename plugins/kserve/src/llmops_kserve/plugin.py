@@ -44,7 +44,9 @@ def build_backend(settings: KServeSettings) -> KServeBackend:
 
 @llmops.hookimpl
 def llmops_serving(settings: KServeSettings, context: PluginContext) -> list[KServeBackend]:
-    return [build_backend(settings)]
+    # without a way to a cluster, no framework: the console shows the plugin as not
+    # configured, and it never takes serving over from one that works
+    return [build_backend(settings)] if settings.reaches_a_cluster() else []
 
 
 @llmops.hookimpl

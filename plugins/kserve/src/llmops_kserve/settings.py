@@ -5,6 +5,7 @@ Read from ``LLMOPS_KSERVE__<FIELD>``, overlaid by the configuration stored throu
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -86,6 +87,19 @@ class KServeSettings(PluginSettings):
         description="the longest one request of the plugin to the API server or a "
         "predictor's readiness route may take",
     )
+
+    def reaches_a_cluster(self) -> bool:
+        """Whether any way to the Kubernetes API is set or found (see the class): without
+        one the plugin offers no serving framework, so it is never the one a request that
+        names none gets, nor a tie with one that works (a local Ray Serve)."""
+        if self.api_url or self.kubeconfig or self.in_cluster:
+            return True
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            return True
+        found = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        return (
+            any(Path(p).is_file() for p in found) or Path("~/.kube/config").expanduser().is_file()
+        )
 
     @field_validator("storage_uri_prefixes")
     @classmethod
