@@ -53,6 +53,13 @@ def test_the_plugin_and_its_provider_are_both_named_argo_and_building_contacts_n
     provider.close()
 
 
+def test_without_an_argo_server_the_plugin_offers_no_orchestrator(tmp_path: Any) -> None:
+    context = PluginContext(
+        plugin_name="argo", data_dir=tmp_path, api_url="http://127.0.0.1:8000", core_version="0"
+    )
+    assert plugin.llmops_orchestration(settings=ArgoSettings(), context=context) is None
+
+
 def test_the_ui_link_defaults_to_the_argo_server_which_serves_the_ui() -> None:
     assert ArgoSettings(server_url="https://argo.example:2746/").ui_base == (
         "https://argo.example:2746"

@@ -45,8 +45,11 @@ def build_orchestrator(settings: ArgoSettings) -> ArgoOrchestrator:
 
 
 @llmops.hookimpl
-def llmops_orchestration(settings: ArgoSettings, context: PluginContext) -> ArgoOrchestrator:
-    return build_orchestrator(settings)
+def llmops_orchestration(settings: ArgoSettings, context: PluginContext) -> ArgoOrchestrator | None:
+    # without an Argo Server, no orchestrator: the console shows the plugin as not
+    # configured, and pipelines run on the local executor instead of waiting for a server
+    # nobody named
+    return build_orchestrator(settings) if settings.server_url else None
 
 
 @llmops.hookimpl
