@@ -105,6 +105,7 @@ def test_plugins_list_json_shows_installed_plugins(install: InstallPlugin, invok
         "capabilities": ["tracking"],
         "default_for": ["tracking"],
         "choice_needed_for": [],
+        "not_configured_for": [],
         "priority": 0,
         "error": None,
     }

@@ -227,11 +227,17 @@ def _plugin_rows(runtime: IntegrationRuntime) -> list[dict[str, Any]]:
                 "capabilities": sorted(c.value for c in info.capabilities) if info else [],
                 "default_for": sorted(c.value for c in state.is_default_for),
                 "choice_needed_for": sorted(c.value for c in state.choice_needed_for),
+                "not_configured_for": sorted(c.value for c in state.not_configured_for),
                 "priority": state.priority,
                 "error": f"{state.failure.stage}: {state.failure.error}" if state.failure else None,
             }
         )
     return rows
+
+
+def _unconfigured(row: dict[str, Any]) -> str:
+    missing = row["not_configured_for"]
+    return f"not configured: offers no {', '.join(missing)} yet" if missing else ""
 
 
 @plugins.command("list")
@@ -259,7 +265,7 @@ def plugins_list(as_json: bool) -> None:
         click.echo(
             f"{row['name']:<16}{row['version'] or '-':<10}{'yes' if row['enabled'] else 'no':<9}"
             f"{'yes' if row['loaded'] else 'no':<8}{','.join(row['capabilities']) or '-':<28}"
-            f"{','.join(row['default_for']) or '-':<24}{row['error'] or ''}"
+            f"{','.join(row['default_for']) or '-':<24}{row['error'] or _unconfigured(row)}"
         )
     for capability, tied in choices.items():
         click.echo(f"choice needed: {choice_needed_message(capability, tied)}", err=True)
