@@ -3,6 +3,7 @@ background so that a scrape never waits on MLflow."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,6 @@ from prometheus_client.core import GaugeMetricFamily
 from llmops.api.app import create_app
 from llmops.capabilities.tracking import RunSpec, RunStatus
 from llmops.config import CoreSettings
-from llmops.testing.processes import free_port
 from llmops.testing.waiting import wait_for
 from llmops_mlflow.metrics import MlflowRunsCollector
 from llmops_mlflow.testing import MlflowServer
@@ -51,15 +51,18 @@ def test_runs_are_counted_by_experiment_and_status(mlflow_server: MlflowServer) 
 
 
 def test_a_scrape_never_waits_and_mlflow_down_is_reported(tmp_path: Path) -> None:
-    port = free_port()
-    collector = MlflowRunsCollector(
-        MlflowTracker(f"http://127.0.0.1:{port}", request_timeout=1), max_age=0
-    )
+    # an MLflow that takes the connection and never answers: the count ends only with
+    # its 1 s timeout (a refused connection could fail before the first scrape returned)
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        collector = MlflowRunsCollector(
+            MlflowTracker(f"http://127.0.0.1:{port}", request_timeout=1), max_age=0
+        )
 
-    first = _scrape(collector)  # starts the count in the background, answers at once
+        first = _scrape(collector)  # starts the count in the background, answers at once
 
-    assert "llmops_mlflow_up" not in first
-    wait_for(lambda: "llmops_mlflow_up 0.0" in _scrape(collector), timeout=30, what="a count")
+        assert "llmops_mlflow_up" not in first
+        wait_for(lambda: "llmops_mlflow_up 0.0" in _scrape(collector), timeout=30, what="a count")
 
 
 def test_the_platforms_metrics_include_mlflows(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import socket
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openai import OpenAI
@@ -106,11 +107,16 @@ def test_the_local_ray_keeps_its_dashboard_off_and_its_job_api_behind_a_token(
     with socket.socket() as sock:
         sock.settimeout(1)
         assert sock.connect_ex(("127.0.0.1", 8265)) != 0, "something answers on :8265"
+
     # Ray 2.60 still starts the dashboard agent's HTTP server (job-agent routes) on the
     # node's address: without the token in the data dir it refuses to run anything
-    (node,) = ray.nodes()
-    port = node.get("DashboardAgentListenPort")
-    assert port, f"no dashboard agent port in {sorted(node)}"
+    def agent_port() -> tuple[dict[str, Any], int] | None:
+        # the agent reports its port once it listens (-1 before: a loaded machine)
+        (node,) = ray.nodes()
+        port = node.get("DashboardAgentListenPort")
+        return (node, port) if isinstance(port, int) and port > 0 else None
+
+    node, port = wait_for(agent_port, timeout=60, what="the dashboard agent's port")
     url = f"http://{node['NodeManagerAddress']}:{port}/api/job_agent/jobs/"
     refused = httpx.post(url, json={"entrypoint": "touch /tmp/pwned"}, timeout=5)
     assert refused.status_code in {401, 403}, (refused.status_code, refused.text[:200])
