@@ -47,6 +47,13 @@ class CoreSettings(BaseSettings):
         description="how long one background health check (a provider's health(), the "
         "database's SELECT 1) may take before it is reported down",
     )
+    status_history_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="how long the integrations' status history (each change of a "
+        "provider's health: up, degraded, down, with its time and reason) is kept in the "
+        "database for the overview; older changes are deleted",
+    )
     integration_url_allowlist: AllowlistSetting = Field(
         default="",
         description="internal hosts integration URLs set through the API may name: host "

@@ -7,6 +7,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -19,6 +20,7 @@ from llmops.gateway import Gateway, GatewayMetrics
 from llmops.integrations import IntegrationRuntime
 from llmops.observability.health import HealthChecker
 from llmops.observability.metrics import PlatformMetrics
+from llmops.observability.status_history import StatusMonitor
 from llmops.resilience.outbox import Outbox, OutboxPolicy
 from llmops.services import pipelines
 from llmops.services.outbox_handlers import audit_tool_action, outbox_handlers
@@ -39,6 +41,15 @@ class Platform:
         self.metrics = PlatformMetrics()
         self.metrics.pipelines.watch(self.sessions)  # pipeline transitions, sync lag
         self.runtime = IntegrationRuntime(settings, metrics=self.metrics.registry)
+        #: this process among the platform's processes: the owner of the runs its
+        #: executor drives, with a heartbeat (:mod:`llmops.services.run_leases`)
+        self.instance_id = uuid.uuid4().hex
+        #: each change of a provider's health, kept in the database for the overview
+        self.status_history = StatusMonitor(
+            self.sessions,
+            window=timedelta(hours=settings.status_history_hours),
+            instance_id=self.instance_id,
+        )
         #: background checks of every provider and of the database (``start()`` starts them)
         self.health = HealthChecker(
             self.runtime,
@@ -46,11 +57,9 @@ class Platform:
             timeout=settings.health_check_timeout_seconds,
             database=self._probe_database,
             gauge=self.metrics.integration_up,
+            on_round=self.status_history.observe,
         )
         self.gateway = Gateway(self.runtime, GatewayMetrics(self.metrics.registry))
-        #: this process among the platform's processes: the owner of the runs its
-        #: executor drives, with a heartbeat (:mod:`llmops.services.run_leases`)
-        self.instance_id = uuid.uuid4().hex
         self.runs = RunWatcher(
             self.sessions,
             self.runtime,
@@ -106,6 +115,7 @@ class Platform:
                 log.warning("left %d run(s) going for another process to take over", len(handed))
         self.runs.stop()
         self.health.close()
+        self.status_history.close()
         self.runtime.shutdown()
         self.engine.dispose()
 

@@ -28,6 +28,7 @@ from llmops.api.routers import (
     integrations,
     lineage,
     me,
+    observability,
     openai,
     operations,
     plugin_routes,
@@ -219,6 +220,7 @@ def create_app(
         api_keys,
         governance,
         operations,
+        observability,
         me,
         openai,
     ):

@@ -277,6 +277,34 @@ class ExecutorInstance(Base):
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
 
 
+class IntegrationStatusChange(Base):
+    """A change of a provider's health as one platform process saw it: the first result
+    of its checks, then each result whose status differs from the one before. Kept for
+    ``status_history_hours`` (:mod:`llmops.observability.status_history`)."""
+
+    __tablename__ = "integration_status_changes"
+    __table_args__ = (
+        Index(
+            "ix_integration_status_changes_provider_at", "plugin", "capability", "provider", "at"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    plugin: Mapped[str] = mapped_column(String(40))
+    capability: Mapped[str] = mapped_column(String(20))
+    provider: Mapped[str] = mapped_column(String(80))
+    #: ok, degraded, down or unknown (:class:`~llmops.capabilities.common.HealthStatus`)
+    status: Mapped[str] = mapped_column(String(20))
+    #: the status before this change; None for the first result this history holds
+    previous: Mapped[str | None] = mapped_column(String(20))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    #: the process that saw it (``Platform.instance_id``) and its host
+    instance_id: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(255))
+
+
 class RegistryModel(Base):
     """A catalog model's link to a repository of a model registry: the import it came
     from (``kind`` "import": ``revision`` is the pinned commit, ``branch`` what update

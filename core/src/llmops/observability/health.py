@@ -8,6 +8,8 @@ down and holds up nothing else; while it still runs it is not started again (no 
 threads against a hung tool), and its answer is used when it finally comes. The routes
 answer at once from the last results; the circuit-breaker overlay and the bounded detail
 are applied when an answer is built, so a circuit that opens between rounds shows at once.
+After each round, ``on_round`` (the status history, :mod:`llmops.observability.status_history`)
+gets every checked provider's answer.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class HealthChecker:
         timeout: float = 5.0,
         database: Callable[[], object] | None = None,
         gauge: Gauge | None = None,
+        on_round: Callable[[list[ProviderHealth]], object] | None = None,
     ) -> None:
         self.runtime = runtime
         #: seconds from the start of one round to the start of the next
@@ -87,6 +90,8 @@ class HealthChecker:
         self.timeout = timeout
         #: ``llmops_integration_up``, set by every round
         self.gauge = gauge
+        #: given every checked provider's answer after each round
+        self.on_round = on_round
         #: rounds finished so far (the background thread's and forced ones)
         self.rounds = 0
         # guards the checks and their results; notified when a run finishes or on close
@@ -143,7 +148,14 @@ class HealthChecker:
         if self._database is not None:
             checks.append(self._database)
         self._run(checks, fresh=False)
-        self._set_gauges(self._collect(list(self.runtime.iter_providers())))
+        found = self._collect(list(self.runtime.iter_providers()))
+        answers = [self._present(*f) for f in found if f[3] is not None]
+        self._set_gauges(answers)
+        if self.on_round is not None and not self._closed:
+            try:
+                self.on_round(answers)
+            except Exception:  # the history misses a round; the checks go on
+                log.exception("the health round's listener failed")
         with self._cond:
             self.rounds += 1
 
@@ -292,16 +304,13 @@ class HealthChecker:
         health = health.model_copy(update={"detail": bounded_detail(health.detail)})
         return ProviderHealth(plugin, capability, name, health, circuit)
 
-    def _set_gauges(self, found: list[tuple[str, Capability, str, Health | None]]) -> None:
+    def _set_gauges(self, answers: list[ProviderHealth]) -> None:
         """``llmops_integration_up`` of every checked provider; a gone one's is removed."""
         if self.gauge is None:
             return
         labelled: set[tuple[str, str, str]] = set()
-        for plugin, capability, name, health in found:
-            if health is None:
-                continue
-            result = self._present(plugin, capability, name, health)
-            labels = (plugin, capability.value, name)
+        for result in answers:
+            labels = (result.plugin, result.capability.value, result.provider)
             self.gauge.labels(*labels).set(1 if result.health.status is HealthStatus.OK else 0)
             labelled.add(labels)
         with self._cond:

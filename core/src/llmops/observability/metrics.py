@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 class PlatformMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        #: when this process's counters started (they count from zero in each process)
+        self.since = datetime.now(UTC)
         self.requests = Counter(
             "llmops_http_requests",
             "HTTP requests answered, by route template, method and status",
