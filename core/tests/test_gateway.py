@@ -564,3 +564,32 @@ def test_a_kept_alive_connection_the_backend_closed_is_tried_again_on_a_new_one(
     assert [a.status_code for a in answers] == [200, 200, 200], answers[-1].text
     assert dropping.answered - before[1] == 3
     assert dropping.connections - before[0] == 3  # the 2nd and 3rd took a dropped one first
+
+
+def test_the_endpoints_traffic_route_counts_the_requests_it_forwarded(
+    platform: Platform, backends: Backends
+) -> None:
+    created = endpoint(platform, "tiny", backends.model)
+    sdk = platform.sdk("viewer")
+    for _ in range(2):
+        sdk.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "Hi"}], max_tokens=2
+        )
+
+    with platform.api("viewer") as api:
+        answer = api.get(f"{API}/serving/endpoints/{created['id']}/traffic")
+        missing = api.get(f"{API}/serving/endpoints/{'0' * 32}/traffic")
+        too_long = api.get(
+            f"{API}/serving/endpoints/{created['id']}/traffic", params={"windowSeconds": 7200}
+        )
+
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert (body["endpointId"], body["endpoint"]) == (created["id"], "tiny")
+    assert body["requests"] == 2
+    assert body["outcomes"] == {"ok": 2}
+    assert body["errorRate"] == 0.0
+    assert body["duration"]["p95Ms"] is not None
+    assert sum(point["requests"] for point in body["series"]) == 2
+    assert missing.status_code == 404
+    assert too_long.status_code == 422

@@ -54,6 +54,14 @@ class CoreSettings(BaseSettings):
         "provider's health: up, degraded, down, with its time and reason) is kept in the "
         "database for the overview; older changes are deleted",
     )
+    traffic_sample_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="how often the gateway's counters are sampled for the endpoints' "
+        "traffic API (GET /serving/endpoints/{id}/traffic): its series' resolution; the "
+        "last hour is kept",
+    )
     integration_url_allowlist: AllowlistSetting = Field(
         default="",
         description="internal hosts integration URLs set through the API may name: host "

@@ -25,6 +25,7 @@ from llmops.resilience.outbox import Outbox, OutboxPolicy
 from llmops.services import pipelines
 from llmops.services.outbox_handlers import audit_tool_action, outbox_handlers
 from llmops.services.run_leases import RunWatcher, detach_all
+from llmops.services.traffic import TrafficSampler
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class Platform:
             on_round=self.status_history.observe,
         )
         self.gateway = Gateway(self.runtime, GatewayMetrics(self.metrics.registry))
+        #: the gateway's totals every few seconds, for the endpoints' traffic API
+        self.traffic = TrafficSampler(
+            self.metrics.registry, interval=settings.traffic_sample_seconds
+        )
         self.runs = RunWatcher(
             self.sessions,
             self.runtime,
@@ -103,6 +108,7 @@ class Platform:
                 )
         self.health.check_database()
         self.health.start()
+        self.traffic.start()
 
     def stop(self, *, hand_over_runs: bool = False) -> None:
         """Stop. ``hand_over_runs`` (``llmops up`` and ``llmops worker`` on SIGTERM): the
@@ -114,6 +120,7 @@ class Platform:
             if handed:
                 log.warning("left %d run(s) going for another process to take over", len(handed))
         self.runs.stop()
+        self.traffic.close()
         self.health.close()
         self.status_history.close()
         self.runtime.shutdown()

@@ -639,6 +639,31 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/llm-ops/v1/observability/overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Operations overview
+         * @description Every live provider's health now (from the background checks) with its changes in
+         *     the last ``historyHours`` (``LLMOPS_STATUS_HISTORY_HOURS``); the outbox's depth and
+         *     the age of its oldest waiting write; calls, errors and latency per plugin and
+         *     capability; training jobs and pipelines finished per hour over the last 24 hours, by
+         *     outcome; requests, errors and latency per serving endpoint. Calls and traffic are the
+         *     answering process's Prometheus counters since ``metricsSince``.
+         */
+        get: operations["get_overview"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/llm-ops/v1/openai/v1/chat/completions": {
         parameters: {
             query?: never;
@@ -862,6 +887,29 @@ export type paths = {
         };
         /** Whether the endpoint really serves: a one-token inference through the gateway */
         get: operations["endpoint_health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/serving/endpoints/{endpointId}/traffic": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An endpoint's recent traffic: requests, errors, latency, tokens
+         * @description Computed on the server from the gateway's counters, sampled every
+         *     ``LLMOPS_TRAFFIC_SAMPLE_SECONDS`` for the last hour (what Prometheus' ``increase()``
+         *     and ``histogram_quantile()`` would say over the window), for this process's
+         *     requests.
+         */
+        get: operations["get_serving_traffic"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1336,6 +1384,43 @@ export type components = {
              * @description the file; an archive with extract=true
              */
             file: string;
+        };
+        /** CallStatsOut */
+        CallStatsOut: {
+            /**
+             * Calls
+             * @description calls to the provider, every outcome
+             */
+            calls: number;
+            /** Capability */
+            capability: string;
+            /**
+             * Errorrate
+             * @description (errors + refused) / calls
+             */
+            errorRate: number | null;
+            /**
+             * Errors
+             * @description calls that failed
+             */
+            errors: number;
+            /**
+             * Errorsbytype
+             * @description failed calls by the core error
+             */
+            errorsByType: {
+                [key: string]: number;
+            };
+            latency: components["schemas"]["LatencyOut"];
+            /** Ok */
+            ok: number;
+            /** Plugin */
+            plugin: string;
+            /**
+             * Refused
+             * @description calls refused while the circuit was open
+             */
+            refused: number;
         };
         /** CanaryIn */
         CanaryIn: {
@@ -1857,6 +1942,43 @@ export type components = {
             /** Requesttimeoutseconds */
             requestTimeoutSeconds?: number | null;
         };
+        /** EndpointTrafficOut */
+        EndpointTrafficOut: {
+            /** Completiontokens */
+            completionTokens: number;
+            /** @description whole requests, streams included */
+            duration: components["schemas"]["LatencyOut"];
+            /**
+             * Endpointid
+             * @description null when the endpoint is gone
+             */
+            endpointId: string | null;
+            /**
+             * Errorrate
+             * @description (upstream_error + unavailable) / requests
+             */
+            errorRate: number | null;
+            /** @description until the backend's first byte */
+            firstByte: components["schemas"]["LatencyOut"];
+            /**
+             * Name
+             * @description the endpoint's name, as requests name it
+             */
+            name: string;
+            /**
+             * Outcomes
+             * @description requests by outcome: ok, client_error, upstream_error, unavailable, fallback
+             */
+            outcomes: {
+                [key: string]: number;
+            };
+            /** Prompttokens */
+            promptTokens: number;
+            /** Requests */
+            requests: number;
+            /** Status */
+            status: string | null;
+        };
         /** ExperimentRunCreate */
         ExperimentRunCreate: {
             /**
@@ -2051,6 +2173,20 @@ export type components = {
             latencyMs?: number | null;
             /** Status */
             status: string;
+        };
+        /** HourCountOut */
+        HourCountOut: {
+            /** Cancelled */
+            cancelled: number;
+            /** Failed */
+            failed: number;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+            /** Succeeded */
+            succeeded: number;
         };
         /**
          * ImportProgressOut
@@ -2277,6 +2413,39 @@ export type components = {
             /** Enabled */
             enabled: boolean;
         };
+        /** IntegrationStatusOut */
+        IntegrationStatusOut: {
+            /** Capability */
+            capability: string;
+            /**
+             * Checkedat
+             * Format: date-time
+             */
+            checkedAt: string;
+            /**
+             * Circuit
+             * @description the circuit breaker: closed, open or half-open
+             */
+            circuit: string;
+            /** Detail */
+            detail: string;
+            /**
+             * History
+             * @description the changes within historyHours, oldest first (each replica records what it saw)
+             */
+            history: components["schemas"]["StatusChangeOut"][];
+            /** Latencyms */
+            latencyMs: number | null;
+            /** Plugin */
+            plugin: string;
+            /** Provider */
+            provider: string;
+            /**
+             * Status
+             * @description now: ok, degraded, down or unknown
+             */
+            status: string;
+        };
         /**
          * JobModelRegister
          * @description Register the model a succeeded training job saved into its output's ``model/``.
@@ -2297,6 +2466,18 @@ export type components = {
              * @default 1
              */
             version: string;
+        };
+        /** LatencyOut */
+        LatencyOut: {
+            /** Count */
+            count: number;
+            /** Meanms */
+            meanMs?: number | null;
+            /**
+             * P95Ms
+             * @description estimated from the histogram's buckets, as Prometheus' histogram_quantile does
+             */
+            p95Ms?: number | null;
         };
         /** LineageEdgeOut */
         LineageEdgeOut: {
@@ -3006,11 +3187,94 @@ export type components = {
              */
             updatedAt: string;
         };
+        /** OutboxProviderOut */
+        OutboxProviderOut: {
+            /** Dead */
+            dead: number;
+            /** Oldestpendingageseconds */
+            oldestPendingAgeSeconds: number | null;
+            /** Oldestpendingat */
+            oldestPendingAt: string | null;
+            /** Pending */
+            pending: number;
+            /** Provider */
+            provider: string;
+            /** Running */
+            running: number;
+        };
+        /** OutboxSummaryOut */
+        OutboxSummaryOut: {
+            /**
+             * Dead
+             * @description writes that used up their attempts (retry or discard)
+             */
+            dead: number;
+            /**
+             * Depth
+             * @description pending + running: writes not delivered yet
+             */
+            depth: number;
+            /**
+             * Oldestpendingageseconds
+             * @description how long the oldest pending write has waited
+             */
+            oldestPendingAgeSeconds: number | null;
+            /** Oldestpendingat */
+            oldestPendingAt: string | null;
+            /**
+             * Pending
+             * @description writes waiting for their next attempt
+             */
+            pending: number;
+            /** Providers */
+            providers: components["schemas"]["OutboxProviderOut"][];
+            /**
+             * Running
+             * @description writes being delivered now
+             */
+            running: number;
+        };
         /**
          * Outcome
          * @enum {string}
          */
         Outcome: "success" | "denied" | "failed";
+        /** OutcomesOut */
+        OutcomesOut: {
+            /** Cancelled */
+            cancelled: number;
+            /** Failed */
+            failed: number;
+            /** Succeeded */
+            succeeded: number;
+        };
+        /** OverviewOut */
+        OverviewOut: {
+            /** Calls */
+            calls: components["schemas"]["CallStatsOut"][];
+            /** Endpoints */
+            endpoints: components["schemas"]["EndpointTrafficOut"][];
+            /**
+             * Generatedat
+             * Format: date-time
+             */
+            generatedAt: string;
+            /**
+             * Historyhours
+             * @description how long status changes are kept
+             */
+            historyHours: number;
+            /** Integrations */
+            integrations: components["schemas"]["IntegrationStatusOut"][];
+            /**
+             * Metricssince
+             * Format: date-time
+             * @description when this process's counters started: calls and endpoint traffic count from then on, in the process that answers
+             */
+            metricsSince: string;
+            outbox: components["schemas"]["OutboxSummaryOut"];
+            throughput: components["schemas"]["ThroughputSummaryOut"];
+        };
         /** ParamRowOut */
         ParamRowOut: {
             /** Differs */
@@ -3207,6 +3471,17 @@ export type components = {
             provider: string;
             /** Status */
             status: string;
+        };
+        /** QuantilesOut */
+        QuantilesOut: {
+            /** Meanms */
+            meanMs: number | null;
+            /** P50Ms */
+            p50Ms: number | null;
+            /** P95Ms */
+            p95Ms: number | null;
+            /** P99Ms */
+            p99Ms: number | null;
         };
         /**
          * QueuedOut
@@ -3613,6 +3888,148 @@ export type components = {
             timeoutSeconds?: number | null;
             /** Workingdir */
             workingDir?: string | null;
+        };
+        /** StatusChangeOut */
+        StatusChangeOut: {
+            /**
+             * At
+             * Format: date-time
+             * @description when the check that saw the change finished
+             */
+            at: string;
+            /**
+             * Detail
+             * @description the check's reason, one short line
+             */
+            detail: string;
+            /**
+             * Host
+             * @description the host of the platform process that saw it
+             */
+            host: string;
+            /**
+             * Instanceid
+             * @description the platform process that saw it
+             */
+            instanceId: string;
+            /** Latencyms */
+            latencyMs: number | null;
+            /**
+             * Previous
+             * @description the status before; null for the first result the history holds
+             */
+            previous: string | null;
+            /**
+             * Status
+             * @description ok, degraded, down or unknown
+             */
+            status: string;
+        };
+        /** ThroughputOut */
+        ThroughputOut: {
+            /**
+             * Hourly
+             * @description one entry per hour, oldest first
+             */
+            hourly: components["schemas"]["HourCountOut"][];
+            total: components["schemas"]["OutcomesOut"];
+        };
+        /** ThroughputSummaryOut */
+        ThroughputSummaryOut: {
+            /** @description pipelines (a training job's pipeline included), by when they finished */
+            pipelines: components["schemas"]["ThroughputOut"];
+            /**
+             * Since
+             * Format: date-time
+             * @description the start of the first hour counted
+             */
+            since: string;
+            /** @description training jobs, by when they finished */
+            training: components["schemas"]["ThroughputOut"];
+        };
+        /**
+         * TrafficOut
+         * @description What the gateway of this platform process forwarded to the endpoint in the
+         *     window: each replica counts its own requests.
+         */
+        TrafficOut: {
+            /** Completiontokens */
+            completionTokens: number;
+            /** @description whole requests, streams included */
+            duration: components["schemas"]["QuantilesOut"];
+            /**
+             * Endpoint
+             * @description the endpoint's name, as requests call it
+             */
+            endpoint: string;
+            /** Endpointid */
+            endpointId: string;
+            /**
+             * Errorrate
+             * @description upstream errors and unavailable answers per request; null without requests
+             */
+            errorRate: number | null;
+            /** @description from the request to the first byte */
+            firstByte: components["schemas"]["QuantilesOut"];
+            /**
+             * Outcomes
+             * @description requests by outcome: ok, client_error, upstream_error, unavailable, fallback
+             */
+            outcomes: {
+                [key: string]: number;
+            };
+            /** Prompttokens */
+            promptTokens: number;
+            /** Requests */
+            requests: number;
+            /** Requestspersecond */
+            requestsPerSecond: number;
+            /**
+             * Seconds
+             * @description the window's length
+             */
+            seconds: number;
+            /**
+             * Series
+             * @description one point per sampling interval (LLMOPS_TRAFFIC_SAMPLE_SECONDS)
+             */
+            series: components["schemas"]["TrafficPointOut"][];
+            /**
+             * Since
+             * Format: date-time
+             * @description the window's start (where counting started, when the process has counted for less than the window)
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
+        };
+        /** TrafficPointOut */
+        TrafficPointOut: {
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /**
+             * Errors
+             * @description upstream errors and unavailable answers
+             */
+            errors: number;
+            /**
+             * P95Ms
+             * @description the 95th percentile of whole requests
+             */
+            p95Ms: number | null;
+            /** Requests */
+            requests: number;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
         };
         /** TrainingJobCreate */
         TrainingJobCreate: {
@@ -10467,6 +10884,179 @@ export interface operations {
             };
         };
     };
+    get_overview: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OverviewOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
     openai_chat_completions: {
         parameters: {
             query?: never;
@@ -13464,6 +14054,184 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["EndpointHealthOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_serving_traffic: {
+        parameters: {
+            query?: {
+                /** @description the last N seconds */
+                windowSeconds?: number;
+            };
+            header?: never;
+            path: {
+                endpointId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TrafficOut"];
                 };
             };
             /** @description The body could not be read (not JSON, broken multipart) */

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -22,6 +23,7 @@ from llmops.api.schemas import (
     QueuedOut,
     camelize,
 )
+from llmops.api.schemas_traffic import TrafficOut
 from llmops.capabilities.common import Capability
 from llmops.capabilities.serving import (
     AutoscalingSpec,
@@ -29,8 +31,9 @@ from llmops.capabilities.serving import (
     DeploymentUpdate,
     ResourceSpec,
 )
-from llmops.services import serving
+from llmops.services import serving, traffic
 from llmops.services.serving import DeploymentView
+from llmops.services.traffic import KEEP_SECONDS
 from llmops.services.writes import commit_and_deliver
 
 
@@ -216,6 +219,31 @@ def get_serving_deployment(
 ) -> DeploymentOut:
     return deployment_out(
         serving.get_deployment(session=session, runtime=runtime, endpoint_id=endpointId)
+    )
+
+
+@router.get(
+    "/endpoints/{endpointId}/traffic",
+    response_model=TrafficOut,
+    summary="An endpoint's recent traffic: requests, errors, latency, tokens",
+)
+def get_serving_traffic(
+    endpointId: str,
+    session: SessionDep,
+    platform: PlatformDep,
+    window_seconds: Annotated[
+        float,
+        Query(alias="windowSeconds", ge=1, le=KEEP_SECONDS, description="the last N seconds"),
+    ] = 300,
+) -> TrafficOut:
+    """Computed on the server from the gateway's counters, sampled every
+    ``LLMOPS_TRAFFIC_SAMPLE_SECONDS`` for the last hour (what Prometheus' ``increase()``
+    and ``histogram_quantile()`` would say over the window), for this process's
+    requests."""
+    endpoint = serving.get_endpoint(session=session, endpoint_id=endpointId)
+    found = traffic.window(platform.traffic, endpoint.name, window_seconds)
+    return TrafficOut.model_validate(
+        {**asdict(found), "endpoint_id": endpoint.id, "endpoint": endpoint.name}
     )
 
 
