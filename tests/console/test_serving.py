@@ -1,6 +1,6 @@
 """Serving in the console: the endpoint list, the deploy form (framework choice with its
 capabilities, scaling, the API's errors next to their fields), the endpoint page (framework,
-replicas, a real health probe, recent latency from the gateway's metrics, a snippet that
+replicas, a real health probe, recent traffic and latency from the server, a snippet that
 works as printed, scaling, delete) and the chat page (streamed answers, Stop, the gateway's
 502/503).
 
@@ -482,7 +482,7 @@ def test_the_endpoint_page_shows_framework_replicas_health_latency_and_a_snippet
         health.get_by_role("button", name="Check again").click()
     assert probed.value.json()["healthy"] is True
 
-    # latency from the gateway's metrics: the request made above
+    # traffic and latency as the server counts them: the request made above
     latency = page.get_by_test_id("latency")
     since_start = latency.locator('tr[data-period="total"]')
     expect(since_start.locator('[data-field="requests"]')).to_have_text("1")
@@ -520,11 +520,12 @@ def test_the_endpoint_page_shows_framework_replicas_health_latency_and_a_snippet
     assert curl.returncode == 0, curl.stderr
     assert json.loads(curl.stdout)["model"] == "tiny-gpt2", curl.stdout
 
-    # both calls show as recent traffic at the next scrape
+    # both calls show at the next refresh, in the last minute as in the last hour
     latency.get_by_role("button", name="Refresh").click()
     recent = latency.locator('tr[data-period="recent"]')
-    expect(recent.locator('[data-field="requests"]')).to_have_text("2")
+    expect(recent.locator('[data-field="requests"]')).to_have_text("3")
     expect(since_start.locator('[data-field="requests"]')).to_have_text("3")
+    expect(recent.locator('[data-field="p95"]')).to_have_text(re.compile(r"\d"))
 
 
 def test_editing_the_scaling_changes_the_replicas_the_framework_runs(
