@@ -189,10 +189,15 @@ def test_without_the_opt_in_the_pipeline_waits_for_its_orchestrator(
     assert body["fellBackFrom"] is None
     assert body["degraded"] is True
     assert body["degradedReason"].startswith("queued for retry")
+    # the retry queue's depth and its oldest write, on /metrics
+    assert metric(client, "llmops_outbox_operations", provider="flaky", status="pending") == 1
+    assert metric(client, "llmops_outbox_oldest_pending_seconds", provider="flaky") >= 0
+    assert "llmops_outbox_oldest_pending_seconds{" in client.get("/metrics").text
 
     tool.MODE[0] = "up"
     client.post(f"{api}/operations/{body['operationId']}/retry")
     wait_for(lambda: operations_of(client, api, body["id"])[0]["status"] == "succeeded")
+    assert metric(client, "llmops_outbox_operations", provider="flaky", status="pending") == 0
     assert list(tool.RUNS) == [f"pipeline-{body['id']}"]
     assert client.get(f"{api}/workflows/pipelines/{body['id']}").json()["provider"] == "flaky"
     assert not trace.exists()  # nothing ran here

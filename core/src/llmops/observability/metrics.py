@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from llmops.capabilities.orchestration import PipelineState
-from llmops.db.models import WorkflowPipeline
+from llmops.db.models import Operation, WorkflowPipeline
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,7 @@ class PipelineMetrics:
         event.listen(sessions, "after_commit", self._committed)
         event.listen(sessions, "after_transaction_end", self._ended)
         self.registry.register(_SyncLagCollector(sessions))
+        self.registry.register(_OutboxCollector(sessions))
 
     def _committed(self, session: Session) -> None:
         for item in session.info.pop(_PENDING, []):
@@ -245,3 +246,60 @@ class _SyncLagCollector(Collector):
             lag.add_metric([provider], max(0.0, (now - oldest).total_seconds()))
             active.add_metric([provider], count)
         return (lag, active)
+
+
+#: the outbox's statuses that still hold a write (``succeeded`` and ``discarded`` are done)
+_WAITING = ("pending", "running", "dead")
+
+
+class _OutboxCollector(Collector):
+    """``llmops_outbox_operations`` and ``llmops_outbox_oldest_pending_seconds``: the
+    writes to tools the retry queue holds, per provider and status, and how long the
+    oldest pending one has waited. Read from the database at each scrape (one grouped
+    query on the indexed status), so every replica reports the same values (aggregate
+    with max, not sum)."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "llmops_outbox_operations",
+                "Writes to tools in the retry queue, by provider and status (pending, "
+                "running, dead)",
+                labels=["provider", "status"],
+            ),
+            GaugeMetricFamily(
+                "llmops_outbox_oldest_pending_seconds",
+                "How long a provider's oldest pending write has waited",
+                labels=["provider"],
+            ),
+        )
+
+    def collect(self) -> Iterable[Metric]:
+        operations, oldest = self._families()
+        stmt = (
+            select(
+                Operation.provider, Operation.status, func.count(), func.min(Operation.created_at)
+            )
+            .where(Operation.status.in_(_WAITING))
+            .group_by(Operation.provider, Operation.status)
+        )
+        try:
+            with self.sessions() as session:
+                rows = session.execute(stmt).all()
+        except SQLAlchemyError as exc:  # /readyz reports the database; the scrape goes on
+            log.warning("outbox depth not reported: the database failed: %s", exc)
+            return (operations, oldest)
+        now = datetime.now(UTC)
+        for provider, status, count, first in rows:
+            operations.add_metric([provider, status], count)
+            if status == "pending" and first is not None:
+                if first.tzinfo is None:
+                    first = first.replace(tzinfo=UTC)
+                oldest.add_metric([provider], max(0.0, (now - first).total_seconds()))
+        return (operations, oldest)
