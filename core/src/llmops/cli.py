@@ -99,6 +99,51 @@ def openapi(output: Path | None) -> None:
         output.write_text(document + "\n", encoding="utf-8")
 
 
+@main.group()
+def docs() -> None:
+    """Reference pages generated from the code (docs/environment.md, docs/api/endpoints.md)."""
+
+
+def _write_doc(text: str, output: Path | None) -> None:
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+
+
+_DOC_OUTPUT = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write to this file instead of standard output",
+)
+
+
+@docs.command("env")
+@_DOC_OUTPUT
+def docs_env(output: Path | None) -> None:
+    """The environment reference: every LLMOPS_* setting of the core and of the shipped
+    plugins, from their settings models."""
+    from llmops.docs_env import render_environment
+
+    try:
+        text = render_environment()
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from exc
+    _write_doc(text, output)
+
+
+@docs.command("api")
+@_DOC_OUTPUT
+def docs_api(output: Path | None) -> None:
+    """The table of the core API's routes, from its OpenAPI document."""
+    from llmops.docs_env import render_endpoints
+
+    _write_doc(render_endpoints(), output)
+
+
 @contextmanager
 def _migrated_transaction(settings: CoreSettings) -> Iterator[Session]:
     """A transaction on the migrated database, without starting a platform."""

@@ -23,12 +23,17 @@ def default_data_dir() -> Path:
 class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
 
-    data_dir: Path = Field(default_factory=default_data_dir)
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="the platform's folder: the SQLite database (when database_url is unset), "
+        "uploads and datasets (storage/), the key file secret.key, the local executor's "
+        "runs and each plugin's own folder (plugins/<name>)",
+    )
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; SQLite under the data dir when unset"
     )
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = Field(default="127.0.0.1", description="the address `llmops up` listens on")
+    port: int = Field(default=8000, description="the port `llmops up` listens on")
     public_url: str | None = Field(
         default=None, description="how jobs and links reach the API; http://host:port if unset"
     )
@@ -37,10 +42,24 @@ class CoreSettings(BaseSettings):
         description="plugins enabled unless the stored configuration says otherwise: "
         "'all', 'none', or a comma-separated list of names",
     )
-    max_upload_bytes: int = 1024**3
-    max_archive_members: int = 100_000
-    max_archive_bytes: int = 10 * 1024**3
-    health_cache_seconds: float = 5.0
+    max_upload_bytes: int = Field(
+        default=1024**3,
+        description="the largest file a dataset upload may send",
+    )
+    max_archive_members: int = Field(
+        default=100_000,
+        description="the most members an uploaded archive that is extracted may have (422 past it)",
+    )
+    max_archive_bytes: int = Field(
+        default=10 * 1024**3,
+        description="the most bytes an uploaded archive that is extracted may unpack to (413 "
+        "past it)",
+    )
+    health_cache_seconds: float = Field(
+        default=5.0,
+        description="seconds between two rounds of the background health checks; /health, "
+        "/readyz and the integrations' health answer from the last round",
+    )
     health_check_timeout_seconds: float = Field(
         default=5.0,
         gt=0,
@@ -78,15 +97,30 @@ class CoreSettings(BaseSettings):
         "worker delivers; a dataset version's create, restore, diff or push): past it, the "
         "call is given up and retried",
     )
-    circuit_failure_threshold: int = Field(default=5, ge=1)
-    circuit_reset_seconds: float = Field(default=30.0, gt=0)
+    circuit_failure_threshold: int = Field(
+        default=5,
+        ge=1,
+        description="outages of a tool in a row (per plugin and capability) that open its "
+        "circuit breaker: calls to it are then paused",
+    )
+    circuit_reset_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long an open circuit pauses calls before one trial call (half-open) "
+        "is let through",
+    )
     auth_failure_limit: int = Field(
         default=20,
         ge=1,
         description="failed authentications (unknown, malformed or revoked keys) one source "
         "may make within auth_failure_window_seconds before it is blocked",
     )
-    auth_failure_window_seconds: float = Field(default=60.0, gt=0)
+    auth_failure_window_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="the window in which auth_failure_limit failed authentications of one "
+        "source block it",
+    )
     auth_block_seconds: float = Field(
         default=60.0,
         gt=0,
@@ -99,8 +133,18 @@ class CoreSettings(BaseSettings):
         "whose X-Forwarded-For names the client to `llmops up`; empty: the connecting "
         "address is the client",
     )
-    outbox_max_attempts: int = Field(default=10, ge=1)
-    outbox_lease_seconds: float = Field(default=60.0, gt=0)
+    outbox_max_attempts: int = Field(
+        default=10,
+        ge=1,
+        description="tries of a queued write to a tool before it is dead-lettered (one the "
+        "tool refuses is dead-lettered at once)",
+    )
+    outbox_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a worker's claim on a queued write holds before another "
+        "worker may take it over",
+    )
     idempotency_lease_seconds: float = Field(
         default=30.0,
         gt=0,
@@ -116,15 +160,28 @@ class CoreSettings(BaseSettings):
         "local executor drives; a process of the same host that is gone is taken over "
         "at once",
     )
-    executor_max_parallel: int = 4
-    sync_interval_seconds: float = 1.0
+    executor_max_parallel: int = Field(
+        default=4,
+        description="not read by the platform: the local executor's stages at once per "
+        "pipeline are LLMOPS_LOCAL__MAX_PARALLEL",
+    )
+    sync_interval_seconds: float = Field(
+        default=1.0,
+        description="seconds between two rounds of the background worker: queued writes "
+        "delivered, active pipelines synced with their provider, configuration changes of "
+        "other processes picked up",
+    )
     serving_sync_interval_seconds: float = Field(
         default=10.0,
         gt=0,
         description="how often the background worker checks every endpoint's deployment "
         "with its framework, and deploys again one the framework lost",
     )
-    strict_plugins: bool = False
+    strict_plugins: bool = Field(
+        default=False,
+        description="raise a plugin's load failure as an error (for CI) instead of leaving "
+        "the plugin out and recording the failure",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="encrypts plugin secret settings at rest: a Fernet key or a passphrase, "
