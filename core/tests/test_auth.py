@@ -69,6 +69,8 @@ def llmops_api_routes(settings, context):
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 ADMIN_PREFIXES = (f"{API}/api-keys", f"{API}/operations", f"{API}/governance")
+#: the governance routes every role reads (the audit log stays the admins')
+GOVERNANCE_READS = {f"{API}/governance/policies"}
 #: a job's tracker proxy: the job's own token and admins
 TRACKER_PROXY = f"{API}/training/jobs/{{jobId}}/experiment-run/tracker/{{path}}"
 VIEWER_POSTS = {
@@ -96,6 +98,8 @@ def needed_role(method: str, path: str) -> str | None:
     """The least role that may call a route (None: public)."""
     if (method, path) in PUBLIC:
         return None
+    if method == "GET" and path in GOVERNANCE_READS:
+        return "viewer"
     if path.startswith(ADMIN_PREFIXES) or path == TRACKER_PROXY:
         return "admin"
     if path.startswith(f"{API}/integrations") and method != "GET":

@@ -115,3 +115,22 @@ class Forbidden(LlmopsError):
     status = 403
     slug = "forbidden"
     title = "Forbidden"
+
+
+class PolicyViolation(LlmopsError):
+    """A request that breaks a governance policy an admin set (an import of a license or
+    source not allowed, an endpoint asking for more replicas or GPUs than allowed, a role
+    that may not deploy). Its extensions name the ``policy`` (``endpoints.maxReplicas``),
+    the value ``requested`` and the ``limit``; nothing was changed."""
+
+    status = 403
+    slug = "policy-violation"
+    title = "Policy violation"
+
+    def __init__(
+        self, detail: str, *, policy: str, requested: Any, limit: Any, **extensions: Any
+    ) -> None:
+        super().__init__(detail, policy=policy, requested=requested, limit=limit, **extensions)
+        self.policy = policy
+        self.requested = requested
+        self.limit = limit

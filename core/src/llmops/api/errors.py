@@ -15,7 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from llmops.api.console import route_path
-from llmops.errors import LlmopsError, TooManyRequests, Unauthenticated
+from llmops.api.security import add_audit_details
+from llmops.errors import LlmopsError, PolicyViolation, TooManyRequests, Unauthenticated
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,14 @@ def error_headers(exc: LlmopsError) -> dict[str, str] | None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(LlmopsError)
     async def _domain(request: Request, exc: LlmopsError) -> JSONResponse:
+        if isinstance(exc, PolicyViolation):  # the denied request's audit entry says why
+            add_audit_details(
+                request,
+                reason=exc.detail,
+                policy=exc.policy,
+                requested=exc.requested,
+                limit=exc.limit,
+            )
         return problem(
             exc.status,
             exc.slug,

@@ -61,7 +61,7 @@ from llmops.errors import (
 )
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, enqueue
-from llmops.services import catalog
+from llmops.services import catalog, governance
 
 log = logging.getLogger(__name__)
 
@@ -210,10 +210,13 @@ def start_import(
 ) -> ImportAccepted:
     """Check the import with the registry and record it: the model (``importing``), its
     link and the operation that brings its files (the caller commits; the worker
-    delivers it). A refusal raises before anything is recorded."""
+    delivers it). A refusal raises before anything is recorded, a governance policy's
+    (the repository's source, its license) too."""
+    policy = governance.check_import(session, repo_id)
     provider_name, registry = runtime.registry_provider(provider)
     plan = plan_import(registry, repo_id, revision, allow_patterns)
     metadata = plan.metadata
+    governance.check_import_license(policy, repo_id, metadata.license)
     model = catalog.create_model(
         session=session,
         name=name or default_name(repo_id),

@@ -34,7 +34,7 @@ from llmops.errors import (
 )
 from llmops.integrations import IntegrationRuntime
 from llmops.resilience.outbox import Delivery, OperationStatus, enqueue
-from llmops.services import catalog
+from llmops.services import catalog, governance
 from llmops.services.pagination import Page, paginate
 
 DEPLOY = "endpoint.deploy"
@@ -113,6 +113,7 @@ def create_endpoint(
 ) -> tuple[ServingEndpoint, Operation]:
     """Record the endpoint and its deployment in the outbox (the caller commits, then
     delivers)."""
+    governance.check_deploy_role(session, "create endpoints")
     model = catalog.get_model(session=session, model_id=model_id)
     uri = model_uri or _servable_uri(model)
     if autoscaling.min_replicas > autoscaling.max_replicas:
@@ -120,6 +121,7 @@ def create_endpoint(
             "autoscaling.minReplicas is larger than maxReplicas",
             parameter="autoscaling.maxReplicas",
         )
+    governance.check_endpoint(session, autoscaling, resources)
     framework_name, backend = runtime.serving_provider(framework)
     fallback = _fallback_id(session, fallback_endpoint) if fallback_endpoint else None
     endpoint = ServingEndpoint(
@@ -227,6 +229,7 @@ def patch_endpoint(
     """The endpoint's own settings (the gateway's fallback and timeout, its description);
     its deployment changes through PATCH .../deployment."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    governance.check_deploy_role(session, "change endpoints")
     if description is not None:
         endpoint.description = description
     if fallback_endpoint is not None:
@@ -336,6 +339,7 @@ def update_deployment(
     """Change the deployment in place; ``model_id`` moves the endpoint to another catalog
     model (served from its uri unless ``update`` names one)."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    governance.check_deploy_role(session, "change deployments")
     row = _deployment(session, endpoint)
     if update.promote_canary and update.rollback_canary:
         raise InvalidRequest("promoteCanary and rollbackCanary exclude each other")
@@ -346,6 +350,8 @@ def update_deployment(
             update = update.model_copy(update={"model_uri": _servable_uri(model)})
         endpoint.model_id = model.id
     desired = _desired(DeploymentSpec.model_validate(row.spec), update)
+    if update.autoscaling is not None or update.resources is not None:
+        governance.check_endpoint(session, desired.autoscaling, desired.resources)
     _check(backend, desired)
     row.spec = desired.model_dump(mode="json")
     session.flush()
@@ -406,6 +412,7 @@ def delete_endpoint(
 ) -> Operation | None:
     """Delete the endpoint; its objects in the framework are deleted through the outbox."""
     endpoint = get_endpoint(session=session, endpoint_id=endpoint_id)
+    governance.check_deploy_role(session, "delete endpoints")
     deployed = [
         row
         for row in session.scalars(

@@ -1,17 +1,22 @@
-"""Governance: the audit log."""
+"""Governance: the audit log and the policies the services enforce."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from llmops.api.deps import Cursor, Limit, SessionDep
 from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import ListPage
 from llmops.api.schemas_auth import AuditEntryOut
-from llmops.services import audit
+from llmops.api.schemas_governance import (
+    PoliciesIn,
+    PoliciesOut,
+)
+from llmops.api.security import add_audit_details
+from llmops.services import audit, governance
 from llmops.services.audit import Outcome
 
 router = APIRouter(route_class=AnswerKeepingRoute, prefix="/governance", tags=["governance"])
@@ -50,3 +55,21 @@ def list_audit_logs(
     return ListPage[AuditEntryOut](
         items=[AuditEntryOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor
     )
+
+
+@router.get("/policies", response_model=PoliciesOut, summary="The governance policies")
+def get_governance_policies(session: SessionDep) -> PoliciesOut:
+    """What imports and endpoints may ask for, and who may deploy: the defaults (nothing
+    limited; admins and editors deploy) until an admin sets them. Any role reads them."""
+    return PoliciesOut.of(governance.get_policies(session))
+
+
+@router.put("/policies", response_model=PoliciesOut, summary="Set the governance policies")
+def set_governance_policies(body: PoliciesIn, session: SessionDep, request: Request) -> PoliciesOut:
+    """Replace the policies (a section left out is reset to its defaults). They apply to
+    requests from now on: what exists already is left as it is. A request that breaks
+    one is answered 403 ``policy-violation`` and recorded in the audit log as denied."""
+    imports, endpoints = body.to_service()
+    policies = governance.set_policies(session, imports, endpoints)
+    add_audit_details(request, version=policies.version)
+    return PoliciesOut.of(policies)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+import llmops.db.governance  # noqa: F401  (its tables join Base's metadata)
 from llmops.db.models import Base
 
 engine = context.config.attributes["engine"]
