@@ -70,7 +70,7 @@ def llmops_api_routes(settings, context):
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics")}
 ADMIN_PREFIXES = (f"{API}/api-keys", f"{API}/operations", f"{API}/governance")
 #: the governance routes every role reads (the audit log stays the admins')
-GOVERNANCE_READS = {f"{API}/governance/policies"}
+GOVERNANCE_READS = {f"{API}/governance/{name}" for name in ("policies", "prices", "costs")}
 #: a job's tracker proxy: the job's own token and admins
 TRACKER_PROXY = f"{API}/training/jobs/{{jobId}}/experiment-run/tracker/{{path}}"
 VIEWER_POSTS = {

@@ -270,9 +270,12 @@ def test_the_policies_are_the_defaults_until_an_admin_sets_them_and_every_role_r
     assert again["modelImports"] == {"allowedLicenses": None, "allowedSources": None}  # replaced
 
 
-def test_only_admins_set_policies(client: TestClient) -> None:
+def test_only_admins_set_policies_and_prices(client: TestClient) -> None:
     editor = key_of(client, "editor")
-    for path, body in ((POLICIES, {}),):
+    for path, body in (
+        (POLICIES, {}),
+        (f"{API}/governance/prices", {"replicaHour": 1, "gpuHour": 2}),
+    ):
         refused = client.put(path, json=body, headers=editor)
         assert refused.status_code == 403, refused.text
         assert refused.json()["type"] == "https://llmops.dev/problems/forbidden"

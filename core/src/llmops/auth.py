@@ -96,8 +96,10 @@ POLICY: tuple[Rule, ...] = (
     # administration: keys, the retry queue, the audit log, integration settings
     Rule(EVERY, f"{API}/api-keys/*", Role.ADMIN),
     Rule(EVERY, f"{API}/operations/*", Role.ADMIN),
-    # governance: everyone signed in reads the policies
+    # governance: everyone signed in reads the policies, the prices and the costs
     Rule(READS, f"{API}/governance/policies", Role.VIEWER),
+    Rule(READS, f"{API}/governance/prices", Role.VIEWER),
+    Rule(READS, f"{API}/governance/costs", Role.VIEWER),
     Rule(EVERY, f"{API}/governance/*", Role.ADMIN),
     Rule(WRITES, f"{API}/integrations/*", Role.ADMIN),
     # a read that travels as a POST because its query is a body

@@ -1,5 +1,5 @@
-"""Bodies of the governance routes: the policies (camelCase on the wire, like
-schemas.py)."""
+"""Bodies of the governance routes: policies, prices and costs (camelCase on the wire,
+like schemas.py)."""
 
 from __future__ import annotations
 
@@ -136,4 +136,93 @@ class PoliciesOut(Versioned):
             version=policies.version,
             updated_at=policies.updated_at,
             updated_by=policies.updated_by,
+        )
+
+
+class PricesIn(Input):
+    replica_hour: float = Field(
+        ge=0, le=1_000_000, description="the price of one replica for one hour"
+    )
+    gpu_hour: float = Field(
+        ge=0, le=1_000_000, description="the price of one GPU for one hour, on top of its replica's"
+    )
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$", max_length=3)
+
+
+class PricesOut(Versioned):
+    replica_hour: float
+    gpu_hour: float
+    currency: str
+
+    @classmethod
+    def of(cls, prices: governance.Prices) -> PricesOut:
+        return cls(
+            replica_hour=prices.replica_hour,
+            gpu_hour=prices.gpu_hour,
+            currency=prices.currency,
+            version=prices.version,
+            updated_at=prices.updated_at,
+            updated_by=prices.updated_by,
+        )
+
+
+class BucketCostOut(ApiModel):
+    start: datetime
+    end: datetime
+    replica_hours: float
+    gpu_hours: float
+    cost: float
+
+
+class ItemCostOut(ApiModel):
+    id: str
+    name: str
+    state: str = Field(description="an endpoint: active or deleted; a training job: its status")
+    replica_hours: float
+    gpu_hours: float
+    cost: float
+    series: list[BucketCostOut] = Field(description="one entry per bucket of the window")
+
+
+class CostReportOut(ApiModel):
+    since: datetime
+    until: datetime
+    bucket: Literal["hour", "day"]
+    prices: PricesOut
+    currency: str
+    replica_hours: float
+    gpu_hours: float
+    cost: float = Field(description="replicaHours x prices.replicaHour + gpuHours x prices.gpuHour")
+    series: list[BucketCostOut] = Field(description="endpoints and jobs together, per bucket")
+    endpoints: list[ItemCostOut] = Field(description="the costliest first")
+    jobs: list[ItemCostOut] = Field(description="the costliest first")
+
+    @classmethod
+    def of(cls, report: governance.CostReport) -> CostReportOut:
+        def items(costs: list[governance.ItemCost]) -> list[ItemCostOut]:
+            return [
+                ItemCostOut(
+                    id=c.id,
+                    name=c.name,
+                    state=c.state,
+                    replica_hours=c.replica_hours,
+                    gpu_hours=c.gpu_hours,
+                    cost=c.cost,
+                    series=[BucketCostOut.model_validate(b) for b in c.series],
+                )
+                for c in costs
+            ]
+
+        return cls(
+            since=report.since,
+            until=report.until,
+            bucket=report.bucket.value,
+            prices=PricesOut.of(report.prices),
+            currency=report.prices.currency,
+            replica_hours=report.replica_hours,
+            gpu_hours=report.gpu_hours,
+            cost=report.cost,
+            series=[BucketCostOut.model_validate(b) for b in report.series],
+            endpoints=items(report.endpoints),
+            jobs=items(report.jobs),
         )

@@ -1,4 +1,5 @@
-"""Governance: policies an admin sets and the services enforce.
+"""Governance: policies an admin sets and the services enforce, and the cost of what
+endpoints and training jobs used, at admin-set prices.
 
 Policies (one document, ``governance_settings`` row ``policies``):
 
@@ -22,29 +23,50 @@ recorded. A violation raises :class:`~llmops.errors.PolicyViolation` (403
 ``policy-violation``, naming the policy, the value asked for and the limit); the API's
 audit middleware records the refused request as ``denied`` in a transaction of its own,
 with the policy's details (:mod:`llmops.api.errors`).
+
+Costs: an endpoint's use is kept as intervals (``endpoint_usage``) opened, closed or
+rotated whenever the platform learns its deployment's replicas or GPUs changed
+(:func:`observe_deployment`), and closed when it fails or is deleted
+(:func:`close_usage`). A training job's use is its run from ``started_at`` to
+``finished_at`` (to now while it runs) at one replica; jobs declare no GPUs, so their
+GPU-hours are 0. Cost = replica-hours x ``replica_hour`` + GPU-hours x ``gpu_hour``,
+where GPU-hours = hours x replicas x GPUs per replica.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, object_session
 
 from llmops.auth import current_principal
-from llmops.capabilities.serving import AutoscalingSpec, ResourceSpec
-from llmops.db.governance import GovernanceSetting
-from llmops.db.models import utcnow
+from llmops.capabilities.orchestration import PipelineState
+from llmops.capabilities.serving import (
+    AutoscalingSpec,
+    DeploymentSpec,
+    DeploymentState,
+    DeploymentStatus,
+    ResourceSpec,
+)
+from llmops.db.governance import EndpointUsage, GovernanceSetting
+from llmops.db.models import ServingDeployment, ServingEndpoint, TrainingJob, utcnow
 from llmops.errors import InvalidRequest, PolicyViolation
 from llmops.services.api_keys import Role
 
 POLICIES = "policies"
+PRICES = "prices"
 
 #: the roles a deploy policy may name (a viewer may not write, a job token only its job)
 DEPLOY_ROLES = (Role.ADMIN, Role.EDITOR)
+
+#: the clock of usage intervals and cost reports (tests set it)
+clock: Callable[[], datetime] = utcnow
 
 
 # -- policies ---------------------------------------------------------------------------
@@ -68,6 +90,16 @@ class EndpointPolicy:
 class Policies:
     model_imports: ModelImportPolicy = field(default_factory=ModelImportPolicy)
     endpoints: EndpointPolicy = field(default_factory=EndpointPolicy)
+    version: int = 0
+    updated_at: datetime | None = None
+    updated_by: str | None = None
+
+
+@dataclass(frozen=True)
+class Prices:
+    replica_hour: float = 0.0
+    gpu_hour: float = 0.0
+    currency: str = "USD"
     version: int = 0
     updated_at: datetime | None = None
     updated_by: str | None = None
@@ -154,6 +186,29 @@ def set_policies(
             parameter="endpoints.deployRoles",
         )
     return _policies_from(_store(session, POLICIES, value))
+
+
+def get_prices(session: Session) -> Prices:
+    row = session.get(GovernanceSetting, PRICES)
+    if row is None:
+        return Prices()
+    return Prices(
+        replica_hour=float(row.value.get("replica_hour", 0.0)),
+        gpu_hour=float(row.value.get("gpu_hour", 0.0)),
+        currency=str(row.value.get("currency", "USD")),
+        version=row.version,
+        updated_at=row.updated_at,
+        updated_by=row.updated_by,
+    )
+
+
+def set_prices(session: Session, replica_hour: float, gpu_hour: float, currency: str) -> Prices:
+    _store(
+        session,
+        PRICES,
+        {"replica_hour": float(replica_hour), "gpu_hour": float(gpu_hour), "currency": currency},
+    )
+    return get_prices(session)
 
 
 # -- enforcement ------------------------------------------------------------------------
@@ -254,3 +309,346 @@ def check_endpoint(session: Session, autoscaling: AutoscalingSpec, resources: Re
 
 def _listed(values: Iterable[str]) -> str:
     return ", ".join(values) or "nothing"
+
+
+# -- usage ------------------------------------------------------------------------------
+
+#: the states in which a deployment holds no replicas
+IDLE_STATES = frozenset({DeploymentState.FAILED.value, DeploymentState.DELETING.value})
+
+
+def _open(session: Session, endpoint_id: str) -> list[EndpointUsage]:
+    return list(
+        session.scalars(
+            select(EndpointUsage).where(
+                EndpointUsage.endpoint_id == endpoint_id, EndpointUsage.ended_at.is_(None)
+            )
+        )
+    )
+
+
+def observe_deployment(
+    endpoint: ServingEndpoint, deployment: ServingDeployment, status: DeploymentStatus
+) -> None:
+    """Keep the endpoint's open usage interval in step with what its framework said:
+    the replicas it wants (``desired_replicas``, else the spec's ``minReplicas``) and the
+    spec's GPUs per replica; none while it failed or is being deleted."""
+    session = object_session(deployment)
+    if session is None:
+        return
+    spec = DeploymentSpec.model_validate(deployment.spec)
+    if status.state.value in IDLE_STATES:
+        replicas = 0
+    elif status.desired_replicas is not None:
+        replicas = status.desired_replicas
+    else:
+        replicas = spec.autoscaling.min_replicas
+    record_usage(
+        session,
+        endpoint_id=endpoint.id,
+        endpoint_name=endpoint.name,
+        replicas=replicas,
+        gpus_per_replica=spec.resources.gpus,
+    )
+
+
+def record_usage(
+    session: Session,
+    *,
+    endpoint_id: str,
+    endpoint_name: str,
+    replicas: int,
+    gpus_per_replica: int,
+    at: datetime | None = None,
+) -> EndpointUsage | None:
+    """The endpoint holds ``replicas`` x ``gpus_per_replica`` from ``at`` (default: now):
+    nothing changes when its open interval says so already; else that one ends and,
+    unless ``replicas`` is 0, a new one starts. Returns the open interval."""
+    replicas, gpus_per_replica = max(0, replicas), max(0, gpus_per_replica)
+    current = _open(session, endpoint_id)
+    if len(current) == 1 and (current[0].replicas, current[0].gpus_per_replica) == (
+        replicas,
+        gpus_per_replica,
+    ):
+        return current[0]
+    if not current and replicas == 0:
+        return None
+    # a change: hold the endpoint's row (PostgreSQL) so that two processes observing the
+    # same change do not both open an interval, then look again
+    session.execute(
+        select(ServingEndpoint.id).where(ServingEndpoint.id == endpoint_id).with_for_update()
+    )
+    current = _open(session, endpoint_id)
+    if len(current) == 1 and (current[0].replicas, current[0].gpus_per_replica) == (
+        replicas,
+        gpus_per_replica,
+    ):
+        return current[0]
+    now = at or clock()
+    for row in current:
+        row.ended_at = max(now, row.started_at)
+    opened = None
+    if replicas > 0:
+        opened = EndpointUsage(
+            endpoint_id=endpoint_id,
+            endpoint_name=endpoint_name[:63],
+            replicas=replicas,
+            gpus_per_replica=gpus_per_replica,
+            started_at=now,
+        )
+        session.add(opened)
+    session.flush()
+    return opened
+
+
+def close_usage(session: Session, endpoint_id: str, at: datetime | None = None) -> None:
+    """The endpoint holds nothing from ``at`` on (it failed, was deleted, or its framework
+    lost it)."""
+    now = at or clock()
+    for row in _open(session, endpoint_id):
+        row.ended_at = max(now, row.started_at)
+    session.flush()
+
+
+# -- costs ------------------------------------------------------------------------------
+
+
+class Bucket(StrEnum):
+    HOUR = "hour"
+    DAY = "day"
+
+
+BUCKET_SIZES = {Bucket.HOUR: timedelta(hours=1), Bucket.DAY: timedelta(days=1)}
+#: the most buckets one report may hold
+MAX_BUCKETS = 1000
+#: the window of a report that names none
+DEFAULT_WINDOW = timedelta(days=7)
+#: decimals kept of hours and costs
+DECIMALS = 6
+
+TERMINAL_JOB_STATES = frozenset(s.value for s in PipelineState if s.terminal)
+
+
+@dataclass
+class Usage:
+    replica_hours: float = 0.0
+    gpu_hours: float = 0.0
+
+    def add(self, seconds: float, replicas: int, gpus_per_replica: int) -> None:
+        hours = seconds / 3600
+        self.replica_hours += hours * replicas
+        self.gpu_hours += hours * replicas * gpus_per_replica
+
+    def cost(self, prices: Prices) -> float:
+        return self.replica_hours * prices.replica_hour + self.gpu_hours * prices.gpu_hour
+
+
+@dataclass(frozen=True)
+class BucketCost:
+    start: datetime
+    end: datetime
+    replica_hours: float
+    gpu_hours: float
+    cost: float
+
+
+@dataclass(frozen=True)
+class ItemCost:
+    """An endpoint's or a job's use in the window."""
+
+    id: str
+    name: str
+    replica_hours: float
+    gpu_hours: float
+    cost: float
+    series: list[BucketCost]
+    #: an endpoint: whether it still exists; a job: its status
+    state: str
+
+
+@dataclass(frozen=True)
+class CostReport:
+    since: datetime
+    until: datetime
+    bucket: Bucket
+    prices: Prices
+    replica_hours: float
+    gpu_hours: float
+    cost: float
+    series: list[BucketCost]
+    endpoints: list[ItemCost]
+    jobs: list[ItemCost]
+
+
+@dataclass(frozen=True)
+class _Interval:
+    start: datetime
+    end: datetime
+    replicas: int
+    gpus_per_replica: int
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _floor(value: datetime, bucket: Bucket) -> datetime:
+    value = value.replace(minute=0, second=0, microsecond=0)
+    return value.replace(hour=0) if bucket is Bucket.DAY else value
+
+
+def _buckets(since: datetime, until: datetime, bucket: Bucket) -> list[tuple[datetime, datetime]]:
+    """The report's buckets, aligned to whole UTC hours or days, the first and the last
+    clipped to the window."""
+    size = BUCKET_SIZES[bucket]
+    out = []
+    start = _floor(since, bucket)
+    while start < until:
+        out.append((max(start, since), min(start + size, until)))
+        start += size
+    return out
+
+
+def _round(value: float) -> float:
+    return round(value, DECIMALS) + 0.0  # no -0.0
+
+
+def _series(
+    intervals: Sequence[_Interval], buckets: Sequence[tuple[datetime, datetime]], prices: Prices
+) -> tuple[Usage, list[BucketCost]]:
+    total = Usage()
+    series = []
+    for start, end in buckets:
+        usage = Usage()
+        for interval in intervals:
+            overlap = (min(end, interval.end) - max(start, interval.start)).total_seconds()
+            if overlap > 0:
+                usage.add(overlap, interval.replicas, interval.gpus_per_replica)
+        total.replica_hours += usage.replica_hours
+        total.gpu_hours += usage.gpu_hours
+        series.append(
+            BucketCost(
+                start=start,
+                end=end,
+                replica_hours=_round(usage.replica_hours),
+                gpu_hours=_round(usage.gpu_hours),
+                cost=_round(usage.cost(prices)),
+            )
+        )
+    return total, series
+
+
+def cost_report(
+    session: Session,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    bucket: Bucket = Bucket.DAY,
+    now: datetime | None = None,
+) -> CostReport:
+    """Replica-hours, GPU-hours and their estimated cost per endpoint and per training
+    job within [``since``, ``until``) (default: the 7 days up to now), and per bucket.
+    Intervals are clipped to the window; one still open counts up to ``now``, and
+    nothing counts after it."""
+    now = _utc(now or clock())
+    until = _utc(until) if until is not None else now
+    since = _utc(since) if since is not None else until - DEFAULT_WINDOW
+    if since >= until:
+        raise InvalidRequest("since must be before until", parameter="since")
+    buckets = _buckets(since, until, bucket)
+    if len(buckets) > MAX_BUCKETS:
+        raise InvalidRequest(
+            f"the window holds {len(buckets)} {bucket.value}s; a report holds at most "
+            f"{MAX_BUCKETS} buckets: choose a shorter window or bucket=day",
+            parameter="bucket",
+        )
+    prices = get_prices(session)
+    horizon = min(until, now)
+
+    endpoints: dict[str, list[_Interval]] = {}
+    names: dict[str, str] = {}
+    rows = session.scalars(
+        select(EndpointUsage)
+        .where(
+            EndpointUsage.started_at < horizon,
+            or_(EndpointUsage.ended_at.is_(None), EndpointUsage.ended_at > since),
+        )
+        .order_by(EndpointUsage.started_at, EndpointUsage.id)
+    )
+    for row in rows:
+        end = row.ended_at or horizon
+        endpoints.setdefault(row.endpoint_id, []).append(
+            _Interval(row.started_at, end, row.replicas, row.gpus_per_replica)
+        )
+        names[row.endpoint_id] = row.endpoint_name  # the newest name it had
+    existing = set(
+        session.scalars(select(ServingEndpoint.id).where(ServingEndpoint.id.in_(list(endpoints))))
+    )
+
+    jobs: dict[str, list[_Interval]] = {}
+    job_rows: dict[str, TrainingJob] = {}
+    for job in session.scalars(
+        select(TrainingJob)
+        .where(
+            TrainingJob.started_at.is_not(None),
+            TrainingJob.started_at < horizon,
+            or_(TrainingJob.finished_at.is_(None), TrainingJob.finished_at > since),
+        )
+        .order_by(TrainingJob.started_at, TrainingJob.id)
+    ):
+        assert job.started_at is not None
+        if job.finished_at is not None:
+            end = job.finished_at
+        elif job.status in TERMINAL_JOB_STATES:
+            end = job.updated_at  # ended without saying when: when it was last changed
+        else:
+            end = horizon
+        jobs[job.id] = [_Interval(job.started_at, min(end, horizon), 1, 0)]
+        job_rows[job.id] = job
+
+    everything: list[_Interval] = []
+    endpoint_costs = []
+    for endpoint_id, intervals in endpoints.items():
+        usage, series = _series(intervals, buckets, prices)
+        everything.extend(intervals)
+        endpoint_costs.append(
+            ItemCost(
+                id=endpoint_id,
+                name=names[endpoint_id],
+                replica_hours=_round(usage.replica_hours),
+                gpu_hours=_round(usage.gpu_hours),
+                cost=_round(usage.cost(prices)),
+                series=series,
+                state="active" if endpoint_id in existing else "deleted",
+            )
+        )
+    job_costs = []
+    for job_id, intervals in jobs.items():
+        usage, series = _series(intervals, buckets, prices)
+        everything.extend(intervals)
+        job_costs.append(
+            ItemCost(
+                id=job_id,
+                name=job_rows[job_id].name,
+                replica_hours=_round(usage.replica_hours),
+                gpu_hours=_round(usage.gpu_hours),
+                cost=_round(usage.cost(prices)),
+                series=series,
+                state=job_rows[job_id].status,
+            )
+        )
+    total, series = _series(everything, buckets, prices)
+    endpoint_costs.sort(key=lambda c: (-c.cost, -c.replica_hours, c.name))
+    job_costs.sort(key=lambda c: (-c.cost, -c.replica_hours, c.name))
+    return CostReport(
+        since=since,
+        until=until,
+        bucket=bucket,
+        prices=prices,
+        replica_hours=_round(total.replica_hours),
+        gpu_hours=_round(total.gpu_hours),
+        cost=_round(total.cost(prices)),
+        series=series,
+        endpoints=endpoint_costs,
+        jobs=job_costs,
+    )

@@ -61,6 +61,7 @@ def _apply(
     deployment.status = _sealed(runtime, status)
     deployment.synced_at = utcnow()
     endpoint.status = status.state.value
+    governance.observe_deployment(endpoint, deployment, status)
 
 
 def _sealed(runtime: IntegrationRuntime, status: DeploymentStatus) -> dict[str, Any]:
@@ -265,6 +266,7 @@ def deploy_dead(delivery: Delivery, reason: str) -> None:
     deployment.status = {**deployment.status, "ready": False, "message": f"not deployed: {reason}"}
     if endpoint is not None:
         endpoint.status = DeploymentState.FAILED.value
+    governance.close_usage(delivery.session, deployment.endpoint_id)
 
 
 def get_endpoint(*, session: Session, endpoint_id: str) -> ServingEndpoint:
@@ -432,6 +434,7 @@ def delete_endpoint(
             resource_type="serving-endpoint",
             resource_id=endpoint.id,
         )
+    governance.close_usage(session, endpoint.id)
     session.delete(endpoint)
     session.flush()
     return operation
@@ -516,6 +519,7 @@ def _redeploy(session: Session, endpoint: ServingEndpoint, row: ServingDeploymen
         "record",
     }
     endpoint.status = DeploymentState.DEPLOYING.value
+    governance.close_usage(session, endpoint.id)  # until its framework has it again
     return enqueue(
         session,
         kind=DEPLOY,

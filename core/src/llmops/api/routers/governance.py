@@ -1,4 +1,4 @@
-"""Governance: the audit log and the policies the services enforce."""
+"""Governance: the audit log, the policies the services enforce, prices and costs."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from llmops.api.idempotency import AnswerKeepingRoute
 from llmops.api.schemas import ListPage
 from llmops.api.schemas_auth import AuditEntryOut
 from llmops.api.schemas_governance import (
+    CostReportOut,
     PoliciesIn,
     PoliciesOut,
+    PricesIn,
+    PricesOut,
 )
 from llmops.api.security import add_audit_details
 from llmops.services import audit, governance
@@ -73,3 +76,41 @@ def set_governance_policies(body: PoliciesIn, session: SessionDep, request: Requ
     policies = governance.set_policies(session, imports, endpoints)
     add_audit_details(request, version=policies.version)
     return PoliciesOut.of(policies)
+
+
+@router.get("/prices", response_model=PricesOut, summary="The prices costs are estimated at")
+def get_governance_prices(session: SessionDep) -> PricesOut:
+    return PricesOut.of(governance.get_prices(session))
+
+
+@router.put("/prices", response_model=PricesOut, summary="Set the prices")
+def set_governance_prices(body: PricesIn, session: SessionDep, request: Request) -> PricesOut:
+    """The price of a replica-hour and of a GPU-hour; every cost report, past windows
+    included, is estimated at the prices in force when it is asked for."""
+    prices = governance.set_prices(session, body.replica_hour, body.gpu_hour, body.currency)
+    add_audit_details(request, version=prices.version)
+    return PricesOut.of(prices)
+
+
+@router.get("/costs", response_model=CostReportOut, summary="Estimated costs")
+def get_governance_costs(
+    session: SessionDep,
+    since: Annotated[
+        datetime | None,
+        Query(description="inclusive; UTC unless an offset; default: 7 days before until"),
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="exclusive; UTC unless an offset; default: now")
+    ] = None,
+    bucket: Annotated[governance.Bucket, Query(description="the series' step")] = (
+        governance.Bucket.DAY
+    ),
+) -> CostReportOut:
+    """Replica-hours, GPU-hours and their estimated cost per endpoint and per training
+    job in the window, and per bucket (whole UTC hours or days, the first and last
+    clipped to the window). Use that is still going on counts up to now. Cost =
+    replica-hours x replicaHour + GPU-hours x gpuHour, GPU-hours being hours x replicas x
+    GPUs per replica; a training job counts as one replica without GPUs."""
+    return CostReportOut.of(
+        governance.cost_report(session, since=since, until=until, bucket=bucket)
+    )
