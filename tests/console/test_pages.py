@@ -100,6 +100,8 @@ PAGES = [
     ("operations", "/admin/operations"),
     ("audit-logs", "/admin/audit-logs"),
     ("api-keys", "/admin/api-keys"),
+    ("governance-policies", "/governance/policies"),
+    ("governance-costs", "/governance/costs"),
 ]
 
 #: pages that load something, with the API call whose answer the page is made of

@@ -158,6 +158,19 @@ const routes: RouteRecordRaw[] = [
     props: true,
     meta: { title: "Pipeline" },
   },
+  // governance: every role reads the policies and the costs; admins change them
+  {
+    path: "/governance/policies",
+    name: "governance-policies",
+    component: () => import("@/pages/governance/PolicyListPage.vue"),
+    meta: { title: "Policies" },
+  },
+  {
+    path: "/governance/costs",
+    name: "governance-costs",
+    component: () => import("@/pages/governance/CostDashboardPage.vue"),
+    meta: { title: "Costs" },
+  },
   // administration
   {
     path: "/admin/integrations",

@@ -451,6 +451,79 @@ export type paths = {
         patch?: never;
         trace?: never;
     };
+    "/llm-ops/v1/governance/costs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Estimated costs
+         * @description Replica-hours, GPU-hours and their estimated cost per endpoint and per training
+         *     job in the window, and per bucket (whole UTC hours or days, the first and last
+         *     clipped to the window). Use that is still going on counts up to now. Cost =
+         *     replica-hours x replicaHour + GPU-hours x gpuHour, GPU-hours being hours x replicas x
+         *     GPUs per replica; a training job counts as one replica without GPUs.
+         */
+        get: operations["get_governance_costs"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/governance/policies": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The governance policies
+         * @description What imports and endpoints may ask for, and who may deploy: the defaults (nothing
+         *     limited; admins and editors deploy) until an admin sets them. Any role reads them.
+         */
+        get: operations["get_governance_policies"];
+        /**
+         * Set the governance policies
+         * @description Replace the policies (a section left out is reset to its defaults). They apply to
+         *     requests from now on: what exists already is left as it is. A request that breaks
+         *     one is answered 403 ``policy-violation`` and recorded in the audit log as denied.
+         */
+        put: operations["set_governance_policies"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/llm-ops/v1/governance/prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The prices costs are estimated at */
+        get: operations["get_governance_prices"];
+        /**
+         * Set the prices
+         * @description The price of a replica-hour and of a GPU-hour; every cost report, past windows
+         *     included, is estimated at the prices in force when it is asked for.
+         */
+        put: operations["set_governance_prices"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/llm-ops/v1/health": {
         parameters: {
             query?: never;
@@ -1385,6 +1458,30 @@ export type components = {
              */
             file: string;
         };
+        /**
+         * Bucket
+         * @enum {string}
+         */
+        Bucket: "hour" | "day";
+        /** BucketCostOut */
+        BucketCostOut: {
+            /** Cost */
+            cost: number;
+            /**
+             * End
+             * Format: date-time
+             */
+            end: string;
+            /** Gpuhours */
+            gpuHours: number;
+            /** Replicahours */
+            replicaHours: number;
+            /**
+             * Start
+             * Format: date-time
+             */
+            start: string;
+        };
         /** CallStatsOut */
         CallStatsOut: {
             /**
@@ -1524,6 +1621,51 @@ export type components = {
             ok: boolean;
             /** Results */
             results: components["schemas"]["ProviderHealthOut"][];
+        };
+        /** CostReportOut */
+        CostReportOut: {
+            /**
+             * Bucket
+             * @enum {string}
+             */
+            bucket: "hour" | "day";
+            /**
+             * Cost
+             * @description replicaHours x prices.replicaHour + gpuHours x prices.gpuHour
+             */
+            cost: number;
+            /** Currency */
+            currency: string;
+            /**
+             * Endpoints
+             * @description the costliest first
+             */
+            endpoints: components["schemas"]["ItemCostOut"][];
+            /** Gpuhours */
+            gpuHours: number;
+            /**
+             * Jobs
+             * @description the costliest first
+             */
+            jobs: components["schemas"]["ItemCostOut"][];
+            prices: components["schemas"]["PricesOut"];
+            /** Replicahours */
+            replicaHours: number;
+            /**
+             * Series
+             * @description endpoints and jobs together, per bucket
+             */
+            series: components["schemas"]["BucketCostOut"][];
+            /**
+             * Since
+             * Format: date-time
+             */
+            since: string;
+            /**
+             * Until
+             * Format: date-time
+             */
+            until: string;
         };
         /** DatasetCreate */
         DatasetCreate: {
@@ -1941,6 +2083,40 @@ export type components = {
             fallbackEndpoint?: string | null;
             /** Requesttimeoutseconds */
             requestTimeoutSeconds?: number | null;
+        };
+        /** EndpointPolicyIn */
+        EndpointPolicyIn: {
+            /**
+             * Deployroles
+             * @description the roles that may create, change (deployments, canaries included) and delete endpoints
+             */
+            deployRoles?: ("admin" | "editor")[];
+            /**
+             * Maxgpus
+             * @description the most GPUs an endpoint may ask for in all: autoscaling.maxReplicas x resources.gpus. null: no limit
+             */
+            maxGpus?: number | null;
+            /**
+             * Maxgpusperreplica
+             * @description the most GPUs one replica may ask for (resources.gpus). null: no limit
+             */
+            maxGpusPerReplica?: number | null;
+            /**
+             * Maxreplicas
+             * @description the most replicas an endpoint may ask for: its autoscaling.maxReplicas. null: no limit
+             */
+            maxReplicas?: number | null;
+        };
+        /** EndpointPolicyOut */
+        EndpointPolicyOut: {
+            /** Deployroles */
+            deployRoles: string[];
+            /** Maxgpus */
+            maxGpus: number | null;
+            /** Maxgpusperreplica */
+            maxGpusPerReplica: number | null;
+            /** Maxreplicas */
+            maxReplicas: number | null;
         };
         /** EndpointTrafficOut */
         EndpointTrafficOut: {
@@ -2445,6 +2621,29 @@ export type components = {
              * @description now: ok, degraded, down or unknown
              */
             status: string;
+        };
+        /** ItemCostOut */
+        ItemCostOut: {
+            /** Cost */
+            cost: number;
+            /** Gpuhours */
+            gpuHours: number;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Replicahours */
+            replicaHours: number;
+            /**
+             * Series
+             * @description one entry per bucket of the window
+             */
+            series: components["schemas"]["BucketCostOut"][];
+            /**
+             * State
+             * @description an endpoint: active or deleted; a training job: its status
+             */
+            state: string;
         };
         /**
          * JobModelRegister
@@ -2968,6 +3167,26 @@ export type components = {
              */
             revision: string;
         };
+        /** ModelImportPolicyIn */
+        ModelImportPolicyIn: {
+            /**
+             * Allowedlicenses
+             * @description the licenses an imported model may carry, SPDX ids such as apache-2.0 or mit, compared case-insensitively; an import whose license the registry does not say is refused while this is set. null: any license
+             */
+            allowedLicenses?: string[] | null;
+            /**
+             * Allowedsources
+             * @description glob patterns on the repository id (Qwen/*, meta-llama/Llama-3*), compared case-insensitively: an import must match one. null: any repository
+             */
+            allowedSources?: string[] | null;
+        };
+        /** ModelImportPolicyOut */
+        ModelImportPolicyOut: {
+            /** Allowedlicenses */
+            allowedLicenses: string[] | null;
+            /** Allowedsources */
+            allowedSources: string[] | null;
+        };
         /** ModelOut */
         ModelOut: {
             /**
@@ -3430,6 +3649,76 @@ export type components = {
             integrations: components["schemas"]["ProviderHealthOut"][];
             /** Status */
             status: string;
+        };
+        /** PoliciesIn */
+        PoliciesIn: {
+            /**
+             * @default {
+             *       "deployRoles": [
+             *         "admin",
+             *         "editor"
+             *       ]
+             *     }
+             */
+            endpoints: components["schemas"]["EndpointPolicyIn"];
+            /** @default {} */
+            modelImports: components["schemas"]["ModelImportPolicyIn"];
+        };
+        /** PoliciesOut */
+        PoliciesOut: {
+            endpoints: components["schemas"]["EndpointPolicyOut"];
+            modelImports: components["schemas"]["ModelImportPolicyOut"];
+            /** Updatedat */
+            updatedAt: string | null;
+            /**
+             * Updatedby
+             * @description the API key's name of the admin who set it
+             */
+            updatedBy: string | null;
+            /**
+             * Version
+             * @description how many times an admin set it; 0: never (the defaults)
+             */
+            version: number;
+        };
+        /** PricesIn */
+        PricesIn: {
+            /**
+             * Currency
+             * @default USD
+             */
+            currency: string;
+            /**
+             * Gpuhour
+             * @description the price of one GPU for one hour, on top of its replica's
+             */
+            gpuHour: number;
+            /**
+             * Replicahour
+             * @description the price of one replica for one hour
+             */
+            replicaHour: number;
+        };
+        /** PricesOut */
+        PricesOut: {
+            /** Currency */
+            currency: string;
+            /** Gpuhour */
+            gpuHour: number;
+            /** Replicahour */
+            replicaHour: number;
+            /** Updatedat */
+            updatedAt: string | null;
+            /**
+             * Updatedby
+             * @description the API key's name of the admin who set it
+             */
+            updatedBy: string | null;
+            /**
+             * Version
+             * @description how many times an admin set it; 0: never (the defaults)
+             */
+            version: number;
         };
         /** PrincipalOut */
         PrincipalOut: {
@@ -9004,6 +9293,886 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ListPage_AuditEntryOut_"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_governance_costs: {
+        parameters: {
+            query?: {
+                /** @description the series' step */
+                bucket?: components["schemas"]["Bucket"];
+                /** @description inclusive; UTC unless an offset; default: 7 days before until */
+                since?: string | null;
+                /** @description exclusive; UTC unless an offset; default: now */
+                until?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CostReportOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_governance_policies: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PoliciesOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    set_governance_policies: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PoliciesIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PoliciesOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    get_governance_prices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PricesOut"];
+                };
+            };
+            /** @description The body could not be read (not JSON, broken multipart) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description No API key, or an invalid or revoked one */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description The key's role may not call this route */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Invalid request */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Too many failed authentications from this address: retry after Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Internal error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description A tool or the database is busy: retry after Retry-After */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": {
+                        detail?: string;
+                        instance?: string;
+                        status: number;
+                        title: string;
+                        type: string;
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+        };
+    };
+    set_governance_prices: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PricesIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PricesOut"];
                 };
             };
             /** @description The body could not be read (not JSON, broken multipart) */
