@@ -379,7 +379,7 @@ def test_a_new_api_key_is_shown_once_and_can_be_revoked(
 
 def test_an_editor_sees_no_administration(console: Console) -> None:
     page = console.sign_in("editor")
-    console.wait_ready("models")
+    console.wait_ready("overview")
 
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Models")).to_be_visible()

@@ -83,6 +83,7 @@ def seeded(console_server: ConsoleServer) -> Seeded:
 
 #: (ready name, path); {model} etc. are filled from the seeded objects
 PAGES = [
+    ("overview", "/overview"),
     ("models", "/models"),
     ("model", "/models/{model}"),
     ("model-create", "/models/new"),
@@ -106,6 +107,7 @@ PAGES = [
 
 #: pages that load something, with the API call whose answer the page is made of
 LOADED: list[tuple[str, str, str]] = [
+    ("overview", "/overview", rf"{API}/observability/overview$"),
     ("models", "/models", rf"{API}/catalog/models(\?|$)"),
     ("model", "/models/{model}", rf"{API}/catalog/models/[^/?]+$"),
     ("datasets", "/datasets", rf"{API}/catalog/datasets(\?|$)"),
@@ -120,7 +122,9 @@ LOADED: list[tuple[str, str, str]] = [
     ("audit-logs", "/admin/audit-logs", rf"{API}/governance/audit-logs(\?|$)"),
     ("api-keys", "/admin/api-keys", rf"{API}/api-keys(\?|$)"),
 ]
-LISTS = [entry for entry in LOADED if "{" not in entry[1] and entry[0] != "integration"]
+LISTS = [
+    entry for entry in LOADED if "{" not in entry[1] and entry[0] not in {"integration", "overview"}
+]
 
 #: the keyset-paginated lists (one list component): (ready name, path, call, API resource)
 PAGED: list[tuple[str, str, str, str]] = [

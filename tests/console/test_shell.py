@@ -7,11 +7,11 @@ from playwright.sync_api import expect
 from llmops.testing.console import Console
 
 
-def test_signing_in_with_the_initial_admin_key_opens_the_models_page(console: Console) -> None:
+def test_signing_in_with_the_initial_admin_key_opens_the_overview(console: Console) -> None:
     page = console.sign_in("admin")
 
-    console.wait_ready("models")
-    expect(page.get_by_role("heading", name="Models")).to_be_visible()
+    console.wait_ready("overview")
+    expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
     expect(page.get_by_test_id("who")).to_contain_text("initial-admin")
     expect(
         page.get_by_role("navigation", name="Main").get_by_role("link", name="API keys")
@@ -43,7 +43,7 @@ def test_a_page_opened_without_a_key_asks_to_sign_in_and_then_returns(console: C
 
 def test_signing_out_forgets_the_key(console: Console) -> None:
     page = console.sign_in("viewer")
-    console.wait_ready("models")
+    console.wait_ready("overview")
 
     page.get_by_role("button", name="Sign out").click()
 
@@ -55,7 +55,7 @@ def test_signing_out_forgets_the_key(console: Console) -> None:
 
 def test_a_viewer_sees_no_administration_and_no_mutating_action(console: Console) -> None:
     page = console.sign_in("viewer")
-    console.wait_ready("models")
+    console.wait_ready("overview")
 
     nav = page.get_by_role("navigation", name="Main")
     expect(nav.get_by_role("link", name="Models")).to_be_visible()
@@ -82,7 +82,7 @@ def test_a_revoked_key_ends_the_session(console: Console) -> None:
     page = console.open("/sign-in", "sign-in")
     page.get_by_label("API key").fill(key["key"])
     page.get_by_role("button", name="Sign in").click()
-    console.wait_ready("models")
+    console.wait_ready("overview")
 
     api.delete(f"/llm-ops/v1/api-keys/{key['id']}").raise_for_status()
     console.expect_console_error("status of 401")

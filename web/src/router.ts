@@ -13,12 +13,18 @@ declare module "vue-router" {
 }
 
 const routes: RouteRecordRaw[] = [
-  { path: "/", redirect: "/models" },
+  { path: "/", redirect: "/overview" },
   {
     path: "/sign-in",
     name: "sign-in",
     component: () => import("@/pages/SignInPage.vue"),
     meta: { title: "Sign in", public: true },
+  },
+  {
+    path: "/overview",
+    name: "overview",
+    component: () => import("@/pages/OverviewPage.vue"),
+    meta: { title: "Overview" },
   },
   // catalog
   {
