@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -199,19 +200,57 @@ class PipelineMetrics:
                 self.fallbacks.labels(provider).inc()
 
 
-class _SyncLagCollector(Collector):
-    """``llmops_pipeline_sync_lag_seconds``: per provider, how old the oldest last known
-    state of an active pipeline is (what the worker's sync keeps fresh); it grows when the
-    worker stops or the tool cannot be reached. Read from the database, so every replica
-    reports the same value (aggregate with max, not sum)."""
+class _DatabaseCollector(Collector):
+    """Gauges read from the database at each scrape (one grouped query), so every replica
+    reports the same values (aggregate with max, not sum). A database that fails leaves
+    the families empty: /readyz reports it, the scrape goes on."""
+
+    #: what the warning says is not reported when the database fails
+    what = ""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def describe(self) -> Iterable[Metric]:
-        return self._families()
+    def families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        raise NotImplementedError
 
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def query(self) -> Any:
+        raise NotImplementedError
+
+    def fill(
+        self, families: tuple[GaugeMetricFamily, GaugeMetricFamily], rows: Any, now: datetime
+    ) -> None:
+        raise NotImplementedError
+
+    def describe(self) -> Iterable[Metric]:
+        return self.families()
+
+    def collect(self) -> Iterable[Metric]:
+        families = self.families()
+        try:
+            with self.sessions() as session:
+                rows = session.execute(self.query()).all()
+        except SQLAlchemyError as exc:
+            log.warning("%s not reported: the database failed: %s", self.what, exc)
+            return families
+        self.fill(families, rows, datetime.now(UTC))
+        return families
+
+
+def _age(now: datetime, then: datetime) -> float:
+    if then.tzinfo is None:  # the column's type makes it UTC; be sure
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (now - then).total_seconds())
+
+
+class _SyncLagCollector(_DatabaseCollector):
+    """``llmops_pipeline_sync_lag_seconds``: per provider, how old the oldest last known
+    state of an active pipeline is (what the worker's sync keeps fresh); it grows when the
+    worker stops or the tool cannot be reached; and ``llmops_pipelines_active``."""
+
+    what = "pipeline sync lag"
+
+    def families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily(
                 "llmops_pipeline_sync_lag_seconds",
@@ -225,47 +264,35 @@ class _SyncLagCollector(Collector):
             ),
         )
 
-    def collect(self) -> Iterable[Metric]:
-        lag, active = self._families()
+    def query(self) -> Any:
         synced = func.coalesce(WorkflowPipeline.synced_at, WorkflowPipeline.created_at)
-        stmt = (
+        return (
             select(WorkflowPipeline.provider, func.min(synced), func.count())
             .where(WorkflowPipeline.status.in_(_ACTIVE), WorkflowPipeline.external_id.is_not(None))
             .group_by(WorkflowPipeline.provider)
         )
-        try:
-            with self.sessions() as session:
-                rows = session.execute(stmt).all()
-        except SQLAlchemyError as exc:  # /readyz reports the database; the scrape goes on
-            log.warning("pipeline sync lag not reported: the database failed: %s", exc)
-            return (lag, active)
-        now = datetime.now(UTC)
+
+    def fill(
+        self, families: tuple[GaugeMetricFamily, GaugeMetricFamily], rows: Any, now: datetime
+    ) -> None:
+        lag, active = families
         for provider, oldest, count in rows:
-            if oldest.tzinfo is None:  # the column's type makes it UTC; be sure
-                oldest = oldest.replace(tzinfo=UTC)
-            lag.add_metric([provider], max(0.0, (now - oldest).total_seconds()))
+            lag.add_metric([provider], _age(now, oldest))
             active.add_metric([provider], count)
-        return (lag, active)
 
 
 #: the outbox's statuses that still hold a write (``succeeded`` and ``discarded`` are done)
 _WAITING = ("pending", "running", "dead")
 
 
-class _OutboxCollector(Collector):
+class _OutboxCollector(_DatabaseCollector):
     """``llmops_outbox_operations`` and ``llmops_outbox_oldest_pending_seconds``: the
     writes to tools the retry queue holds, per provider and status, and how long the
-    oldest pending one has waited. Read from the database at each scrape (one grouped
-    query on the indexed status), so every replica reports the same values (aggregate
-    with max, not sum)."""
+    oldest pending one has waited."""
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self.sessions = sessions
+    what = "outbox depth"
 
-    def describe(self) -> Iterable[Metric]:
-        return self._families()
-
-    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+    def families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
         return (
             GaugeMetricFamily(
                 "llmops_outbox_operations",
@@ -280,26 +307,20 @@ class _OutboxCollector(Collector):
             ),
         )
 
-    def collect(self) -> Iterable[Metric]:
-        operations, oldest = self._families()
-        stmt = (
+    def query(self) -> Any:
+        return (
             select(
                 Operation.provider, Operation.status, func.count(), func.min(Operation.created_at)
             )
             .where(Operation.status.in_(_WAITING))
             .group_by(Operation.provider, Operation.status)
         )
-        try:
-            with self.sessions() as session:
-                rows = session.execute(stmt).all()
-        except SQLAlchemyError as exc:  # /readyz reports the database; the scrape goes on
-            log.warning("outbox depth not reported: the database failed: %s", exc)
-            return (operations, oldest)
-        now = datetime.now(UTC)
+
+    def fill(
+        self, families: tuple[GaugeMetricFamily, GaugeMetricFamily], rows: Any, now: datetime
+    ) -> None:
+        operations, oldest = families
         for provider, status, count, first in rows:
             operations.add_metric([provider, status], count)
             if status == "pending" and first is not None:
-                if first.tzinfo is None:
-                    first = first.replace(tzinfo=UTC)
-                oldest.add_metric([provider], max(0.0, (now - first).total_seconds()))
-        return (operations, oldest)
+                oldest.add_metric([provider], _age(now, first))
