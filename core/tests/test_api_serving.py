@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from llmops.api.app import create_app
 from llmops.config import CoreSettings
-from llmops.db.models import ServingDeployment, ServingEndpoint
+from llmops.db.models import ServingDeployment
 from llmops.secrets import is_encrypted
 from llmops.services import serving
 from llmops.testing.plugins import temporary_plugin
@@ -50,8 +50,9 @@ class MemoryBackend:
                 TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100 - pct),
                 TrafficSplit(tag="canary", model_uri=spec["canary"]["model_uri"], percent=pct),
             ]
+        state = DeploymentState(spec.get("test_state", "ready"))
         return DeploymentStatus(
-            external_id=key, state=DeploymentState.READY, ready=True,
+            external_id=key, state=state, ready=state is DeploymentState.READY,
             desired_replicas=spec["autoscaling"]["min_replicas"], traffic=traffic,
             target=InferenceTarget(
                 base_url="http://127.0.0.1:9/v1", protocol=InferenceProtocol.OPENAI,
@@ -186,22 +187,18 @@ def test_the_models_list_names_endpoints_not_ready_yet_with_their_state(
 ) -> None:
     """Before: an endpoint still deploying was missing from /openai/v1/models, so a client
     could not tell it from one that does not exist."""
-    client, _ = serving_client
-    platform = client.app.state.platform  # type: ignore[attr-defined]
+    client, plugin = serving_client
     model = client.post(f"{api}/catalog/models", json={"name": "m", "uri": "file:///v1"}).json()
     for name in ("chat", "later"):
         created = client.post(
             f"{api}/serving/endpoints", json={"name": name, "modelId": model["id"]}
         )
         assert created.status_code == 201, created.text
-    with platform.transaction() as session:  # "later" is still on its way
-        row = session.scalars(select(ServingEndpoint).where(ServingEndpoint.name == "later")).one()
-        row.status = "deploying"
-        deployment = session.scalars(
-            select(ServingDeployment).where(ServingDeployment.endpoint_id == row.id)
-        ).one()
-        deployment.state = "deploying"
-        deployment.status = {**deployment.status, "ready": False}
+    plugin.OBJECTS["mem-later"]["test_state"] = "deploying"  # its framework: on its way
+    later = next(
+        e for e in client.get(f"{api}/serving/endpoints").json()["items"] if e["name"] == "later"
+    )
+    client.get(f"{api}/serving/endpoints/{later['id']}/deployment")  # a read syncs its state
 
     listed = client.get(f"{api}/openai/v1/models")
 

@@ -289,7 +289,10 @@ def test_the_platform_builds_one_tracker_for_tracking_and_metrics(
     monkeypatch.setattr(MlflowTracker, "__init__", counting_init)
     before = _client_threads()
     platform = Platform(CoreSettings(data_dir=tmp_path / "data", plugins="mlflow"))
-    platform.start()
+    # what start() does up to the health checks (their background round may reach MLflow)
+    platform.migrate()
+    with platform.sessions() as session:
+        platform.runtime.sync(session)
     try:
         state = platform.runtime.state("mlflow")
         failure = state.failure
