@@ -31,7 +31,7 @@ from llmops.config import CoreSettings
 from llmops.db.migrate import downgrade, upgrade
 from llmops.db.models import IntegrationStatusChange, Operation
 from llmops.db.session import make_engine, make_session_factory
-from llmops.observability.health import ProviderHealth
+from llmops.observability.health import NOT_CHECKED, ProviderHealth
 from llmops.observability.status_history import StatusMonitor
 from llmops.platform import Platform
 from llmops.services.api_keys import Role, create_api_key
@@ -201,8 +201,21 @@ def test_a_restart_that_finds_a_provider_as_it_left_it_records_nothing(
     install: PluginInstaller, make_settings: Callable[..., CoreSettings]
 ) -> None:
     module = install("flaptrack", _TRACKER)
-    settings = make_settings(plugins="flaptrack")
+    # no background round but start()'s own, which each block waits for: a late one would
+    # record what the tool said before the test changed it
+    settings = make_settings(plugins="flaptrack", health_cache_seconds=3600)
+
+    def settled(client: TestClient) -> Platform:
+        platform = platform_of(client)
+        wait_for(
+            lambda: all(r.health.detail != NOT_CHECKED for r in platform.health.results()),
+            timeout=30,
+            what="start()'s health round",
+        )
+        return platform
+
     with TestClient(create_app(settings, start_worker=False)) as first:
+        settled(first)
         tool = sys.modules[module]
         tool.MODE[0] = "down"
         platform_of(first).health.run_round()
@@ -210,7 +223,7 @@ def test_a_restart_that_finds_a_provider_as_it_left_it_records_nothing(
         assert before[-1][1] == "down"
 
     with TestClient(create_app(settings, start_worker=False)) as again:  # a restart
-        platform = platform_of(again)
+        platform = settled(again)
         platform.health.run_round()
         platform.health.run_round()
         assert [(c.id, c.status) for c in changes(again)] == before
@@ -361,9 +374,13 @@ def test_the_overview_reports_the_outbox_depth_and_the_oldest_waiting_write(
     started = time.monotonic()
     queued = [submit(client, api, f"p{i}") for i in range(3)]
     assert all(q["degraded"] for q in queued)
-    time.sleep(0.5)
 
-    body = overview(client, api)
+    def aged() -> dict[str, Any] | None:
+        found = overview(client, api)
+        age = found["outbox"]["oldestPendingAgeSeconds"]
+        return found if age is not None and age >= 0.5 else None
+
+    body = wait_for(aged, timeout=10, interval=0.05, what="the oldest write to wait 0.5 s")
     waited = time.monotonic() - started
     outbox = body["outbox"]
     assert (outbox["pending"], outbox["running"], outbox["depth"]) == (3, 0, 3)

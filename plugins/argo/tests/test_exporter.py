@@ -20,6 +20,7 @@ from llmops.capabilities.orchestration import PipelineSpec, PipelineState, Pipel
 from llmops.errors import IntegrationUnavailable, LlmopsError
 from llmops.testing.argo import ArgoServerDouble
 from llmops.testing.contracts import eventually
+from llmops.testing.waiting import wait_for
 from llmops_argo.metrics import PHASES
 from llmops_argo.provider import ArgoOrchestrator
 
@@ -163,9 +164,11 @@ def test_a_scrape_answers_at_once_with_the_last_phases_while_argo_hangs(
         except LlmopsError as exc:
             outcomes.append(exc)
 
+    seen = len(argo.requests)
     reading = threading.Thread(target=read, name="argo-read")
     reading.start()
-    time.sleep(0.3)  # the read waits on the Argo Server
+    # the read has reached the Argo Server, which holds its answer
+    wait_for(lambda: len(argo.requests) > seen, timeout=10, what="the read to reach Argo")
     started = time.perf_counter()
     text = _scrape(provider)
     took = time.perf_counter() - started

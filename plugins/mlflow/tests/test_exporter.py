@@ -162,12 +162,18 @@ def test_a_scrape_answers_at_once_with_the_last_counts_while_mlflow_hangs(
     # from now on every count goes to a server that never answers
     collector.tracker = MlflowTracker(hung_mlflow, request_timeout=5)
 
-    texts, slowest = [], 0.0
+    def age(text: str) -> float:
+        return _value(text, "llmops_mlflow_count_age_seconds") or 0.0
+
+    texts: list[str] = []
+    slowest = 0.0
     for _ in range(5):
         started = time.perf_counter()
         texts.append(_scrape(collector))  # each starts a count unless one is under way
         slowest = max(slowest, time.perf_counter() - started)
-        time.sleep(0.2)
+        last = age(texts[-1])
+        # the next scrape once the served counts have aged a fifth of a second more
+        wait_for(lambda last=last: age(_scrape(collector)) >= last + 0.2, timeout=10, interval=0.02)
 
     assert slowest < 0.5, f"a scrape waited {slowest:.2f} s on a hung MLflow"
     assert collector._refreshing  # the count is still waiting on MLflow

@@ -260,11 +260,7 @@ def _frameworks_of(runtime: IntegrationRuntime, plugin: str) -> list[str]:
 def _next_provider(runtime: IntegrationRuntime, capability: Capability, plugin: str) -> str | None:
     """The provider that serves ``capability`` once ``plugin`` is off, if one does."""
     others = [name for p, c, name, _ in runtime.iter_providers() if c is capability and p != plugin]
-    if not others:
-        return None
-    if len(others) == 1:
-        return others[0]
-    return None  # several: which one is the admin's choice, not the rollback's
+    return others[0] if len(others) == 1 else None  # several: the admin's choice
 
 
 def apply(
