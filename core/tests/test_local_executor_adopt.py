@@ -490,6 +490,36 @@ def test_a_submission_sent_again_after_its_executor_died_drives_the_run_it_had_s
     assert sorted(p.name for p in (host.state_dir / "runs").iterdir()) == [run_id]
 
 
+def test_a_submission_sent_again_to_an_executor_that_was_already_running_finds_the_run(
+    host: Host,
+) -> None:
+    """Replicas: the executor the submission comes to again had started before the dead
+    one made its run (it had looked its keys up already). It still finds that run by its
+    key on disk and drives it, instead of starting the stages a second time."""
+    executor = host.executor()
+    earlier = PipelineSpec.model_validate(
+        {"name": "earlier", "stages": [sh("a", "true")], "idempotency_key": "pipeline-1:submit"}
+    )
+    host.run_ids.append(executor.submit(earlier).external_id)  # its key index is built now
+    stages = (sh("a", f"echo a >> a.txt; {gate()}"),)
+    key = "pipeline-2:submit"
+    run_id = host.submit(*stages, idempotency_key=key)
+    wait_until((host.work(run_id) / "started").exists)
+    host.kill_holders()
+
+    again = PipelineSpec.model_validate(
+        {"name": "held", "stages": list(stages), "idempotency_key": key}
+    )
+    assert executor.submit(again).external_id == run_id
+    (host.work(run_id) / "go").touch()
+    status = wait_terminal(executor, run_id)
+
+    assert status.state is PipelineState.SUCCEEDED, status
+    assert [(s.name, s.attempts) for s in status.stages] == [("a", 1)]
+    assert (host.work(run_id) / "a.txt").read_text() == "a\n"  # it ran once
+    assert len(list((host.state_dir / "runs").iterdir())) == 2
+
+
 def test_orphaned_runs_and_recover_keep_tell_the_dead_executors_runs_apart(
     host: Host, tmp_path: Path
 ) -> None:

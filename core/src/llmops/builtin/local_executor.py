@@ -309,9 +309,10 @@ class LocalExecutor:
             )
         )
         self._runs_dir = self.state_dir / "runs"
-        self._lock = threading.RLock()  # guards _runs, _keys, _closed; taken before run.cond
+        self._lock = threading.RLock()  # guards _runs, _keys, _indexed, _closed; before run.cond
         self._runs: dict[str, _Run] = {}
-        self._keys: dict[str, str] | None = None  # idempotency key -> run id, built lazily
+        self._keys: dict[str, str] = {}  # idempotency key -> run id (see _run_of_key)
+        self._indexed: set[str] = set()  # the run folders whose key is in _keys
         self._closed = False
 
     # -- OrchestrationProvider -------------------------------------------------------------------
@@ -323,14 +324,15 @@ class LocalExecutor:
         with self._lock:
             self._refuse_if_closed()
             key = spec.idempotency_key
-            existing = self._key_index().get(key) if key is not None else None
+            existing = self._run_of_key(key) if key is not None else None
             if existing is None:
                 run = self._create_run(spec)
                 lock_fd = _try_lock(run.folder)
                 if lock_fd is None:  # pragma: no cover - a fresh uuid folder is ours
                     raise Conflict(f"run {run.run_id} is driven by another executor")
                 if key is not None:
-                    self._key_index()[key] = run.run_id
+                    self._keys[key] = run.run_id
+                self._indexed.add(run.run_id)
                 self._runs[run.run_id] = run
                 self._start(run, order, lock_fd)
                 existing = run.run_id
@@ -1178,21 +1180,29 @@ class LocalExecutor:
         with self._lock:
             return self._runs.get(run_id)
 
-    def _key_index(self) -> dict[str, str]:
-        """Idempotency keys of every run on disk (called with ``_lock`` held)."""
-        if self._keys is None:
-            keys: dict[str, str] = {}
-            if self._runs_dir.is_dir():
-                for path in sorted(self._runs_dir.glob("*/state.json")):
-                    try:
-                        record = _RunRecord.model_validate_json(path.read_bytes())
-                    except (OSError, ValueError):
-                        logger.exception("unreadable run state %s: its key is not indexed", path)
-                        continue
-                    if record.idempotency_key is not None:
-                        keys.setdefault(record.idempotency_key, record.run_id)
-            self._keys = keys
-        return self._keys
+    def _run_of_key(self, key: str) -> str | None:
+        """The run submitted with idempotency ``key`` (called with ``_lock`` held): by this
+        executor, or by another on the same state dir — a replica, or a process that died
+        after starting the run and before its submission was recorded, whose delivery now
+        comes here. A key not indexed yet is looked for in the run folders made since the
+        last look, so a run another executor made after this one started is found."""
+        found = self._keys.get(key)
+        if found is None and self._runs_dir.is_dir():
+            for folder in sorted(self._runs_dir.iterdir()):
+                if folder.name in self._indexed or not _RUN_ID.match(folder.name):
+                    continue
+                try:
+                    record = _RunRecord.model_validate_json((folder / "state.json").read_bytes())
+                except FileNotFoundError:  # being made: its state is written before it starts
+                    continue
+                except (OSError, ValueError):
+                    logger.exception("unreadable run state in %s: its key is not indexed", folder)
+                    continue
+                self._indexed.add(folder.name)
+                if record.idempotency_key is not None:
+                    self._keys.setdefault(record.idempotency_key, record.run_id)
+            found = self._keys.get(key)
+        return found
 
     def _refuse_if_unisolated(self) -> None:
         if self.refusal is not None:
