@@ -17,103 +17,10 @@ from llmops.config import CoreSettings
 from llmops.db.models import ServingDeployment
 from llmops.secrets import is_encrypted
 from llmops.services import serving
-from llmops.testing.plugins import temporary_plugin
+from llmops.testing.plugins import memory_serving_plugin, temporary_plugin
 from llmops.testing.waiting import wait_for
 
-PLUGIN = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
-from llmops.capabilities.serving import (
-    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
-    TrafficSplit,
-)
-from llmops.errors import InvalidRequest, NotFound
-from llmops.plugins.info import PluginInfo
-
-CALLS = []
-OBJECTS = {}
-
-
-class MemoryBackend:
-    def framework(self):
-        return FrameworkInfo(
-            name="memory", display_name="In-memory", protocols=[InferenceProtocol.OPENAI],
-            supports_autoscaling=True, supports_canary=True,
-        )
-
-    def _status(self, key):
-        spec = OBJECTS[key]
-        traffic = [TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100)]
-        if spec.get("canary"):
-            pct = spec["canary"]["traffic_percent"]
-            traffic = [
-                TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100 - pct),
-                TrafficSplit(tag="canary", model_uri=spec["canary"]["model_uri"], percent=pct),
-            ]
-        state = DeploymentState(spec.get("test_state", "ready"))
-        return DeploymentStatus(
-            external_id=key, state=state, ready=state is DeploymentState.READY,
-            desired_replicas=spec["autoscaling"]["min_replicas"], traffic=traffic,
-            target=InferenceTarget(
-                base_url="http://127.0.0.1:9/v1", protocol=InferenceProtocol.OPENAI,
-                model_name=spec["name"], headers={"Authorization": "Bearer tool-secret"},
-            ),
-        )
-
-    def deploy(self, spec):
-        CALLS.append(("deploy", spec.idempotency_key))
-        key = f"mem-{spec.name}"
-        OBJECTS[key] = spec.model_dump()
-        return self._status(key)
-
-    def status(self, external_id):
-        if external_id not in OBJECTS:
-            raise NotFound(external_id)
-        return self._status(external_id)
-
-    def update(self, external_id, update):
-        CALLS.append(("update", external_id))
-        spec = OBJECTS[external_id]
-        if update.canary is not None:
-            spec["canary"] = update.canary.model_dump()
-        if update.promote_canary and spec.get("canary"):
-            spec["model_uri"] = spec["canary"]["model_uri"]
-            spec["canary"] = None
-        if update.rollback_canary:
-            spec["canary"] = None
-        if update.autoscaling is not None:
-            spec["autoscaling"] = update.autoscaling.model_dump()
-        if update.model_uri is not None:
-            spec["model_uri"] = update.model_uri
-        return self._status(external_id)
-
-    def check(self, spec):
-        if spec.model_uri.startswith("ftp://"):
-            raise InvalidRequest("the memory backend reads no ftp://", parameter="modelUri")
-
-    def delete(self, external_id):
-        CALLS.append(("delete", external_id))
-        OBJECTS.pop(external_id, None)
-
-    def inference_target(self, external_id):
-        return self._status(external_id).target
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="memserve", version="1.0", display_name="Memory serving",
-        capabilities=frozenset({Capability.SERVING}),
-    )
-
-
-@hookimpl
-def llmops_serving(settings, context):
-    return [MemoryBackend()]
-"""
+PLUGIN = memory_serving_plugin("memserve")
 
 
 @pytest.fixture

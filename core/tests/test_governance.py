@@ -19,86 +19,15 @@ from llmops.api.app import create_app
 from llmops.config import CoreSettings
 from llmops.db.models import CatalogModel, Operation, RegistryModel, ServingEndpoint
 from llmops.services.api_keys import Role, create_api_key
-from llmops.testing.plugins import PluginInstaller, temporary_plugin
+from llmops.testing.plugins import PluginInstaller, memory_serving_plugin, temporary_plugin
 
 API = "/llm-ops/v1"
 POLICIES = f"{API}/governance/policies"
 PROBLEM = "application/problem+json"
 VIOLATION = "https://llmops.dev/problems/policy-violation"
 
-#: a serving framework in memory: its deployments want minReplicas replicas
-SERVING_PLUGIN = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
-from llmops.capabilities.serving import (
-    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
-)
-from llmops.errors import NotFound
-from llmops.plugins.info import PluginInfo
-
-OBJECTS = {}
-
-
-class MemoryBackend:
-    def framework(self):
-        return FrameworkInfo(
-            name="memory", display_name="In-memory", protocols=[InferenceProtocol.OPENAI],
-            supports_autoscaling=True, supports_canary=True, supports_gpu=True,
-        )
-
-    def _status(self, key):
-        spec = OBJECTS[key]
-        return DeploymentStatus(
-            external_id=key, state=DeploymentState.READY, ready=True,
-            desired_replicas=spec["autoscaling"]["min_replicas"],
-            target=InferenceTarget(
-                base_url="http://127.0.0.1:9/v1", protocol=InferenceProtocol.OPENAI,
-                model_name=spec["name"],
-            ),
-        )
-
-    def deploy(self, spec):
-        key = f"mem-{spec.name}"
-        OBJECTS[key] = spec.model_dump()
-        return self._status(key)
-
-    def status(self, external_id):
-        if external_id not in OBJECTS:
-            raise NotFound(external_id)
-        return self._status(external_id)
-
-    def update(self, external_id, update):
-        spec = OBJECTS[external_id]
-        if update.autoscaling is not None:
-            spec["autoscaling"] = update.autoscaling.model_dump()
-        if update.resources is not None:
-            spec["resources"] = update.resources.model_dump()
-        if update.canary is not None:
-            spec["canary"] = update.canary.model_dump()
-        return self._status(external_id)
-
-    def delete(self, external_id):
-        OBJECTS.pop(external_id, None)
-
-    def inference_target(self, external_id):
-        return self._status(external_id).target
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="govserve", version="1.0", display_name="Memory serving",
-        capabilities=frozenset({Capability.SERVING}),
-    )
-
-
-@hookimpl
-def llmops_serving(settings, context):
-    return [MemoryBackend()]
-"""
+#: a serving framework in memory that runs GPUs: its deployments want minReplicas replicas
+SERVING_PLUGIN = memory_serving_plugin("govserve", gpu=True)
 
 #: a registry whose repositories carry the licenses LICENSES gives (None: not said)
 REGISTRY_PLUGIN = """

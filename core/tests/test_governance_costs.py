@@ -19,7 +19,7 @@ from llmops.config import CoreSettings
 from llmops.db.governance import EndpointUsage
 from llmops.db.models import ServingEndpoint, TrainingJob
 from llmops.services import governance
-from llmops.testing.plugins import temporary_plugin
+from llmops.testing.plugins import memory_serving_plugin, temporary_plugin
 
 API = "/llm-ops/v1"
 COSTS = f"{API}/governance/costs"
@@ -238,68 +238,7 @@ def test_prices_out_of_bounds_are_refused(client: TestClient, body: dict[str, An
 
 # -- usage recorded by the serving service ---------------------------------------------
 
-SERVING_PLUGIN = """
-from llmops import hookimpl
-from llmops.capabilities.common import Capability, Health, HealthStatus
-from llmops.capabilities.serving import (
-    DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol,
-)
-from llmops.errors import NotFound
-from llmops.plugins.info import PluginInfo
-
-OBJECTS = {}
-
-
-class Backend:
-    def framework(self):
-        return FrameworkInfo(
-            name="costmem", display_name="Cost memory", protocols=[InferenceProtocol.OPENAI],
-            supports_gpu=True,
-        )
-
-    def _status(self, key):
-        spec = OBJECTS[key]
-        return DeploymentStatus(
-            external_id=key, state=DeploymentState.READY, ready=True,
-            desired_replicas=spec["autoscaling"]["min_replicas"],
-        )
-
-    def deploy(self, spec):
-        OBJECTS[spec.name] = spec.model_dump()
-        return self._status(spec.name)
-
-    def status(self, external_id):
-        if external_id not in OBJECTS:
-            raise NotFound(external_id)
-        return self._status(external_id)
-
-    def update(self, external_id, update):
-        if update.autoscaling is not None:
-            OBJECTS[external_id]["autoscaling"] = update.autoscaling.model_dump()
-        return self._status(external_id)
-
-    def delete(self, external_id):
-        OBJECTS.pop(external_id, None)
-
-    def inference_target(self, external_id):
-        raise NotFound(external_id)
-
-    def health(self):
-        return Health(status=HealthStatus.OK)
-
-
-@hookimpl
-def llmops_plugin_info():
-    return PluginInfo(
-        name="costserve", version="1.0", display_name="Cost serving",
-        capabilities=frozenset({Capability.SERVING}),
-    )
-
-
-@hookimpl
-def llmops_serving(settings, context):
-    return [Backend()]
-"""
+SERVING_PLUGIN = memory_serving_plugin("costserve", framework="costmem", gpu=True)
 
 
 @pytest.fixture
@@ -332,6 +271,7 @@ def test_an_endpoints_cost_comes_from_the_intervals_its_deployment_recorded(
         },
     )
     assert created.status_code == 201, created.text
+    assert created.json()["framework"] == "costmem"
     endpoint = f"{API}/serving/endpoints/{created.json()['id']}"
     frozen(t0 + timedelta(minutes=90))
     scaled = client.patch(

@@ -272,3 +272,123 @@ def memory_tracker_plugin(name: str, *, priority: int = 0) -> str:
     ``CALLS``), settings ``url``, ``timeout_seconds``, ``healthy`` and a secret ``token``,
     and a ``/hello`` route; ``priority`` is its :class:`PluginInfo` priority."""
     return f"NAME = {name!r}\nPRIORITY = {priority!r}\n" + _MEMORY_TRACKER
+
+
+_MEMORY_SERVING = textwrap.dedent(
+    """
+    from llmops import hookimpl
+    from llmops.capabilities.common import Capability, Health, HealthStatus
+    from llmops.capabilities.serving import (
+        DeploymentState, DeploymentStatus, FrameworkInfo, InferenceProtocol, InferenceTarget,
+        TrafficSplit,
+    )
+    from llmops.errors import InvalidRequest, NotFound
+    from llmops.plugins.info import PluginInfo
+
+    #: ("deploy", idempotency key), ("update", external id), ("delete", external id)
+    CALLS = []
+    #: external id ("mem-<spec name>") -> the deployed spec's model_dump(); the "framework"
+    #: behind the backend, shared by every instance. A ``test_state`` key set here makes
+    #: the deployment report that DeploymentState instead of "ready".
+    OBJECTS = {}
+
+
+    class MemoryBackend:
+        def framework(self):
+            return FrameworkInfo(
+                name=FRAMEWORK, display_name="In-memory", protocols=[InferenceProtocol.OPENAI],
+                supports_autoscaling=True, supports_canary=True, supports_gpu=GPU,
+            )
+
+        def _status(self, key):
+            spec = OBJECTS[key]
+            traffic = [TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100)]
+            if spec.get("canary"):
+                pct = spec["canary"]["traffic_percent"]
+                traffic = [
+                    TrafficSplit(tag="stable", model_uri=spec["model_uri"], percent=100 - pct),
+                    TrafficSplit(tag="canary", model_uri=spec["canary"]["model_uri"], percent=pct),
+                ]
+            state = DeploymentState(spec.get("test_state", "ready"))
+            return DeploymentStatus(
+                external_id=key, state=state, ready=state is DeploymentState.READY,
+                desired_replicas=spec["autoscaling"]["min_replicas"], traffic=traffic,
+                target=InferenceTarget(
+                    base_url="http://127.0.0.1:9/v1", protocol=InferenceProtocol.OPENAI,
+                    model_name=spec["name"], headers={"Authorization": "Bearer tool-secret"},
+                ),
+            )
+
+        def deploy(self, spec):
+            CALLS.append(("deploy", spec.idempotency_key))
+            key = f"mem-{spec.name}"
+            OBJECTS[key] = spec.model_dump()
+            return self._status(key)
+
+        def status(self, external_id):
+            if external_id not in OBJECTS:
+                raise NotFound(external_id)
+            return self._status(external_id)
+
+        def update(self, external_id, update):
+            CALLS.append(("update", external_id))
+            if external_id not in OBJECTS:
+                raise NotFound(external_id)
+            spec = OBJECTS[external_id]
+            if update.canary is not None:
+                spec["canary"] = update.canary.model_dump()
+            if update.promote_canary and spec.get("canary"):
+                spec["model_uri"] = spec["canary"]["model_uri"]
+                spec["canary"] = None
+            if update.rollback_canary:
+                spec["canary"] = None
+            if update.autoscaling is not None:
+                spec["autoscaling"] = update.autoscaling.model_dump()
+            if update.resources is not None:
+                spec["resources"] = update.resources.model_dump()
+            if update.model_uri is not None:
+                spec["model_uri"] = update.model_uri
+            return self._status(external_id)
+
+        def check(self, spec):
+            if spec.model_uri.startswith("ftp://"):
+                raise InvalidRequest("the memory backend reads no ftp://", parameter="modelUri")
+
+        def delete(self, external_id):
+            CALLS.append(("delete", external_id))
+            OBJECTS.pop(external_id, None)
+
+        def inference_target(self, external_id):
+            return self.status(external_id).target
+
+        def health(self):
+            return Health(status=HealthStatus.OK)
+
+
+    @hookimpl
+    def llmops_plugin_info():
+        return PluginInfo(
+            name=NAME, version="1.0", display_name="Memory serving",
+            capabilities=frozenset({Capability.SERVING}),
+        )
+
+
+    @hookimpl
+    def llmops_serving(settings, context):
+        return [MemoryBackend()]
+    """
+)
+
+
+def memory_serving_plugin(name: str, *, framework: str = "memory", gpu: bool = False) -> str:
+    """A serving plugin named ``name`` with one in-memory backend for the framework
+    ``framework`` (display name "In-memory"; OpenAI protocol, autoscaling and canaries,
+    ``supports_gpu`` as ``gpu`` says). Its deployments live in the module: ``OBJECTS``
+    (external id ``mem-<spec name>`` -> the spec's ``model_dump()``; a ``"test_state"``
+    key there overrides the reported state, "ready" otherwise) and ``CALLS`` (the
+    ``deploy`` / ``update`` / ``delete`` calls, with the idempotency key or external id).
+    Updates apply model URI, autoscaling, resources and canaries (promoted, rolled back),
+    the traffic splits follow the canary, ``check`` refuses ``ftp://`` model URIs, and
+    every deployment's inference target carries the backend's own credentials
+    (``Authorization: Bearer tool-secret``)."""
+    return f"NAME = {name!r}\nFRAMEWORK = {framework!r}\nGPU = {gpu!r}\n" + _MEMORY_SERVING
