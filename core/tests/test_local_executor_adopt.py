@@ -461,20 +461,32 @@ def test_adopt_is_refused_while_a_live_executor_drives_the_run(host: Host) -> No
     assert host.executor().adopt(run_id).state is PipelineState.CANCELLED  # finished
 
 
+@pytest.mark.parametrize("started", ["after", "before"], ids=["new-executor", "running-executor"])
 def test_a_submission_sent_again_after_its_executor_died_drives_the_run_it_had_started(
-    host: Host,
+    host: Host, started: str
 ) -> None:
     """The server died after the executor had started the run but before the delivery of
     the submission committed: the delivery comes again, to another executor, with the same
     key. It gets the run it had started (not a second one), and that executor drives it
-    to its end, since the pipeline now names it as the owner and nobody takes it over."""
+    to its end, since the pipeline now names it as the owner and nobody takes it over.
+    Also when that executor had started before the dead one made the run (a replica,
+    which had looked its keys up already): it finds the run by its key on disk."""
+    earlier: list[str] = []
+    if started == "before":
+        executor = host.executor()
+        spec = PipelineSpec.model_validate(
+            {"name": "earlier", "stages": [sh("a", "true")], "idempotency_key": "pipeline-1:submit"}
+        )
+        earlier.append(executor.submit(spec).external_id)  # its keys are looked up now
+        host.run_ids += earlier
     stages = (sh("a", f"echo a >> a.txt; {gate()}"), sh("b", "echo b > b.txt", depends_on=["a"]))
     key = "pipeline-7f3a:submit"
     run_id = host.submit(*stages, idempotency_key=key)
     wait_until((host.work(run_id) / "started").exists)
     host.kill_holders()
 
-    executor = host.executor()
+    if started == "after":
+        executor = host.executor()
     again = PipelineSpec.model_validate(
         {"name": "held", "stages": list(stages), "idempotency_key": key}
     )
@@ -487,37 +499,8 @@ def test_a_submission_sent_again_after_its_executor_died_drives_the_run_it_had_s
     assert (host.work(run_id) / "a.txt").read_text() == "a\n"  # stage a ran once
     assert (host.work(run_id) / "b.txt").read_text() == "b\n"
     assert executor.orphaned_runs() == []
-    assert sorted(p.name for p in (host.state_dir / "runs").iterdir()) == [run_id]
-
-
-def test_a_submission_sent_again_to_an_executor_that_was_already_running_finds_the_run(
-    host: Host,
-) -> None:
-    """Replicas: the executor the submission comes to again had started before the dead
-    one made its run (it had looked its keys up already). It still finds that run by its
-    key on disk and drives it, instead of starting the stages a second time."""
-    executor = host.executor()
-    earlier = PipelineSpec.model_validate(
-        {"name": "earlier", "stages": [sh("a", "true")], "idempotency_key": "pipeline-1:submit"}
-    )
-    host.run_ids.append(executor.submit(earlier).external_id)  # its key index is built now
-    stages = (sh("a", f"echo a >> a.txt; {gate()}"),)
-    key = "pipeline-2:submit"
-    run_id = host.submit(*stages, idempotency_key=key)
-    wait_until((host.work(run_id) / "started").exists)
-    host.kill_holders()
-
-    again = PipelineSpec.model_validate(
-        {"name": "held", "stages": list(stages), "idempotency_key": key}
-    )
-    assert executor.submit(again).external_id == run_id
-    (host.work(run_id) / "go").touch()
-    status = wait_terminal(executor, run_id)
-
-    assert status.state is PipelineState.SUCCEEDED, status
-    assert [(s.name, s.attempts) for s in status.stages] == [("a", 1)]
-    assert (host.work(run_id) / "a.txt").read_text() == "a\n"  # it ran once
-    assert len(list((host.state_dir / "runs").iterdir())) == 2
+    runs = sorted(p.name for p in (host.state_dir / "runs").iterdir())
+    assert runs == sorted([run_id, *earlier])
 
 
 def test_orphaned_runs_and_recover_keep_tell_the_dead_executors_runs_apart(
