@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -253,6 +254,19 @@ def serving_client(
         yield client
 
 
+def create_endpoint(client: TestClient, name: str, model_id: str) -> httpx.Response:
+    """An endpoint of 2 to 3 replicas of one GPU each."""
+    return client.post(
+        f"{API}/serving/endpoints",
+        json={
+            "name": name,
+            "modelId": model_id,
+            "autoscaling": {"minReplicas": 2, "maxReplicas": 3},
+            "resources": {"gpus": 1},
+        },
+    )
+
+
 def test_an_endpoints_cost_comes_from_the_intervals_its_deployment_recorded(
     serving_client: TestClient, frozen: Callable[[datetime], None]
 ) -> None:
@@ -261,15 +275,7 @@ def test_an_endpoints_cost_comes_from_the_intervals_its_deployment_recorded(
     t0 = at("2026-03-10T08:00")
     model = client.post(f"{API}/catalog/models", json={"name": "m", "uri": "file:///m"}).json()
     frozen(t0)
-    created = client.post(
-        f"{API}/serving/endpoints",
-        json={
-            "name": "priced",
-            "modelId": model["id"],
-            "autoscaling": {"minReplicas": 2, "maxReplicas": 3},
-            "resources": {"gpus": 1},
-        },
-    )
+    created = create_endpoint(client, "priced", model["id"])
     assert created.status_code == 201, created.text
     assert created.json()["framework"] == "costmem"
     endpoint = f"{API}/serving/endpoints/{created.json()['id']}"
@@ -303,15 +309,7 @@ def test_an_endpoints_usage_intervals_follow_its_replicas_and_gpus_until_it_is_d
 ) -> None:
     client = serving_client
     model = client.post(f"{API}/catalog/models", json={"name": "m", "uri": "file:///m"}).json()
-    created = client.post(
-        f"{API}/serving/endpoints",
-        json={
-            "name": "tracked",
-            "modelId": model["id"],
-            "autoscaling": {"minReplicas": 2, "maxReplicas": 3},
-            "resources": {"gpus": 1},
-        },
-    ).json()
+    created = create_endpoint(client, "tracked", model["id"]).json()
     endpoint = f"{API}/serving/endpoints/{created['id']}"
     assert usage_rows(client) == [(2, 1, True)]
     client.get(f"{endpoint}/deployment").raise_for_status()  # a sync that changes nothing

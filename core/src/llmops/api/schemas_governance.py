@@ -1,5 +1,6 @@
 """Bodies of the governance routes: policies, prices and costs (camelCase on the wire,
-like schemas.py)."""
+like schemas.py). The answers are read from the service's objects as they are
+(``model_validate``, ``from_attributes``)."""
 
 from __future__ import annotations
 
@@ -115,29 +116,6 @@ class PoliciesOut(Versioned):
     model_imports: ModelImportPolicyOut
     endpoints: EndpointPolicyOut
 
-    @classmethod
-    def of(cls, policies: governance.Policies) -> PoliciesOut:
-        imports, endpoints = policies.model_imports, policies.endpoints
-        return cls(
-            model_imports=ModelImportPolicyOut(
-                allowed_licenses=None
-                if imports.allowed_licenses is None
-                else list(imports.allowed_licenses),
-                allowed_sources=None
-                if imports.allowed_sources is None
-                else list(imports.allowed_sources),
-            ),
-            endpoints=EndpointPolicyOut(
-                max_replicas=endpoints.max_replicas,
-                max_gpus_per_replica=endpoints.max_gpus_per_replica,
-                max_gpus=endpoints.max_gpus,
-                deploy_roles=[r.value for r in endpoints.deploy_roles],
-            ),
-            version=policies.version,
-            updated_at=policies.updated_at,
-            updated_by=policies.updated_by,
-        )
-
 
 class PricesIn(Input):
     replica_hour: float = Field(
@@ -153,17 +131,6 @@ class PricesOut(Versioned):
     replica_hour: float
     gpu_hour: float
     currency: str
-
-    @classmethod
-    def of(cls, prices: governance.Prices) -> PricesOut:
-        return cls(
-            replica_hour=prices.replica_hour,
-            gpu_hour=prices.gpu_hour,
-            currency=prices.currency,
-            version=prices.version,
-            updated_at=prices.updated_at,
-            updated_by=prices.updated_by,
-        )
 
 
 class BucketCostOut(ApiModel):
@@ -196,33 +163,3 @@ class CostReportOut(ApiModel):
     series: list[BucketCostOut] = Field(description="endpoints and jobs together, per bucket")
     endpoints: list[ItemCostOut] = Field(description="the costliest first")
     jobs: list[ItemCostOut] = Field(description="the costliest first")
-
-    @classmethod
-    def of(cls, report: governance.CostReport) -> CostReportOut:
-        def items(costs: list[governance.ItemCost]) -> list[ItemCostOut]:
-            return [
-                ItemCostOut(
-                    id=c.id,
-                    name=c.name,
-                    state=c.state,
-                    replica_hours=c.replica_hours,
-                    gpu_hours=c.gpu_hours,
-                    cost=c.cost,
-                    series=[BucketCostOut.model_validate(b) for b in c.series],
-                )
-                for c in costs
-            ]
-
-        return cls(
-            since=report.since,
-            until=report.until,
-            bucket=report.bucket.value,
-            prices=PricesOut.of(report.prices),
-            currency=report.prices.currency,
-            replica_hours=report.replica_hours,
-            gpu_hours=report.gpu_hours,
-            cost=report.cost,
-            series=[BucketCostOut.model_validate(b) for b in report.series],
-            endpoints=items(report.endpoints),
-            jobs=items(report.jobs),
-        )

@@ -188,8 +188,7 @@ def set_policies(
     return _policies_from(_store(session, POLICIES, value))
 
 
-def get_prices(session: Session) -> Prices:
-    row = session.get(GovernanceSetting, PRICES)
+def _prices_from(row: GovernanceSetting | None) -> Prices:
     if row is None:
         return Prices()
     return Prices(
@@ -202,13 +201,13 @@ def get_prices(session: Session) -> Prices:
     )
 
 
+def get_prices(session: Session) -> Prices:
+    return _prices_from(session.get(GovernanceSetting, PRICES))
+
+
 def set_prices(session: Session, replica_hour: float, gpu_hour: float, currency: str) -> Prices:
-    _store(
-        session,
-        PRICES,
-        {"replica_hour": float(replica_hour), "gpu_hour": float(gpu_hour), "currency": currency},
-    )
-    return get_prices(session)
+    value = {"replica_hour": float(replica_hour), "gpu_hour": float(gpu_hour), "currency": currency}
+    return _prices_from(_store(session, PRICES, value))
 
 
 # -- enforcement ------------------------------------------------------------------------
@@ -365,11 +364,15 @@ def record_usage(
     nothing changes when its open interval says so already; else that one ends and,
     unless ``replicas`` is 0, a new one starts. Returns the open interval."""
     replicas, gpus_per_replica = max(0, replicas), max(0, gpus_per_replica)
+
+    def unchanged(current: list[EndpointUsage]) -> bool:
+        return len(current) == 1 and (current[0].replicas, current[0].gpus_per_replica) == (
+            replicas,
+            gpus_per_replica,
+        )
+
     current = _open(session, endpoint_id)
-    if len(current) == 1 and (current[0].replicas, current[0].gpus_per_replica) == (
-        replicas,
-        gpus_per_replica,
-    ):
+    if unchanged(current):
         return current[0]
     if not current and replicas == 0:
         return None
@@ -379,10 +382,7 @@ def record_usage(
         select(ServingEndpoint.id).where(ServingEndpoint.id == endpoint_id).with_for_update()
     )
     current = _open(session, endpoint_id)
-    if len(current) == 1 and (current[0].replicas, current[0].gpus_per_replica) == (
-        replicas,
-        gpus_per_replica,
-    ):
+    if unchanged(current):
         return current[0]
     now = at or clock()
     for row in current:
@@ -442,6 +442,14 @@ class Usage:
     def cost(self, prices: Prices) -> float:
         return self.replica_hours * prices.replica_hour + self.gpu_hours * prices.gpu_hour
 
+    @classmethod
+    def sum(cls, usages: Iterable[Usage]) -> Usage:
+        total = cls()
+        for usage in usages:
+            total.replica_hours += usage.replica_hours
+            total.gpu_hours += usage.gpu_hours
+        return total
+
 
 @dataclass(frozen=True)
 class BucketCost:
@@ -479,6 +487,10 @@ class CostReport:
     endpoints: list[ItemCost]
     jobs: list[ItemCost]
 
+    @property
+    def currency(self) -> str:
+        return self.prices.currency
+
 
 @dataclass(frozen=True)
 class _Interval:
@@ -513,29 +525,57 @@ def _round(value: float) -> float:
     return round(value, DECIMALS) + 0.0  # no -0.0
 
 
-def _series(
-    intervals: Sequence[_Interval], buckets: Sequence[tuple[datetime, datetime]], prices: Prices
-) -> tuple[Usage, list[BucketCost]]:
-    total = Usage()
-    series = []
+def _by_bucket(
+    intervals: Sequence[_Interval], buckets: Sequence[tuple[datetime, datetime]]
+) -> list[Usage]:
+    """The use ``intervals`` make of each bucket."""
+    usages = []
     for start, end in buckets:
         usage = Usage()
         for interval in intervals:
             overlap = (min(end, interval.end) - max(start, interval.start)).total_seconds()
             if overlap > 0:
                 usage.add(overlap, interval.replicas, interval.gpus_per_replica)
-        total.replica_hours += usage.replica_hours
-        total.gpu_hours += usage.gpu_hours
-        series.append(
-            BucketCost(
-                start=start,
-                end=end,
-                replica_hours=_round(usage.replica_hours),
-                gpu_hours=_round(usage.gpu_hours),
-                cost=_round(usage.cost(prices)),
-            )
+        usages.append(usage)
+    return usages
+
+
+def _priced(
+    usages: Sequence[Usage], buckets: Sequence[tuple[datetime, datetime]], prices: Prices
+) -> tuple[Usage, list[BucketCost]]:
+    """The use in all and per bucket, rounded and priced."""
+    total = Usage.sum(usages)
+    series = [
+        BucketCost(
+            start=start,
+            end=end,
+            replica_hours=_round(usage.replica_hours),
+            gpu_hours=_round(usage.gpu_hours),
+            cost=_round(usage.cost(prices)),
         )
+        for (start, end), usage in zip(buckets, usages, strict=True)
+    ]
     return total, series
+
+
+def _item_cost(
+    item_id: str,
+    name: str,
+    state: str,
+    usages: Sequence[Usage],
+    buckets: Sequence[tuple[datetime, datetime]],
+    prices: Prices,
+) -> ItemCost:
+    usage, series = _priced(usages, buckets, prices)
+    return ItemCost(
+        id=item_id,
+        name=name,
+        replica_hours=_round(usage.replica_hours),
+        gpu_hours=_round(usage.gpu_hours),
+        cost=_round(usage.cost(prices)),
+        series=series,
+        state=state,
+    )
 
 
 def cost_report(
@@ -606,38 +646,20 @@ def cost_report(
         jobs[job.id] = [_Interval(job.started_at, min(end, horizon), 1, 0)]
         job_rows[job.id] = job
 
-    everything: list[_Interval] = []
-    endpoint_costs = []
-    for endpoint_id, intervals in endpoints.items():
-        usage, series = _series(intervals, buckets, prices)
-        everything.extend(intervals)
-        endpoint_costs.append(
-            ItemCost(
-                id=endpoint_id,
-                name=names[endpoint_id],
-                replica_hours=_round(usage.replica_hours),
-                gpu_hours=_round(usage.gpu_hours),
-                cost=_round(usage.cost(prices)),
-                series=series,
-                state="active" if endpoint_id in existing else "deleted",
-            )
-        )
-    job_costs = []
-    for job_id, intervals in jobs.items():
-        usage, series = _series(intervals, buckets, prices)
-        everything.extend(intervals)
-        job_costs.append(
-            ItemCost(
-                id=job_id,
-                name=job_rows[job_id].name,
-                replica_hours=_round(usage.replica_hours),
-                gpu_hours=_round(usage.gpu_hours),
-                cost=_round(usage.cost(prices)),
-                series=series,
-                state=job_rows[job_id].status,
-            )
-        )
-    total, series = _series(everything, buckets, prices)
+    endpoint_usage = {e: _by_bucket(intervals, buckets) for e, intervals in endpoints.items()}
+    job_usage = {j: _by_bucket(intervals, buckets) for j, intervals in jobs.items()}
+    endpoint_costs = [
+        _item_cost(e, names[e], "active" if e in existing else "deleted", usages, buckets, prices)
+        for e, usages in endpoint_usage.items()
+    ]
+    job_costs = [
+        _item_cost(j, job_rows[j].name, job_rows[j].status, usages, buckets, prices)
+        for j, usages in job_usage.items()
+    ]
+    every = [*endpoint_usage.values(), *job_usage.values()]
+    total, series = _priced(
+        [Usage.sum(usages[i] for usages in every) for i in range(len(buckets))], buckets, prices
+    )
     endpoint_costs.sort(key=lambda c: (-c.cost, -c.replica_hours, c.name))
     job_costs.sort(key=lambda c: (-c.cost, -c.replica_hours, c.name))
     return CostReport(

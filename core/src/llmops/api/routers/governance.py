@@ -64,7 +64,7 @@ def list_audit_logs(
 def get_governance_policies(session: SessionDep) -> PoliciesOut:
     """What imports and endpoints may ask for, and who may deploy: the defaults (nothing
     limited; admins and editors deploy) until an admin sets them. Any role reads them."""
-    return PoliciesOut.of(governance.get_policies(session))
+    return PoliciesOut.model_validate(governance.get_policies(session))
 
 
 @router.put("/policies", response_model=PoliciesOut, summary="Set the governance policies")
@@ -75,12 +75,12 @@ def set_governance_policies(body: PoliciesIn, session: SessionDep, request: Requ
     imports, endpoints = body.to_service()
     policies = governance.set_policies(session, imports, endpoints)
     add_audit_details(request, version=policies.version)
-    return PoliciesOut.of(policies)
+    return PoliciesOut.model_validate(policies)
 
 
 @router.get("/prices", response_model=PricesOut, summary="The prices costs are estimated at")
 def get_governance_prices(session: SessionDep) -> PricesOut:
-    return PricesOut.of(governance.get_prices(session))
+    return PricesOut.model_validate(governance.get_prices(session))
 
 
 @router.put("/prices", response_model=PricesOut, summary="Set the prices")
@@ -89,7 +89,7 @@ def set_governance_prices(body: PricesIn, session: SessionDep, request: Request)
     included, is estimated at the prices in force when it is asked for."""
     prices = governance.set_prices(session, body.replica_hour, body.gpu_hour, body.currency)
     add_audit_details(request, version=prices.version)
-    return PricesOut.of(prices)
+    return PricesOut.model_validate(prices)
 
 
 @router.get("/costs", response_model=CostReportOut, summary="Estimated costs")
@@ -111,6 +111,6 @@ def get_governance_costs(
     clipped to the window). Use that is still going on counts up to now. Cost =
     replica-hours x replicaHour + GPU-hours x gpuHour, GPU-hours being hours x replicas x
     GPUs per replica; a training job counts as one replica without GPUs."""
-    return CostReportOut.of(
+    return CostReportOut.model_validate(
         governance.cost_report(session, since=since, until=until, bucket=bucket)
     )
