@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -49,29 +50,41 @@ FENCE = re.compile(r"^```(\S*)\s*$")
 MODULE = re.compile(r"(?<![\w/.:-])llmops(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
-def _differs(path: Path, expected: str, command: str) -> str:
+@pytest.fixture(scope="module")
+def environment_page() -> str:
+    return docs_env.render_environment()
+
+
+@pytest.fixture(scope="module")
+def document() -> dict[str, Any]:
+    """The core's OpenAPI document (an app is built for it: once for the module)."""
+    return docs_env.openapi_document()
+
+
+@pytest.fixture(scope="module")
+def endpoints_page(document: dict[str, Any]) -> str:
+    return docs_env.render_endpoints(document)
+
+
+def _differs(path: Path, command: str) -> str:
     return (
         f"{path.relative_to(ROOT)} is not what the code generates: run `{command}` "
         "(uv run ...) and commit the result"
     )
 
 
-def test_environment_reference_is_generated_from_the_settings() -> None:
+def test_environment_reference_is_generated_from_the_settings(environment_page: str) -> None:
     path = DOCS / "environment.md"
-    expected = docs_env.render_environment()
-    assert path.is_file(), _differs(path, expected, docs_env.ENV_COMMAND)
-    assert path.read_text(encoding="utf-8") == expected, _differs(
-        path, expected, docs_env.ENV_COMMAND
+    assert path.is_file(), _differs(path, docs_env.ENV_COMMAND)
+    assert path.read_text(encoding="utf-8") == environment_page, _differs(
+        path, docs_env.ENV_COMMAND
     )
 
 
-def test_endpoint_table_is_generated_from_the_openapi_document() -> None:
+def test_endpoint_table_is_generated_from_the_openapi_document(endpoints_page: str) -> None:
     path = DOCS / "api" / "endpoints.md"
-    expected = docs_env.render_endpoints()
-    assert path.is_file(), _differs(path, expected, docs_env.API_COMMAND)
-    assert path.read_text(encoding="utf-8") == expected, _differs(
-        path, expected, docs_env.API_COMMAND
-    )
+    assert path.is_file(), _differs(path, docs_env.API_COMMAND)
+    assert path.read_text(encoding="utf-8") == endpoints_page, _differs(path, docs_env.API_COMMAND)
 
 
 def test_every_setting_has_a_description() -> None:
@@ -81,10 +94,10 @@ def test_every_setting_has_a_description() -> None:
     )
 
 
-def test_the_environment_reference_names_every_field() -> None:
+def test_the_environment_reference_names_every_field(environment_page: str) -> None:
     from llmops.config import CoreSettings
 
-    text = docs_env.render_environment()
+    text = environment_page
     for name in CoreSettings.model_fields:
         assert f"`LLMOPS_{name.upper()}`" in text
     for plugin in docs_env.plugin_docs():
@@ -115,20 +128,23 @@ def test_the_pages_do_not_depend_on_the_machine(
     assert str(tmp_path) not in docs_env.render_environment()
 
 
-def test_the_commands_write_the_pages(tmp_path: Path) -> None:
+def test_the_commands_write_the_pages(
+    tmp_path: Path, environment_page: str, endpoints_page: str
+) -> None:
     runner = CliRunner()
     env_page, api_page = tmp_path / "environment.md", tmp_path / "endpoints.md"
     done = runner.invoke(main, ["docs", "env", "-o", str(env_page)])
     assert done.exit_code == 0, done.output
-    assert env_page.read_text(encoding="utf-8") == docs_env.render_environment()
+    assert env_page.read_text(encoding="utf-8") == environment_page
     done = runner.invoke(main, ["docs", "api", "-o", str(api_page)])
     assert done.exit_code == 0, done.output
-    assert api_page.read_text(encoding="utf-8") == docs_env.render_endpoints()
+    assert api_page.read_text(encoding="utf-8") == endpoints_page
 
 
-def test_every_route_is_in_the_endpoint_table() -> None:
-    document = docs_env.openapi_document()
-    text = docs_env.render_endpoints(document)
+def test_every_route_is_in_the_endpoint_table(
+    document: dict[str, Any], endpoints_page: str
+) -> None:
+    text = endpoints_page
     for path, item in document["paths"].items():
         for method in item:
             if method in {"get", "put", "post", "patch", "delete"}:

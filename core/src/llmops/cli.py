@@ -77,33 +77,6 @@ def up(host: str | None, port: int | None, data_dir: Path | None, log_level: str
     )
 
 
-@main.command()
-@click.option(
-    "-o",
-    "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="write to this file instead of standard output",
-)
-def openapi(output: Path | None) -> None:
-    """Print the core API's OpenAPI document (no plugin routes): the console's typed
-    client is generated from it."""
-    import json
-
-    from llmops.api.app import create_app
-
-    document = json.dumps(create_app(_settings(), start_worker=False).openapi(), indent=2)
-    if output is None:
-        click.echo(document)
-    else:
-        output.write_text(document + "\n", encoding="utf-8")
-
-
-@main.group()
-def docs() -> None:
-    """Reference pages generated from the code (docs/environment.md, docs/api/endpoints.md)."""
-
-
 def _write_doc(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
@@ -112,7 +85,7 @@ def _write_doc(text: str, output: Path | None) -> None:
         click.echo(f"wrote {output}", err=True)
 
 
-_DOC_OUTPUT = click.option(
+_OUTPUT = click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -121,8 +94,26 @@ _DOC_OUTPUT = click.option(
 )
 
 
+@main.command()
+@_OUTPUT
+def openapi(output: Path | None) -> None:
+    """Print the core API's OpenAPI document (no plugin routes): the console's typed
+    client is generated from it."""
+    import json
+
+    from llmops.api.app import create_app
+
+    document = json.dumps(create_app(_settings(), start_worker=False).openapi(), indent=2)
+    _write_doc(document + "\n", output)
+
+
+@main.group()
+def docs() -> None:
+    """Reference pages generated from the code (docs/environment.md, docs/api/endpoints.md)."""
+
+
 @docs.command("env")
-@_DOC_OUTPUT
+@_OUTPUT
 def docs_env(output: Path | None) -> None:
     """The environment reference: every LLMOPS_* setting of the core and of the shipped
     plugins, from their settings models."""
@@ -136,7 +127,7 @@ def docs_env(output: Path | None) -> None:
 
 
 @docs.command("api")
-@_DOC_OUTPUT
+@_OUTPUT
 def docs_api(output: Path | None) -> None:
     """The table of the core API's routes, from its OpenAPI document."""
     from llmops.docs_env import render_endpoints

@@ -23,7 +23,6 @@ import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +31,13 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from llmops.config import CoreSettings, default_data_dir
+from llmops.plugins.discovery import ENTRY_POINT_GROUP, installed_plugins
 
 #: The plugins that ship with the platform (``llmops-core``'s built-in ``local`` and the
 #: workspace's ``plugins/*``), in the order the page lists them. Third-party plugins
 #: document their own settings.
 SHIPPED_PLUGINS = ("local", "mlflow", "rayserve", "kserve", "argo", "hf", "dvc")
 
-ENTRY_POINT_GROUP = "llmops.plugins"
 ENV_COMMAND = "llmops docs env -o docs/environment.md"
 API_COMMAND = "llmops docs api -o docs/api/endpoints.md"
 
@@ -187,16 +186,12 @@ class PluginDoc:
     settings: list[SettingDoc]
 
 
-def _entry_point_modules() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
 def plugin_docs(names: Iterable[str] = SHIPPED_PLUGINS) -> list[PluginDoc]:
     """Each plugin's settings, read from its ``llmops_plugin_info().settings_model``.
     Raises ``LookupError`` naming a plugin that is not installed."""
     from llmops.plugins.fields import operator_only_fields
 
-    modules = _entry_point_modules()
+    modules = {plugin.name: plugin.target for plugin in installed_plugins()}
     found = []
     for name in names:
         target = modules.get(name)

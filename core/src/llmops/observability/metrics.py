@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from llmops.capabilities.orchestration import PipelineState
 from llmops.db.models import Operation, WorkflowPipeline
+from llmops.resilience.outbox import OperationStatus
 
 log = logging.getLogger(__name__)
 
@@ -282,7 +283,7 @@ class _SyncLagCollector(_DatabaseCollector):
 
 
 #: the outbox's statuses that still hold a write (``succeeded`` and ``discarded`` are done)
-_WAITING = ("pending", "running", "dead")
+_WAITING = (OperationStatus.PENDING, OperationStatus.RUNNING, OperationStatus.DEAD)
 
 
 class _OutboxCollector(_DatabaseCollector):
@@ -322,5 +323,5 @@ class _OutboxCollector(_DatabaseCollector):
         operations, oldest = families
         for provider, status, count, first in rows:
             operations.add_metric([provider, status], count)
-            if status == "pending" and first is not None:
+            if status == OperationStatus.PENDING and first is not None:
                 oldest.add_metric([provider], _age(now, first))

@@ -123,8 +123,13 @@ class TrafficSampler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def now(self) -> Snapshot:
+        """The totals now (not kept)."""
+        return Snapshot(time.monotonic(), datetime.now(UTC), read(self.registry))
+
     def take(self) -> Snapshot:
-        snapshot = Snapshot(time.monotonic(), datetime.now(UTC), read(self.registry))
+        """The totals now, kept."""
+        snapshot = self.now()
         with self._lock:
             self._snapshots.append(snapshot)
         return snapshot
@@ -220,7 +225,7 @@ def window(sampler: TrafficSampler, endpoint: str, seconds: float) -> Traffic:
     """``endpoint``'s traffic over the last ``seconds`` (at most an hour), from the
     snapshots and the totals now."""
     seconds = min(max(seconds, 1.0), KEEP_SECONDS)
-    now = Snapshot(time.monotonic(), datetime.now(UTC), read(sampler.registry))
+    now = sampler.now()
     kept = sampler.snapshots()
     start = _start_of(kept, now.monotonic - seconds)
     base = start.counts.get(endpoint) if start is not None else None
