@@ -9,13 +9,11 @@ the usage a test writes is removed, in ``finally`` blocks.
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from playwright.sync_api import expect
@@ -23,34 +21,28 @@ from sqlalchemy import delete
 
 from llmops.db.governance import EndpointUsage
 from llmops.db.session import make_engine
-from llmops.testing.console import Console, ConsoleServer
+from llmops.testing.console import Console, ok
 
 API = "/llm-ops/v1"
 POLICIES = f"{API}/governance/policies"
 PRICES = f"{API}/governance/prices"
 
 
-def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 @contextmanager
 def _policies_restored(api: httpx.Client) -> Iterator[None]:
     """Whatever the test sets, the policies and prices in force before come back."""
-    policies = _ok(api.get(POLICIES))
-    prices = _ok(api.get(PRICES))
+    policies = ok(api.get(POLICIES))
+    prices = ok(api.get(PRICES))
     try:
         yield
     finally:
-        _ok(
+        ok(
             api.put(
                 POLICIES,
                 json={"modelImports": policies["modelImports"], "endpoints": policies["endpoints"]},
             )
         )
-        _ok(
+        ok(
             api.put(
                 PRICES,
                 json={
@@ -80,16 +72,16 @@ def test_an_admin_limits_replicas_and_an_endpoint_over_the_limit_is_refused(
             page.get_by_role("alert").filter(has_text="greater than or equal to 1").first
         ).to_be_visible()
         expect(most).to_have_attribute("aria-invalid", "true")
-        assert _ok(api.get(POLICIES))["endpoints"]["maxReplicas"] is None
+        assert ok(api.get(POLICIES))["endpoints"]["maxReplicas"] is None
 
         most.fill("2")
         page.get_by_role("button", name="Save policies").click()
 
         expect(page.get_by_role("status").filter(has_text="Policies saved")).to_be_visible()
         expect(page.get_by_test_id("max-replicas")).to_have_text("2")
-        assert _ok(api.get(POLICIES))["endpoints"]["maxReplicas"] == 2
+        assert ok(api.get(POLICIES))["endpoints"]["maxReplicas"] == 2
 
-        model = _ok(
+        model = ok(
             api.post(
                 f"{API}/catalog/models", json={"name": unique("governed"), "uri": "file:///m"}
             ),
@@ -109,9 +101,9 @@ def test_an_admin_limits_replicas_and_an_endpoint_over_the_limit_is_refused(
             2,
         )
         assert "allows at most 2 replicas" in problem["detail"]
-        names = [e["name"] for e in _ok(api.get(f"{API}/serving/endpoints"))["items"]]
+        names = [e["name"] for e in ok(api.get(f"{API}/serving/endpoints"))["items"]]
         assert name not in names
-        denied = _ok(
+        denied = ok(
             api.get(
                 f"{API}/governance/audit-logs",
                 params={"action": "create_serving_endpoint", "outcome": "denied", "limit": 5},
@@ -126,12 +118,6 @@ def test_an_admin_limits_replicas_and_an_endpoint_over_the_limit_is_refused(
         console.screenshot("governance-policies")
 
 
-def _database_url(server: ConsoleServer) -> str:
-    return os.environ.get("LLMOPS_DATABASE_URL") or (
-        f"sqlite:///{server.data_dir / 'data' / 'llmops.db'}"
-    )
-
-
 def test_the_cost_page_shows_an_endpoints_cost_with_a_chart(
     console: Console, unique: Callable[[str], str]
 ) -> None:
@@ -141,7 +127,7 @@ def test_the_cost_page_shows_an_endpoints_cost_with_a_chart(
     endpoint_id = uuid.uuid4().hex
     name = unique("costly")
     now = datetime.now(UTC)
-    engine = make_engine(_database_url(console.server))
+    engine = make_engine(console.server.database_url)
     try:
         with engine.begin() as connection:
             connection.execute(
@@ -155,7 +141,7 @@ def test_the_cost_page_shows_an_endpoints_cost_with_a_chart(
                 )
             )
         with _policies_restored(api):
-            _ok(api.put(PRICES, json={"replicaHour": 1.5, "gpuHour": 2, "currency": "EUR"}))
+            ok(api.put(PRICES, json={"replicaHour": 1.5, "gpuHour": 2, "currency": "EUR"}))
             console.sign_in("viewer")
 
             page = console.open("/governance/costs?window=24h", "governance-costs")

@@ -49,6 +49,7 @@ from llmops.testing.console import (
     ConsoleNotBuilt,
     ConsoleServer,
     console_tab,
+    ok,
     running_platform,
 )
 from llmops.testing.models import DIRECT_SERVING_PLUGIN, serving_in_thread, tiny_causal_lm
@@ -236,16 +237,10 @@ def tab(served: Served, browser: Browser, request: pytest.FixtureRequest) -> Ite
 # -- arranging through the API ------------------------------------------------------------
 
 
-def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 def _model(api: httpx.Client, name: str, uri: str) -> str:
     """A catalog model whose URI is a backend's OpenAI base URL (what both plugins serve)."""
     body = {"name": name, "uri": uri, "task": "text-generation"}
-    return str(_ok(api.post(f"{API}/catalog/models", json=body), 201)["id"])
+    return str(ok(api.post(f"{API}/catalog/models", json=body), 201)["id"])
 
 
 def _endpoint(
@@ -253,7 +248,7 @@ def _endpoint(
 ) -> dict[str, Any]:
     model = _model(served.api, f"model-{name}", uri)
     body = {"name": name, "modelId": model, "framework": framework, **extra}
-    created = _ok(served.api.post(f"{API}/serving/endpoints", json=body), 201)
+    created = ok(served.api.post(f"{API}/serving/endpoints", json=body), 201)
     assert created["status"] == "ready", created
     return created
 
@@ -266,7 +261,7 @@ def _answer(served: Served, endpoint_id: str, message: str, max_tokens: int) -> 
         "max_tokens": max_tokens,
     }
     path = f"{API}/serving/endpoints/{endpoint_id}/chat/completions"
-    answer = _ok(served.api.post(path, json=body))
+    answer = ok(served.api.post(path, json=body))
     return str(answer["choices"][0]["message"]["content"])
 
 

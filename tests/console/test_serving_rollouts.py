@@ -38,6 +38,7 @@ from llmops.testing.console import (
     ConsoleNotBuilt,
     ConsoleServer,
     console_tab,
+    ok,
     running_platform,
 )
 from llmops.testing.plugins import temporary_plugin
@@ -339,12 +340,6 @@ def tab(rollouts: Rollouts, browser: Browser, request: pytest.FixtureRequest) ->
 # -- arranging through the API ------------------------------------------------------------
 
 
-def _ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
 @dataclass(frozen=True)
 class Model:
     id: str
@@ -364,19 +359,19 @@ def _model(rollouts: Rollouts, name: str, *, loadable: bool = True) -> Model:
         (folder / "config.json").write_text("{}")
     uri = folder.as_uri()
     body = {"name": name, "uri": uri, "task": "text-generation"}
-    created = _ok(rollouts.api.post(f"{API}/catalog/models", json=body), 201)
+    created = ok(rollouts.api.post(f"{API}/catalog/models", json=body), 201)
     return Model(str(created["id"]), name, uri)
 
 
 def _endpoint(rollouts: Rollouts, name: str, model: Model, **extra: Any) -> dict[str, Any]:
     body = {"name": name, "modelId": model.id, "framework": "canaried", **extra}
-    created = _ok(rollouts.api.post(f"{API}/serving/endpoints", json=body), 201)
+    created = ok(rollouts.api.post(f"{API}/serving/endpoints", json=body), 201)
     assert created["status"] == "ready", created
     return created
 
 
 def _deployment(rollouts: Rollouts, endpoint_id: str) -> dict[str, Any]:
-    return _ok(rollouts.api.get(f"{API}/serving/endpoints/{endpoint_id}/deployment"))
+    return ok(rollouts.api.get(f"{API}/serving/endpoints/{endpoint_id}/deployment"))
 
 
 def _rollout_state(rollouts: Rollouts, endpoint_id: str) -> str:
@@ -522,7 +517,7 @@ def test_a_runtime_the_framework_dropped_after_the_form_loaded_is_refused_under_
 
     # an operator removes server-b while the form is open: the platform refuses it
     configure = f"{API}/integrations/canaried/config"
-    _ok(rollouts.api.put(configure, json={"settings": {"runtimes": ["server-a"]}}))
+    ok(rollouts.api.put(configure, json={"settings": {"runtimes": ["server-a"]}}))
     try:
         tab.expect_console_error("status of 422")
         page.get_by_role("button", name="Deploy", exact=True).click()
@@ -540,7 +535,7 @@ def test_a_runtime_the_framework_dropped_after_the_form_loaded_is_refused_under_
         spec = _deployment(rollouts, page.url.rsplit("/", 1)[-1])["spec"]
         assert spec["runtime"] == "server-a"
     finally:
-        _ok(rollouts.api.put(configure, json={"settings": {"runtimes": None}}))
+        ok(rollouts.api.put(configure, json={"settings": {"runtimes": None}}))
     frameworks: list[dict[str, Any]] = rollouts.api.get(f"{API}/serving/frameworks").json()
     restored = next(f for f in frameworks if f["name"] == "canaried")
     assert restored["runtimes"] == ["server-a", "server-b"]
@@ -672,7 +667,7 @@ def test_an_action_on_a_canary_someone_else_ended_shows_the_apis_error_and_the_c
 
     # another editor rolls the canary back through the API while this page shows it
     patch = f"{API}/serving/endpoints/{endpoint['id']}/deployment"
-    _ok(rollouts.api.patch(patch, json={"rollbackCanary": True}))
+    ok(rollouts.api.patch(patch, json={"rollbackCanary": True}))
     tab.expect_console_error("status of 422")
     _confirm(page, "Promote", PROMOTE)
     error = page.get_by_test_id("traffic").get_by_role("alert")
@@ -694,7 +689,7 @@ def test_a_viewer_sees_the_traffic_and_rollout_but_no_rollout_controls(
     endpoint = _endpoint(rollouts, unique("viewed"), stable)
     patch = f"{API}/serving/endpoints/{endpoint['id']}/deployment"
     body = {"canary": {"modelUri": canary.uri, "trafficPercent": 20}}
-    _ok(rollouts.api.patch(patch, json=body))
+    ok(rollouts.api.patch(patch, json=body))
     wait_for(
         lambda: _rollout_state(rollouts, endpoint["id"]) == "canary",
         timeout=SETTLED_MS / 1000,
@@ -719,7 +714,7 @@ def test_a_framework_without_canaries_shows_no_traffic_section(
 ) -> None:
     model = _model(rollouts, unique("plain-model"))
     body = {"name": unique("plain"), "modelId": model.id, "framework": "plain"}
-    endpoint = _ok(rollouts.api.post(f"{API}/serving/endpoints", json=body), 201)
+    endpoint = ok(rollouts.api.post(f"{API}/serving/endpoints", json=body), 201)
     tab.sign_in("editor")
     page = tab.open(f"/serving/{endpoint['id']}", "endpoint")
     expect(page.get_by_test_id("deployment")).to_contain_text("Replicas")

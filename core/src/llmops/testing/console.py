@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -69,6 +69,12 @@ class ConsoleServer:
     api: httpx.Client
     keys: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def database_url(self) -> str:
+        """The platform's database: SQLite in its data dir (:func:`running_platform`
+        never hands it ``LLMOPS_DATABASE_URL``)."""
+        return f"sqlite:///{self.data_dir / 'data' / 'llmops.db'}"
+
     def key(self, role: str = "admin") -> str:
         """An API key of ``role`` (viewer, editor, admin), made once per run."""
         if role == "admin":
@@ -80,6 +86,13 @@ class ConsoleServer:
             created.raise_for_status()
             self.keys[role] = created.json()["key"]
         return self.keys[role]
+
+
+def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
+    """The JSON body of an answer that must have ``status`` (its text says why not)."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 class ConsoleNotBuilt(RuntimeError):
