@@ -1,5 +1,26 @@
 import { describe, expect, it } from "vitest";
-import { barBoxes, describeBars, formatAmount } from "./bars";
+import { barBoxes, columns, describeBars, formatAmount } from "./bars";
+
+describe("columns", () => {
+  it("centres a column in each equal slot, with the gap around it and at least 1 wide", () => {
+    expect(columns(3, 300, 0.2)).toEqual([
+      { x: 10, width: 80 },
+      { x: 110, width: 80 },
+      { x: 210, width: 80 },
+    ]);
+    expect(columns(2, 100)).toEqual([
+      { x: 5, width: 40 },
+      { x: 55, width: 40 },
+    ]);
+    expect(columns(4, 2, 0.5)).toEqual([
+      { x: -0.25, width: 1 },
+      { x: 0.25, width: 1 },
+      { x: 0.75, width: 1 },
+      { x: 1.25, width: 1 },
+    ]);
+    expect(columns(0, 100)).toEqual([]);
+  });
+});
 
 describe("barBoxes", () => {
   it("gives each value an equal slot and a height in proportion to the largest", () => {

@@ -15,17 +15,26 @@ export interface BarBox {
   height: number;
 }
 
+/** The columns of ``count`` equal slots across ``width``: each column is centred in its
+ * slot with a gap of ``gap`` (a fraction of the slot) around it, and is at least 1 wide.
+ * Shared by barBoxes and overview.ts's stackedBars. */
+export function columns(count: number, width: number, gap = 0.2): { x: number; width: number }[] {
+  if (count <= 0) return [];
+  const slot = width / count;
+  const barWidth = Math.max(1, slot * (1 - gap));
+  return Array.from({ length: count }, (_, i) => ({ x: i * slot + (slot - barWidth) / 2, width: barWidth }));
+}
+
 /** Boxes for ``values`` in a ``width`` x ``height`` plot: each bar gets an equal slot with
  * a gap of ``gap`` (a fraction of the slot) around it, its height in proportion to the
  * largest value; a value that is not a positive finite number draws no bar (height 0). */
 export function barBoxes(values: readonly number[], width: number, height: number, gap = 0.2): BarBox[] {
   if (values.length === 0) return [];
   const top = Math.max(0, ...values.filter((v) => Number.isFinite(v)));
-  const slot = width / values.length;
-  const barWidth = Math.max(1, slot * (1 - gap));
+  const cols = columns(values.length, width, gap);
   return values.map((value, i) => {
     const h = top > 0 && Number.isFinite(value) && value > 0 ? (value / top) * height : 0;
-    return { x: i * slot + (slot - barWidth) / 2, y: height - h, width: barWidth, height: h };
+    return { x: cols[i]!.x, y: height - h, width: cols[i]!.width, height: h };
   });
 }
 

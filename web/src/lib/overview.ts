@@ -3,6 +3,8 @@
 // (HourlyBars), and each chart in words for a screen reader. Pure functions, tested in
 // overview.test.ts.
 
+import { columns } from "@/lib/bars";
+
 export interface Change {
   at: string;
   status: string;
@@ -86,16 +88,16 @@ export function stackedBars(hours: readonly HourCount[], width: number, height: 
   if (hours.length === 0) return [];
   const top = Math.max(0, ...hours.map((h) => OUTCOMES.reduce((sum, o) => sum + h[o], 0)));
   if (top <= 0) return [];
-  const slot = width / hours.length;
-  const barWidth = Math.max(1, slot * (1 - gap));
+  const cols = columns(hours.length, width, gap);
   const boxes: StackBox[] = [];
   hours.forEach((hour, i) => {
+    const { x, width: barWidth } = cols[i]!;
     let bottom = height;
     for (const outcome of OUTCOMES) {
       const h = (hour[outcome] / top) * height;
       if (h <= 0) continue;
       bottom -= h;
-      boxes.push({ outcome, x: i * slot + (slot - barWidth) / 2, y: bottom, width: barWidth, height: h });
+      boxes.push({ outcome, x, y: bottom, width: barWidth, height: h });
     }
   });
   return boxes;
