@@ -73,6 +73,8 @@ def _version_dataset(
         version = client.call(
             "POST", f"/catalog/datasets/{dataset['id']}/versions", json={"message": "llmops demo"}
         )
+    if version.get("pushState") == "pending":
+        version = _pushed(client, progress, version)
     where = f", push {version['pushState']}" if version.get("pushState") else ""
     progress.done(
         f"version v{version['number']} ({version['id']}) by {version['provider']}: "
@@ -81,6 +83,40 @@ def _version_dataset(
     if version.get("degraded"):
         progress.note(str(version["degradedReason"]))
     return version
+
+
+#: how long the demo waits for a version's push before it goes on without it
+PUSH_WAIT_SECONDS = 60.0
+
+
+def _pushed(client: PlatformClient, progress: Progress, version: dict[str, Any]) -> dict[str, Any]:
+    """The version once its push to the remote has ended. The upload tries the push at
+    once, but the platform's worker may have taken it, or a remote that is away makes it
+    wait for a retry: the demo waits up to :data:`PUSH_WAIT_SECONDS`, then goes on with the
+    push pending (the worker delivers it; nothing later in the demo needs it)."""
+    where = f"/catalog/datasets/{version['datasetId']}/versions/{version['id']}"
+    deadline = time.monotonic() + PUSH_WAIT_SECONDS
+    while True:
+        current: dict[str, Any] = client.call("GET", where)
+        if current.get("pushState") != "pending" or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if current.get("pushState") == "pending":
+        operation = current.get("pushOperationId")
+        error = (
+            client.call("GET", f"/operations/{operation}").get("lastError") if operation else None
+        )
+        progress.note(
+            f"the push to the remote is still queued after {PUSH_WAIT_SECONDS:.0f} s"
+            + (f" ({error})" if error else "")
+            + f"; the platform retries it (operation {operation})"
+        )
+    elif current.get("pushState") == "failed":
+        progress.note(
+            "the push to the remote failed for good: see operation "
+            f"{current.get('pushOperationId')}"
+        )
+    return current
 
 
 def _framework(client: PlatformClient, wanted: str) -> dict[str, Any]:

@@ -178,7 +178,6 @@ def create_version(
                 resource_type=RESOURCE,
                 resource_id=row.id,
             )
-            push.next_attempt_at = utcnow()  # the request delivers it, else the worker
             row.push_state, row.push_operation_id = PUSH_PENDING, push.id
         session.commit()  # under the lock: the next version's number follows this one
     return MadeVersion(row, push, True)
