@@ -77,8 +77,8 @@ def _run(client: PlatformClient, capsys: pytest.CaptureFixture[str]) -> tuple[An
 
 
 @pytest.fixture(autouse=True)
-def _no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_demo.time, "sleep", lambda _seconds: None)
+def _look_again_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_demo, "PUSH_POLL_SECONDS", 0.0)
 
 
 def test_the_demo_waits_for_a_push_still_in_flight_and_shows_it_pushed(

@@ -27,6 +27,7 @@ from llmops.cli_examples import (
     _hyperparameter,
     _problem,
     poll,
+    poll_until,
 )
 
 STEPS = 6
@@ -85,8 +86,10 @@ def _version_dataset(
     return version
 
 
-#: how long the demo waits for a version's push before it goes on without it
+#: how long the demo waits for a version's push before it goes on without it, and how
+#: often it looks
 PUSH_WAIT_SECONDS = 60.0
+PUSH_POLL_SECONDS = 0.5
 
 
 def _pushed(client: PlatformClient, progress: Progress, version: dict[str, Any]) -> dict[str, Any]:
@@ -95,12 +98,13 @@ def _pushed(client: PlatformClient, progress: Progress, version: dict[str, Any])
     wait for a retry: the demo waits up to :data:`PUSH_WAIT_SECONDS`, then goes on with the
     push pending (the worker delivers it; nothing later in the demo needs it)."""
     where = f"/catalog/datasets/{version['datasetId']}/versions/{version['id']}"
-    deadline = time.monotonic() + PUSH_WAIT_SECONDS
-    while True:
-        current: dict[str, Any] = client.call("GET", where)
-        if current.get("pushState") != "pending" or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
+    read: list[dict[str, Any]] = []
+
+    def ended() -> dict[str, Any] | None:
+        read.append(client.call("GET", where))
+        return read[-1] if read[-1].get("pushState") != "pending" else None
+
+    current = poll_until(ended, timeout=PUSH_WAIT_SECONDS, interval=PUSH_POLL_SECONDS) or read[-1]
     if current.get("pushState") == "pending":
         operation = current.get("pushOperationId")
         error = (

@@ -220,16 +220,22 @@ def train(
         client.close()
 
 
-def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 1.0) -> T:
-    """Call ``check`` until it returns a result; a ClickException after ``timeout``."""
+def poll_until(check: Callable[[], T | None], *, timeout: float, interval: float = 1.0) -> T | None:
+    """Call ``check`` until it returns a result; None once ``timeout`` has passed."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
-        if result is not None:
+        if result is not None or time.monotonic() > deadline:
             return result
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"gave up waiting for {what} after {timeout:.0f} s")
         time.sleep(interval)
+
+
+def poll(check: Callable[[], T | None], *, timeout: float, what: str, interval: float = 1.0) -> T:
+    """Call ``check`` until it returns a result; a ClickException after ``timeout``."""
+    result = poll_until(check, timeout=timeout, interval=interval)
+    if result is None:
+        raise click.ClickException(f"gave up waiting for {what} after {timeout:.0f} s")
+    return result
 
 
 def _follow(client: PlatformClient, job: dict[str, Any], *, timeout: float) -> dict[str, Any]:

@@ -20,6 +20,11 @@ def default_data_dir() -> Path:
     return Path(base) / "llmops"
 
 
+def embedded_database_url(data_dir: Path) -> str:
+    """The SQLite database a platform keeps in ``data_dir`` when no database_url is set."""
+    return f"sqlite:///{data_dir / 'llmops.db'}"
+
+
 class CoreSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LLMOPS_", extra="ignore")
 
@@ -193,7 +198,7 @@ class CoreSettings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.data_dir / 'llmops.db'}"
+        return embedded_database_url(self.data_dir)
 
     @property
     def api_url(self) -> str:

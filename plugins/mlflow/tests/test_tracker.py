@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from llmops.capabilities.common import HealthStatus
+from llmops.capabilities.common import Health, HealthStatus
 from llmops.capabilities.tracking import RunInfo, RunQuery, RunSpec
 from llmops.errors import IntegrationRejected, IntegrationUnavailable
 from llmops.resilience.errors import retryable
@@ -101,13 +100,15 @@ def test_health_after_a_failed_client_start_tries_again(
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     down = tracker.health()
-    answers = [tracker.health()]
-    # the second start loads MLflow's client in the background: until it has, health
-    # says "starting" (each call waits HEALTH_STARTUP_WAIT for it, so no sleep here)
-    deadline = time.monotonic() + 60
-    while answers[-1].status is HealthStatus.DEGRADED and time.monotonic() < deadline:
+    answers: list[Health] = []
+
+    def loaded() -> Health | None:
+        # the second start loads MLflow's client in the background: until it has,
+        # health says "starting" (each call waits HEALTH_STARTUP_WAIT for it)
         answers.append(tracker.health())
-    up = answers[-1]
+        return None if answers[-1].status is HealthStatus.DEGRADED else answers[-1]
+
+    up = wait_for(loaded, timeout=60, interval=0, what="MLflow's client to start again")
 
     assert down.status is HealthStatus.DOWN
     assert "the store is not mounted yet" in down.detail

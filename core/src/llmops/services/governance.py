@@ -442,6 +442,14 @@ class Usage:
     def cost(self, prices: Prices) -> float:
         return self.replica_hours * prices.replica_hour + self.gpu_hours * prices.gpu_hour
 
+    def priced(self, prices: Prices) -> dict[str, float]:
+        """Its hours and cost, rounded: the figures of a bucket, an item and a report."""
+        return {
+            "replica_hours": _round(self.replica_hours),
+            "gpu_hours": _round(self.gpu_hours),
+            "cost": _round(self.cost(prices)),
+        }
+
     @classmethod
     def sum(cls, usages: Iterable[Usage]) -> Usage:
         total = cls()
@@ -546,13 +554,7 @@ def _priced(
     """The use in all and per bucket, rounded and priced."""
     total = Usage.sum(usages)
     series = [
-        BucketCost(
-            start=start,
-            end=end,
-            replica_hours=_round(usage.replica_hours),
-            gpu_hours=_round(usage.gpu_hours),
-            cost=_round(usage.cost(prices)),
-        )
+        BucketCost(start=start, end=end, **usage.priced(prices))
         for (start, end), usage in zip(buckets, usages, strict=True)
     ]
     return total, series
@@ -570,11 +572,9 @@ def _item_cost(
     return ItemCost(
         id=item_id,
         name=name,
-        replica_hours=_round(usage.replica_hours),
-        gpu_hours=_round(usage.gpu_hours),
-        cost=_round(usage.cost(prices)),
         series=series,
         state=state,
+        **usage.priced(prices),
     )
 
 
@@ -667,10 +667,8 @@ def cost_report(
         until=until,
         bucket=bucket,
         prices=prices,
-        replica_hours=_round(total.replica_hours),
-        gpu_hours=_round(total.gpu_hours),
-        cost=_round(total.cost(prices)),
         series=series,
         endpoints=endpoint_costs,
         jobs=job_costs,
+        **total.priced(prices),
     )

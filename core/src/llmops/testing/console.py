@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from llmops.api.console import CONSOLE_DIR, console_built
+from llmops.config import embedded_database_url
 from llmops.testing.processes import free_port, serving_process
 from llmops.testing.waiting import wait_for
 
@@ -73,7 +74,7 @@ class ConsoleServer:
     def database_url(self) -> str:
         """The platform's database: SQLite in its data dir (:func:`running_platform`
         never hands it ``LLMOPS_DATABASE_URL``)."""
-        return f"sqlite:///{self.data_dir / 'data' / 'llmops.db'}"
+        return embedded_database_url(self.data_dir / "data")
 
     def key(self, role: str = "admin") -> str:
         """An API key of ``role`` (viewer, editor, admin), made once per run."""
